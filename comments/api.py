@@ -1,0 +1,158 @@
+"""REST endpoints for comments: thin views over ``comments.services`` and ``comments.selectors``."""
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from comments.representation import comment_as_dict
+from comments.selectors import comment_get, comment_page
+from comments.services import IdempotencyKeyReused, InvalidParent, comment_accept
+from realtime.models import Stream
+from realtime.selectors import stream_get
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class CommentCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
+    parent = serializers.UUIDField(required=False, allow_null=True)
+
+
+class CommentPageQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**62)
+    limit = serializers.IntegerField(
+        required=False,
+        default=settings.CHORUS_PAGE_SIZE_DEFAULT,
+        min_value=1,
+        max_value=settings.CHORUS_PAGE_SIZE_MAX,
+    )
+
+
+class CommentSerializer(serializers.Serializer):
+    """Documents the comment shape produced by ``comment_as_dict``."""
+
+    id = serializers.UUIDField()
+    stream = serializers.SlugField()
+    seq = serializers.IntegerField(allow_null=True)
+    author = serializers.CharField()
+    body = serializers.CharField()
+    parent = serializers.UUIDField(allow_null=True)
+    status = serializers.ChoiceField(choices=["pending", "published", "deleted"])
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+AcceptedSerializer = inline_serializer(
+    "CommentAccepted",
+    {"id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField()},
+)
+PageSerializer = inline_serializer(
+    "CommentPage", {"results": CommentSerializer(many=True), "next": serializers.URLField(allow_null=True)}
+)
+
+
+def _stream_or_404(slug: str) -> Stream:
+    stream = stream_get(slug=slug)
+    if stream is None:
+        raise exceptions.NotFound(f"No stream '{slug}'.")
+    return stream
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not key or len(key) > 255 or not key.isprintable() or not key.isascii():
+        raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters."]})
+    return key
+
+
+class StreamCommentsView(APIView):
+    @extend_schema(
+        operation_id="stream_comments_list",
+        parameters=[CommentPageQuerySerializer],
+        responses={200: PageSerializer},
+        summary="Published comments of a stream, in sequence order",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        query = CommentPageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        stream = _stream_or_404(slug)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        comments = comment_page(stream_id=stream.id, after=after, limit=limit + 1)
+        has_more = len(comments) > limit
+        comments = comments[:limit]
+        next_url = None
+        if has_more:
+            next_url = request.build_absolute_uri(
+                f"{request.path}?{urlencode({'after': comments[-1].seq, 'limit': limit})}"
+            )
+        return Response({"results": [comment_as_dict(c) for c in comments], "next": next_url})
+
+    @extend_schema(
+        operation_id="stream_comments_create",
+        request=CommentCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="Retries with the same key return the same comment instead of a new one.",
+            )
+        ],
+        responses={202: AcceptedSerializer},
+        summary="Accept a comment for publication",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        key = _idempotency_key(request)
+        payload = CommentCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        stream = _stream_or_404(slug)
+        try:
+            comment, _ = comment_accept(
+                stream=stream,
+                author_id=request.user.pk,
+                body=payload.validated_data["body"],
+                parent_id=payload.validated_data.get("parent"),
+                idempotency_key=key,
+            )
+        except InvalidParent as exc:
+            raise exceptions.ValidationError({"parent": [str(exc)]}) from None
+        except IdempotencyKeyReused:
+            return Response(
+                {
+                    "code": "idempotency_key_reused",
+                    "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
+                    "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
+                },
+                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            )
+        return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
+
+
+def _accepted(request: Request, comment_id: uuid.UUID, comment_status: str) -> dict[str, Any]:
+    return {
+        "id": str(comment_id),
+        "status": comment_status,
+        "status_url": request.build_absolute_uri(f"/api/v1/comments/{comment_id}"),
+    }
+
+
+class CommentDetailView(APIView):
+    @extend_schema(operation_id="comment_retrieve", responses={200: CommentSerializer}, summary="One comment")
+    def get(self, request: Request, comment_id: str) -> Response:
+        try:
+            parsed = uuid.UUID(comment_id)
+        except ValueError:
+            raise exceptions.NotFound(f"No comment '{comment_id}'.") from None
+        comment = comment_get(comment_id=parsed)
+        if comment is None:
+            raise exceptions.NotFound(f"No comment '{comment_id}'.")
+        return Response(comment_as_dict(comment))

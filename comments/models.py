@@ -1,0 +1,47 @@
+"""Comments: accepted as ``pending`` by the API, then published (sequenced) by a Celery task."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from realtime.models import Stream
+
+
+class CommentStatus(models.TextChoices):
+    PENDING = "pending"
+    PUBLISHED = "published"
+    DELETED = "deleted"
+
+
+class Comment(models.Model):
+    """A comment on a stream.
+
+    ``(author, idempotency_key)`` is unique: a retried request finds the comment its first attempt
+    made instead of making a second. ``request_fingerprint`` tells a retry (same request) from a
+    key reused for a different request.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comments")
+    body = models.TextField()
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    seq = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=CommentStatus.choices, default=CommentStatus.PENDING)
+    version = models.PositiveIntegerField(default=1)
+    idempotency_key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["author", "idempotency_key"], name="comment_author_idempotency_key_unique"),
+            models.UniqueConstraint(fields=["stream", "seq"], name="comment_stream_seq_unique"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="comment_status_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"

@@ -1,0 +1,33 @@
+"""Reads of comments."""
+
+import uuid
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from comments.models import Comment, CommentStatus
+
+
+def comment_get(*, comment_id: uuid.UUID) -> Comment | None:
+    return Comment.objects.select_related("author", "stream").filter(id=comment_id).first()
+
+
+def comment_page(*, stream_id: int, after: int, limit: int) -> list[Comment]:
+    """Published comments with ``seq > after``, in sequence order; at most ``limit``."""
+    comments: QuerySet[Comment] = (
+        Comment.objects.select_related("author", "stream")
+        .filter(stream_id=stream_id, status=CommentStatus.PUBLISHED, seq__gt=after)
+        .order_by("seq")
+    )
+    return list(comments[:limit])
+
+
+def comment_ids_pending(*, older_than_seconds: int, limit: int) -> list[uuid.UUID]:
+    """Pending comments accepted long enough ago that their publish task looks lost."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        Comment.objects.filter(status=CommentStatus.PENDING, created_at__lt=cutoff)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:limit]
+    )

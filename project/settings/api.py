@@ -1,0 +1,32 @@
+"""Django REST framework, OpenAPI and the product limits of the public API."""
+
+from project.settings.environment import COMMENT_MAX_LENGTH, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PENDING_SWEEP_AGE_SECONDS
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an anonymous request then gets 401 with WWW-Authenticate, not a bare 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "project.api_errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chorus API",
+    "DESCRIPTION": "Live comments and reactions: durable writes, sequenced real-time events.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+CHORUS_COMMENT_MAX_LENGTH = COMMENT_MAX_LENGTH
+CHORUS_PAGE_SIZE_DEFAULT = PAGE_SIZE_DEFAULT
+CHORUS_PAGE_SIZE_MAX = PAGE_SIZE_MAX
+CHORUS_PENDING_SWEEP_AGE_SECONDS = PENDING_SWEEP_AGE_SECONDS

@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real settings, pointed at a test database and Redis DB.
+
+The test run (and every server or worker process it starts, which inherit this environment) uses
+``CHORUS_TEST_DATABASE_URL`` / ``CHORUS_TEST_REDIS_URL``, never the developer's own database.
+"""
+
+import os
+
+os.environ["DATABASE_URL"] = os.environ.get(
+    "CHORUS_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chorus_test"
+)
+os.environ["REDIS_URL"] = os.environ.get("CHORUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+os.environ.setdefault("CHORUS_REDIS_PREFIX", "chorus-test")
+os.environ.setdefault("CELERY_VISIBILITY_TIMEOUT", "8")
+os.environ.setdefault("CHORUS_PENDING_SWEEP_AGE_SECONDS", "5")
+
+from project.settings import *  # noqa: F403

@@ -1,0 +1,27 @@
+"""URL map: public API under /api/v1/, docs under /api/, the admin, the demo page."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from project.health import healthz
+from realtime.pages import stream_page
+
+api_v1 = [
+    path("", include("comments.urls")),
+    path("auth/token", obtain_auth_token, name="auth-token"),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("streams/<slug:slug>/", stream_page, name="stream-page"),
+    path("healthz", healthz, name="healthz"),
+]
+
+handler404 = "project.errors.not_found"
+handler500 = "project.errors.server_error"

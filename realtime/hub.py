@@ -1,0 +1,234 @@
+"""Per-process fan-out of stream events: one Redis subscription per node, delivery in memory.
+
+Every node (ASGI process) holds one ``StreamHub``. It keeps a single Redis pub/sub connection
+subscribed to the streams that have local subscribers, decodes each event's sequence number once
+and hands the pre-encoded frame to every local subscriber without re-encoding it.
+
+The hub never trusts pub/sub to be complete. For each stream it remembers the last sequence
+number it delivered; a jump (a lost or reordered publish) is filled from the event log before
+the later event goes out, and a periodic tail check compares that number with the stream's head
+in PostgreSQL, so even a lost final event or a silent Redis reconnect is repaired within
+``CHORUS_HUB_TAIL_CHECK_SECONDS``.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from realtime.channels import hub_control_channel, stream_channel
+from realtime.events import decode_published
+from realtime.selectors import stream_event_frames, stream_heads
+
+logger = logging.getLogger(__name__)
+
+REPAIR_PAGE = 500
+# A stream with no local subscriber keeps its subscription this long, so a reconnect storm or a
+# flapping client does not churn SUBSCRIBE/UNSUBSCRIBE.
+IDLE_UNSUBSCRIBE_SECONDS = 30.0
+
+
+class Subscriber(Protocol):
+    def offer(self, seq: int, frame: str) -> None:
+        """Take one frame without blocking; called in sequence order."""
+
+
+@dataclass(eq=False)
+class _StreamState:
+    stream_id: int
+    slug: str
+    channel: str
+    ready: asyncio.Future[None]
+    last_seq: int = 0
+    subscribers: set[Subscriber] = field(default_factory=set)
+    idle_since: float | None = None
+
+
+_fetch_frames = database_sync_to_async(stream_event_frames)
+_fetch_heads = database_sync_to_async(stream_heads)
+
+
+class StreamHub:
+    def __init__(self, *, redis_url: str, tail_check_seconds: float) -> None:
+        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        self._tail_check_seconds = tail_check_seconds
+        self._streams: dict[str, _StreamState] = {}
+        self._by_channel: dict[bytes, _StreamState] = {}
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._start_lock = asyncio.Lock()
+
+    # --- subscriptions -------------------------------------------------------------------------
+
+    async def subscribe(self, *, stream_id: int, slug: str, subscriber: Subscriber) -> None:
+        """Register a local subscriber; it receives every event published after this returns."""
+        await self._ensure_started()
+        state = self._streams.get(slug)
+        if state is None:
+            state = _StreamState(
+                stream_id=stream_id,
+                slug=slug,
+                channel=stream_channel(slug),
+                ready=asyncio.get_running_loop().create_future(),
+            )
+            self._streams[slug] = state
+            self._by_channel[state.channel.encode()] = state
+            try:
+                assert self._pubsub is not None
+                await self._pubsub.subscribe(state.channel)
+                # Read the head only after SUBSCRIBE went out: anything committed later arrives by
+                # pub/sub or, if that publish is lost, by the tail check.
+                state.last_seq = (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0)
+                state.ready.set_result(None)
+            except BaseException as exc:
+                self._forget(state)
+                if isinstance(exc, Exception):
+                    state.ready.set_exception(exc)
+                    state.ready.exception()  # mark retrieved: this caller re-raises it below
+                else:
+                    state.ready.cancel()
+                raise
+        else:
+            await asyncio.shield(state.ready)
+        state.subscribers.add(subscriber)
+        state.idle_since = None
+
+    def unsubscribe(self, *, slug: str, subscriber: Subscriber) -> None:
+        """Forget a subscriber; costs no I/O, so a mass disconnect is cheap."""
+        state = self._streams.get(slug)
+        if state is None:
+            return
+        state.subscribers.discard(subscriber)
+        if not state.subscribers:
+            state.idle_since = time.monotonic()
+
+    def _forget(self, state: _StreamState) -> None:
+        self._streams.pop(state.slug, None)
+        self._by_channel.pop(state.channel.encode(), None)
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    def _fan_out(self, state: _StreamState, seq: int, frame: str) -> None:
+        if seq <= state.last_seq:
+            return
+        state.last_seq = seq
+        for subscriber in tuple(state.subscribers):
+            subscriber.offer(seq, frame)
+
+    async def _repair(self, state: _StreamState, *, upto: int | None = None) -> None:
+        """Deliver, from the event log, everything after the last delivered event (up to ``upto``)."""
+        while True:
+            frames = await _fetch_frames(stream_id=state.stream_id, after=state.last_seq, upto=upto, limit=REPAIR_PAGE)
+            for seq, frame in frames:
+                self._fan_out(state, seq, frame)
+            if len(frames) < REPAIR_PAGE:
+                return
+
+    async def _on_message(self, channel: bytes, data: bytes) -> None:
+        state = self._by_channel.get(channel)
+        if state is None or not state.ready.done():
+            return
+        seq, frame = decode_published(data)
+        if seq <= state.last_seq:
+            return
+        if seq > state.last_seq + 1:
+            logger.info("gap on %s: have %s, got %s; repairing from the event log", state.slug, state.last_seq, seq)
+            await self._repair(state, upto=seq - 1)
+        self._fan_out(state, seq, frame)
+
+    # --- background loops ----------------------------------------------------------------------
+
+    async def _ensure_started(self) -> None:
+        if self._tasks:
+            return
+        async with self._start_lock:
+            if self._tasks:
+                return
+            await self._connect()
+            self._tasks = [
+                asyncio.create_task(self._read_loop(), name="stream-hub-reader"),
+                asyncio.create_task(self._tail_check_loop(), name="stream-hub-tail-check"),
+            ]
+
+    async def _connect(self) -> None:
+        pubsub = self._redis.pubsub()
+        channels = [hub_control_channel(), *(state.channel for state in self._streams.values())]
+        await pubsub.subscribe(*channels)
+        self._pubsub = pubsub
+
+    async def _read_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                assert self._pubsub is not None
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                backoff = 0.1
+                if message is not None and message["type"] == "message":
+                    await self._on_message(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                logger.warning("stream hub lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                with contextlib.suppress(RedisError, OSError):
+                    await self._connect()
+                    await self._repair_all()
+            except Exception:
+                logger.exception("stream hub failed to handle a message")
+
+    async def _repair_all(self) -> None:
+        states = [state for state in self._streams.values() if state.ready.done()]
+        if not states:
+            return
+        heads = await _fetch_heads(stream_ids=[state.stream_id for state in states])
+        for state in states:
+            if heads.get(state.stream_id, 0) > state.last_seq:
+                await self._repair(state)
+
+    async def _tail_check_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tail_check_seconds)
+            try:
+                await self._repair_all()
+                await self._drop_idle_streams()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("stream hub tail check failed")
+
+    async def _drop_idle_streams(self) -> None:
+        now = time.monotonic()
+        for state in list(self._streams.values()):
+            if state.idle_since is not None and now - state.idle_since > IDLE_UNSUBSCRIBE_SECONDS:
+                self._forget(state)
+                if self._pubsub is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._pubsub.unsubscribe(state.channel)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "streams": len(self._streams),
+            "subscribers": sum(len(state.subscribers) for state in self._streams.values()),
+        }
+
+
+_hub: StreamHub | None = None
+
+
+def get_hub() -> StreamHub:
+    """The hub of this process (created on first use, inside the server's event loop)."""
+    global _hub
+    if _hub is None:
+        _hub = StreamHub(
+            redis_url=settings.CHORUS_REDIS_URL,
+            tail_check_seconds=settings.CHORUS_HUB_TAIL_CHECK_SECONDS,
+        )
+    return _hub

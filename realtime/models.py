@@ -1,0 +1,42 @@
+"""Streams and their event log, the order of record for everything a subscriber sees."""
+
+from django.db import models
+from django.utils import timezone
+
+
+class Stream(models.Model):
+    """A live stream that comments and reactions attach to.
+
+    ``last_seq`` is the last sequence number handed out; it only moves inside the transaction that
+    appends the matching event, so a stream's sequence is gapless.
+    """
+
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    last_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class StreamEvent(models.Model):
+    """One event of a stream, numbered by ``seq`` (1, 2, 3, ... per stream, never a gap).
+
+    ``event_id`` is derived from what caused the event, so the same cause can never append twice.
+    """
+
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField()
+    event_id = models.UUIDField(unique=True)
+    type = models.CharField(max_length=64)
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "seq"], name="stream_event_seq_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}#{self.seq} {self.type}"

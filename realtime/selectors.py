@@ -1,0 +1,27 @@
+"""Reads of streams and their event log."""
+
+from realtime.models import Stream, StreamEvent
+from realtime.protocol import event_frame
+
+
+def stream_get(*, slug: str) -> Stream | None:
+    return Stream.objects.filter(slug=slug).first()
+
+
+def stream_heads(*, stream_ids: list[int]) -> dict[int, int]:
+    """The last sequence number of each stream, in one query."""
+    return dict(Stream.objects.filter(id__in=stream_ids).values_list("id", "last_seq"))
+
+
+def stream_event_frames(
+    *, stream_id: int, after: int, upto: int | None = None, limit: int = 500
+) -> list[tuple[int, str]]:
+    """Encoded frames of the events with ``after < seq <= upto``, in sequence order."""
+    events = StreamEvent.objects.filter(stream_id=stream_id, seq__gt=after)
+    if upto is not None:
+        events = events.filter(seq__lte=upto)
+    rows = events.order_by("seq").values_list("seq", "event_id", "type", "payload")[:limit]
+    return [
+        (seq, event_frame(seq=seq, event_id=str(event_id), event_type=event_type, payload=payload))
+        for seq, event_id, event_type, payload in rows
+    ]
