@@ -8,6 +8,7 @@ run:
 test:
 	@scripts/venv.sh requirements-dev.txt
 	@scripts/services.sh
+	@scripts/browser.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 lint:

@@ -101,7 +101,7 @@ def comment_publish(*, comment_id: uuid.UUID) -> StreamEvent:
         event_id = comment_event_id(comment.id, COMMENT_CREATED)
         if comment.status != CommentStatus.PENDING:
             event = StreamEvent.objects.get(event_id=event_id)
-            stream_event_rebroadcast(event=event, stream_slug=comment.stream.slug)
+            stream_event_rebroadcast(event=event)
             return event
         now = timezone.now()
         comment.status = CommentStatus.PUBLISHED

@@ -87,7 +87,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         self.stream_id = stream.id
 
-        await get_hub().subscribe(stream_id=self.stream_id, slug=self.slug, subscriber=self)
+        await get_hub().subscribe(stream_id=self.stream_id, subscriber=self)
         self.subscribed = True
         head = (await _fetch_heads(stream_ids=[self.stream_id])).get(self.stream_id, 0)
         if after is not None and after > head:
@@ -108,7 +108,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.subscribed:
-            get_hub().unsubscribe(slug=self.slug, subscriber=self)
+            get_hub().unsubscribe(stream_id=self.stream_id, subscriber=self)
         if self.sender is not None:
             self.sender.cancel()
 

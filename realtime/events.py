@@ -32,9 +32,9 @@ def decode_published(message: bytes) -> tuple[int, str]:
     return int(head), frame.decode()
 
 
-def event_broadcast(*, stream_slug: str, seq: int, frame: str) -> None:
+def event_broadcast(*, stream_id: int, seq: int, frame: str) -> None:
     """Publish an already-committed event to every node; never raises."""
     try:
-        _redis().publish(stream_channel(stream_slug), encode_published(seq, frame))
+        _redis().publish(stream_channel(stream_id), encode_published(seq, frame))
     except redis.RedisError:
-        logger.warning("publish of %s#%s failed; nodes will repair from the event log", stream_slug, seq)
+        logger.warning("publish of stream %s #%s failed; nodes will repair from the event log", stream_id, seq)

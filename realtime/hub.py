@@ -43,7 +43,6 @@ class Subscriber(Protocol):
 @dataclass(eq=False)
 class _StreamState:
     stream_id: int
-    slug: str
     channel: str
     ready: asyncio.Future[None]
     last_seq: int = 0
@@ -59,7 +58,7 @@ class StreamHub:
     def __init__(self, *, redis_url: str, tail_check_seconds: float) -> None:
         self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
         self._tail_check_seconds = tail_check_seconds
-        self._streams: dict[str, _StreamState] = {}
+        self._streams: dict[int, _StreamState] = {}
         self._by_channel: dict[bytes, _StreamState] = {}
         self._pubsub: aioredis.client.PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -67,18 +66,17 @@ class StreamHub:
 
     # --- subscriptions -------------------------------------------------------------------------
 
-    async def subscribe(self, *, stream_id: int, slug: str, subscriber: Subscriber) -> None:
+    async def subscribe(self, *, stream_id: int, subscriber: Subscriber) -> None:
         """Register a local subscriber; it receives every event published after this returns."""
         await self._ensure_started()
-        state = self._streams.get(slug)
+        state = self._streams.get(stream_id)
         if state is None:
             state = _StreamState(
                 stream_id=stream_id,
-                slug=slug,
-                channel=stream_channel(slug),
+                channel=stream_channel(stream_id),
                 ready=asyncio.get_running_loop().create_future(),
             )
-            self._streams[slug] = state
+            self._streams[stream_id] = state
             self._by_channel[state.channel.encode()] = state
             try:
                 assert self._pubsub is not None
@@ -100,9 +98,9 @@ class StreamHub:
         state.subscribers.add(subscriber)
         state.idle_since = None
 
-    def unsubscribe(self, *, slug: str, subscriber: Subscriber) -> None:
+    def unsubscribe(self, *, stream_id: int, subscriber: Subscriber) -> None:
         """Forget a subscriber; costs no I/O, so a mass disconnect is cheap."""
-        state = self._streams.get(slug)
+        state = self._streams.get(stream_id)
         if state is None:
             return
         state.subscribers.discard(subscriber)
@@ -110,7 +108,7 @@ class StreamHub:
             state.idle_since = time.monotonic()
 
     def _forget(self, state: _StreamState) -> None:
-        self._streams.pop(state.slug, None)
+        self._streams.pop(state.stream_id, None)
         self._by_channel.pop(state.channel.encode(), None)
 
     # --- delivery ------------------------------------------------------------------------------
@@ -139,7 +137,9 @@ class StreamHub:
         if seq <= state.last_seq:
             return
         if seq > state.last_seq + 1:
-            logger.info("gap on %s: have %s, got %s; repairing from the event log", state.slug, state.last_seq, seq)
+            logger.info(
+                "gap on stream %s: have %s, got %s; repairing from the log", state.stream_id, state.last_seq, seq
+            )
             await self._repair(state, upto=seq - 1)
         self._fan_out(state, seq, frame)
 

@@ -16,18 +16,18 @@ def stream_create(*, slug: str, title: str) -> Stream:
     return stream
 
 
-def _next_seq(stream_id: int) -> tuple[int, str]:
+def _next_seq(stream_id: int) -> int:
     # One statement takes the stream's row lock and hands out the next number; the lock is held
     # until the caller's transaction ends, so sequence numbers are assigned in commit order.
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE realtime_stream SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq, slug",
+            "UPDATE realtime_stream SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
             [stream_id],
         )
         row = cursor.fetchone()
     if row is None:
         raise Stream.DoesNotExist(f"stream {stream_id} does not exist")
-    return row[0], row[1]
+    return row[0]
 
 
 Payload = dict[str, Any]
@@ -50,7 +50,7 @@ def stream_event_append(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("stream_event_append must run inside a transaction")
-    seq, slug = _next_seq(stream_id)
+    seq = _next_seq(stream_id)
     if payload_factory is not None:
         payload = payload_factory(seq)
     if payload is None:
@@ -59,11 +59,11 @@ def stream_event_append(
     event = StreamEvent.objects.create(
         stream_id=stream_id, seq=seq, event_id=event_id, type=event_type, payload=payload
     )
-    transaction.on_commit(lambda: event_broadcast(stream_slug=slug, seq=seq, frame=frame), robust=True)
+    transaction.on_commit(lambda: event_broadcast(stream_id=stream_id, seq=seq, frame=frame), robust=True)
     return event
 
 
-def stream_event_rebroadcast(*, event: StreamEvent, stream_slug: str) -> None:
+def stream_event_rebroadcast(*, event: StreamEvent) -> None:
     """Publish a committed event again (after a redelivered task); subscribers drop the duplicate."""
     frame = event_frame(seq=event.seq, event_id=str(event.event_id), event_type=event.type, payload=event.payload)
-    transaction.on_commit(lambda: event_broadcast(stream_slug=stream_slug, seq=event.seq, frame=frame), robust=True)
+    transaction.on_commit(lambda: event_broadcast(stream_id=event.stream_id, seq=event.seq, frame=frame), robust=True)

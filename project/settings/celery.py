@@ -11,8 +11,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # An unacked task (its worker died) is handed out again after this many seconds.
+    # An unacked task (its worker died) is handed out again after this many seconds...
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    # ...by a sweep that, with kombu's defaults, runs only every 10 x 10 s: scan on every tick.
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
+    "unacked_restore_throttle": 1,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {

@@ -1,6 +1,7 @@
 """Settings for the test suite: the real settings, pointed at a test database and Redis DB.
 
-The test run (and every server or worker process it starts, which inherit this environment) uses
+Imported before the settings package, so the environment is set before anything reads it. The
+test run (and every server or worker process it starts, which inherit this environment) uses
 ``CHORUS_TEST_DATABASE_URL`` / ``CHORUS_TEST_REDIS_URL``, never the developer's own database.
 """
 

@@ -1,0 +1,115 @@
+"""Test fixtures: a fresh test database, and a real stack (two ASGI nodes and a Celery worker).
+
+Everything here talks to real PostgreSQL and Redis. If either is missing the run fails loudly;
+``make test`` starts them first when they are installed on this machine.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import dj_database_url
+import httpx
+import psycopg
+import pytest
+import redis
+from django.conf import settings
+from django.core.management import call_command
+from psycopg import sql
+from rest_framework.authtoken.models import Token
+
+from tests.factories import StreamFactory, UserFactory
+from tests.support.processes import AsgiNode, CeleryWorker
+
+
+def _recreate_database() -> None:
+    config = dj_database_url.parse(os.environ["DATABASE_URL"])
+    admin = psycopg.connect(
+        host=config["HOST"] or "127.0.0.1",
+        port=config["PORT"] or 5432,
+        user=config["USER"] or "postgres",
+        password=config["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    )
+    with admin:
+        name = sql.Identifier(config["NAME"])
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker: pytest.FixtureRequest) -> None:
+    """A brand-new database for this run (servers and workers share it, so no test_ prefix)."""
+    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", "tests need PostgreSQL"
+    redis.Redis.from_url(settings.CHORUS_REDIS_URL).flushdb()
+    _recreate_database()
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        call_command("migrate", verbosity=0)
+
+
+@dataclass
+class Stack:
+    nodes: list[AsgiNode]
+    worker: CeleryWorker
+    extra: list = field(default_factory=list)
+
+    def restart_worker(self) -> CeleryWorker:
+        self.worker.stop()
+        self.worker = CeleryWorker(self.worker.name).start().wait_ready()
+        return self.worker
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup: None) -> Iterator[Stack]:
+    """Two daphne nodes and one Celery worker, shared by the integration tests."""
+    nodes = [AsgiNode("node-a").start(), AsgiNode("node-b").start()]
+    worker = CeleryWorker("worker").start()
+    stack = Stack(nodes=nodes, worker=worker)
+    try:
+        for node in nodes:
+            node.wait_ready()
+        worker.wait_ready()
+        yield stack
+    finally:
+        for process in [*stack.nodes, stack.worker]:
+            process.stop()
+
+
+@pytest.fixture
+def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
+    """The shared stack with a clean database; restarts the worker if a test killed it."""
+    if not stack.worker.alive():
+        stack.restart_worker()
+    yield stack
+    if not stack.worker.alive():
+        stack.restart_worker()
+
+
+@dataclass
+class ApiUser:
+    user: object
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"}
+
+
+@pytest.fixture
+def api_user(transactional_db: None) -> ApiUser:
+    user = UserFactory()
+    return ApiUser(user=user, token=Token.objects.create(user=user).key)
+
+
+@pytest.fixture
+def stream(transactional_db: None):  # type: ignore[no-untyped-def]
+    return StreamFactory(slug=f"s-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=15) as client:
+        yield client

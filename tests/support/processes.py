@@ -1,0 +1,150 @@
+"""Real server and worker processes for integration tests: started, awaited, killed for real."""
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05, what: str = "") -> object:
+    """Poll ``condition`` until it returns something truthy; fail loudly at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+_running: set["ManagedProcess"] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Never leave a server or worker behind, even when the run is interrupted."""
+    for process in list(_running):
+        process.kill()
+
+
+class ManagedProcess:
+    """A child process in its own process group, logging to test-artifacts/<name>.log."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        # Children run the production settings module; the test database and Redis reach them
+        # through the environment that tests/settings.py prepared.
+        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", **(env or {})}
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ManagedProcess":
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start {' '.join(self.argv)}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _running.add(self)
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a Celery worker's children too)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout=30)
+        _running.discard(self)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        # Children of a group leader that died first may still be around.
+        self.kill()
+
+
+class AsgiNode(ManagedProcess):
+    """One ASGI node (daphne by default) on a free port."""
+
+    def __init__(self, name: str, *, server: str = "daphne", env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        if server == "daphne":
+            argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"]
+        else:
+            raise ValueError(server)
+        super().__init__(name, argv, env)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30) -> "AsgiNode":
+        def ready() -> bool:
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
+            try:
+                return httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=timeout, interval=0.1, what=f"{self.name} to answer /healthz")
+        return self
+
+
+class CeleryWorker(ManagedProcess):
+    def __init__(self, name: str, *, concurrency: int = 2, env: dict[str, str] | None = None) -> None:
+        argv = [
+            str(BIN / "celery"), "-A", "project", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+            f"--hostname={name}@%h", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        super().__init__(name, argv, env)
+
+    def wait_ready(self, timeout: float = 60) -> "CeleryWorker":
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+
+        def ready() -> bool:
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                return b" ready." in log.read()
+
+        wait_until(ready, timeout=timeout, interval=0.1, what=f"{self.name} to be ready")
+        return self
