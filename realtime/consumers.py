@@ -19,6 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from realtime import protocol
+from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
 from realtime.selectors import stream_event_frames, stream_get, stream_heads
 
@@ -31,7 +32,7 @@ _fetch_frames = database_sync_to_async(stream_event_frames)
 _fetch_heads = database_sync_to_async(stream_heads)
 
 
-class BadRequest(ValueError):
+class BadRequest(FrameRejected):
     """A connection parameter or client frame the server cannot accept."""
 
 
@@ -67,6 +68,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
         self.buffer: deque[tuple[int, str]] = deque()
+        self.snapshots: dict[str, str] = {}  # latest unsent snapshot per kind (coalesced)
         self.max_buffer = settings.CHORUS_WS_SEND_BUFFER
         self.lagging = False
         self.wakeup = asyncio.Event()
@@ -99,6 +101,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.last_sent = head if after is None else after
         self.lagging = after is not None and after < head
         await self.send(text_data=protocol.hello_frame(stream=self.slug, head=head))
+        for kind, provider in snapshot_providers.items():
+            snapshot = await provider(self.stream_id)
+            if snapshot is not None and kind not in self.snapshots:
+                await self.send(text_data=snapshot)
         self.sender = asyncio.create_task(self._sender_loop())
         self.wakeup.set()
 
@@ -126,6 +132,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.buffer.append((seq, frame))
         self.wakeup.set()
 
+    def offer_snapshot(self, kind: str, frame: str) -> None:
+        """Keep only the latest snapshot of each kind: a slow client gets fewer, never stale, ones."""
+        self.snapshots[kind] = frame
+        self.wakeup.set()
+
     async def _sender_loop(self) -> None:
         try:
             while True:
@@ -144,6 +155,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
                             await self._send_from_log(upto=seq - 1)
                         await self.send(text_data=frame)
                         self.last_sent = seq
+                    while self.snapshots:
+                        _kind, frame = self.snapshots.popitem()
+                        await self.send(text_data=frame)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -170,9 +184,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self._resync(parse_after(frame.get("after"), name="after"))
             elif kind == "ping":
                 await self.send(text_data=protocol.PONG_FRAME)
+            elif isinstance(kind, str) and kind in inbound_handlers and hasattr(self, "stream_id"):
+                context = InboundContext(stream_id=self.stream_id, slug=self.slug, scope=self.scope)
+                reply = await inbound_handlers[kind](context, frame)
+                if reply is not None:
+                    await self.send(text_data=reply)
             else:
-                raise BadRequest(f"unknown frame type {kind!r}; expected 'resync' or 'ping'")
-        except BadRequest as exc:
+                expected = ", ".join(repr(t) for t in ["resync", "ping", *inbound_handlers])
+                raise BadRequest(f"unknown frame type {kind!r}; expected one of {expected}")
+        except FrameRejected as exc:
             await self.send(text_data=protocol.error_frame(code="bad_frame", message=str(exc)))
 
     def _parse_frame(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:

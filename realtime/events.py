@@ -2,6 +2,7 @@
 
 An event is published as ``"<seq>\\n<frame>"`` on its stream's Redis channel: every node decodes
 the sequence number once and forwards the pre-encoded frame to its local subscribers untouched.
+A snapshot (latest-wins state such as reaction counts) is published as ``"~<kind>\\n<frame>"``.
 Publishing is best effort by design: a lost publish is repaired by every node from the event log
 (gap detection and the periodic tail check in ``realtime.hub``), never trusted to arrive.
 """
@@ -23,12 +24,22 @@ def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.CHORUS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
+SNAPSHOT_MARK = b"~"
+
+
 def encode_published(seq: int, frame: str) -> bytes:
     return f"{seq}\n{frame}".encode()
 
 
-def decode_published(message: bytes) -> tuple[int, str]:
+def encode_snapshot(kind: str, frame: str) -> bytes:
+    return SNAPSHOT_MARK + f"{kind}\n{frame}".encode()
+
+
+def decode_published(message: bytes) -> tuple[int | str, str]:
+    """``(seq, frame)`` for a sequenced event, ``(kind, frame)`` for a snapshot."""
     head, _, frame = message.partition(b"\n")
+    if head.startswith(SNAPSHOT_MARK):
+        return head[1:].decode(), frame.decode()
     return int(head), frame.decode()
 
 
@@ -38,3 +49,15 @@ def event_broadcast(*, stream_id: int, seq: int, frame: str) -> None:
         _redis().publish(stream_channel(stream_id), encode_published(seq, frame))
     except redis.RedisError:
         logger.warning("publish of stream %s #%s failed; nodes will repair from the event log", stream_id, seq)
+
+
+def snapshot_broadcast(*, stream_id: int, kind: str, frame: str) -> None:
+    """Publish a coalescable snapshot frame (reaction counts, presence): unsequenced, latest wins.
+
+    Snapshots are not in the event log; a client that misses one gets the next, or the current one
+    on reconnect from the registered snapshot provider (``realtime.extensions``). Never raises.
+    """
+    try:
+        _redis().publish(stream_channel(stream_id), encode_snapshot(kind, frame))
+    except redis.RedisError:
+        logger.warning("snapshot %s of stream %s not published", kind, stream_id)

@@ -37,7 +37,10 @@ IDLE_UNSUBSCRIBE_SECONDS = 30.0
 
 class Subscriber(Protocol):
     def offer(self, seq: int, frame: str) -> None:
-        """Take one frame without blocking; called in sequence order."""
+        """Take one event frame without blocking; called in sequence order."""
+
+    def offer_snapshot(self, kind: str, frame: str) -> None:
+        """Take the latest snapshot of ``kind`` without blocking; it replaces an unsent older one."""
 
 
 @dataclass(eq=False)
@@ -134,6 +137,10 @@ class StreamHub:
         if state is None or not state.ready.done():
             return
         seq, frame = decode_published(data)
+        if isinstance(seq, str):
+            for subscriber in tuple(state.subscribers):
+                subscriber.offer_snapshot(seq, frame)
+            return
         if seq <= state.last_seq:
             return
         if seq > state.last_seq + 1:

@@ -125,3 +125,23 @@ def test_malformed_client_frames_get_an_error_frame_and_the_socket_survives(live
     client.wait_for(lambda frames: any(f["type"] == "pong" for f in frames), timeout=10, what="pong")
     assert client.close_code is None
     client.close()
+
+
+def test_binary_frames_are_refused_with_an_error_frame(live, stream):
+    client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
+    client.send_bytes(b"\x00\x01binary")
+    client.wait_for(lambda frames: any(f["type"] == "error" for f in frames), timeout=10, what="error frame")
+    assert "binary" in [f for f in client.frames if f["type"] == "error"][0]["message"]
+    client.close()
+
+
+def test_snapshots_reach_every_node_and_are_not_sequenced(live, stream):
+    """A snapshot frame (latest-wins state) is fanned out by every node without touching the sequence."""
+    from realtime.events import snapshot_broadcast
+
+    clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in live.nodes]
+    snapshot_broadcast(stream_id=stream.id, kind="test", frame='{"type":"test","n":1}')
+    for client in clients:
+        client.wait_for(lambda frames: {"type": "test", "n": 1} in frames, timeout=10, what="snapshot")
+        client.close()
+    assert Stream.objects.get(id=stream.id).last_seq == 0

@@ -43,6 +43,9 @@ class WsClient:
         text = frame if isinstance(frame, str) else json.dumps(frame)
         asyncio.run_coroutine_threadsafe(self._ws.send(text), self._loop).result(timeout=5)
 
+    def send_bytes(self, data: bytes) -> None:
+        asyncio.run_coroutine_threadsafe(self._ws.send(data), self._loop).result(timeout=5)
+
     def wait_for(self, predicate: Any, *, timeout: float, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         with self._cond:
