@@ -1,10 +1,8 @@
 """Reads of comments."""
 
 import uuid
-from datetime import timedelta
 
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
 
@@ -21,13 +19,3 @@ def comment_page(*, stream_id: int, after: int, limit: int) -> list[Comment]:
         .order_by("seq")
     )
     return list(comments[:limit])
-
-
-def comment_ids_pending(*, older_than_seconds: int, limit: int) -> list[uuid.UUID]:
-    """Pending comments accepted long enough ago that their publish task looks lost."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(
-        Comment.objects.filter(status=CommentStatus.PENDING, created_at__lt=cutoff)
-        .order_by("created_at")
-        .values_list("id", flat=True)[:limit]
-    )

@@ -10,12 +10,15 @@ from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
+from delivery.faults import fault_point
+from delivery.services import outbox_enqueue
 from realtime.models import Stream, StreamEvent
 from realtime.services import stream_event_append, stream_event_rebroadcast
 
 logger = logging.getLogger(__name__)
 
 COMMENT_CREATED = "comment.created"
+PUBLISH_TASK = "comments.tasks.comment_publish_task"
 
 
 class IdempotencyKeyReused(Exception):
@@ -47,8 +50,8 @@ def comment_accept(
 
     Returns ``(comment, created)``. A retry of the same request returns the comment the first
     attempt made; a key reused for a different request raises ``IdempotencyKeyReused``.
-    Publishing is handed to Celery after commit; if that hand-off fails, the periodic sweep of
-    pending comments does it later, so an accepted comment is never lost.
+    The publish task is recorded in the same transaction (the outbox) and handed to Celery after
+    commit, or by the outbox sweep if the broker is down, so an accepted comment is never lost.
     """
     if (
         parent_id is not None
@@ -67,20 +70,13 @@ def comment_accept(
                 idempotency_key=key,
                 request_fingerprint=fingerprint,
             )
-            transaction.on_commit(lambda: comment_enqueue_publish(comment_id=comment.id), robust=True)
+            outbox_enqueue(task_name=PUBLISH_TASK, kwargs={"comment_id": str(comment.id)})
     except IntegrityError:
         existing = Comment.objects.get(author_id=author_id, idempotency_key=key)
         if existing.request_fingerprint != fingerprint:
             raise IdempotencyKeyReused(existing) from None
         return existing, False
     return comment, True
-
-
-def comment_enqueue_publish(*, comment_id: uuid.UUID) -> None:
-    """Hand a pending comment to the publish task (at-least-once; the task is idempotent)."""
-    from comments.tasks import comment_publish_task
-
-    comment_publish_task.delay(str(comment_id))
 
 
 def comment_event_id(comment_id: uuid.UUID, event_type: str) -> uuid.UUID:
@@ -103,6 +99,7 @@ def comment_publish(*, comment_id: uuid.UUID) -> StreamEvent:
             event = StreamEvent.objects.get(event_id=event_id)
             stream_event_rebroadcast(event=event)
             return event
+        fault_point("comment_publish", comment.body)
         now = timezone.now()
         comment.status = CommentStatus.PUBLISHED
         comment.published_at = now

@@ -13,6 +13,9 @@ os.environ["DATABASE_URL"] = os.environ.get(
 os.environ["REDIS_URL"] = os.environ.get("CHORUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ.setdefault("CHORUS_REDIS_PREFIX", "chorus-test")
 os.environ.setdefault("CELERY_VISIBILITY_TIMEOUT", "8")
-os.environ.setdefault("CHORUS_PENDING_SWEEP_AGE_SECONDS", "5")
+os.environ.setdefault("CHORUS_TASK_QUEUE", "chorus-test")
+os.environ.setdefault("CHORUS_TASK_RETRY_BACKOFF_BASE", "0.2")
+os.environ.setdefault("CHORUS_TASK_RETRY_BACKOFF_MAX", "1")
+os.environ.setdefault("CHORUS_OUTBOX_SWEEP_SECONDS", "1")
 
 from project.settings import *  # noqa: F403

@@ -1,6 +1,21 @@
-"""Celery: at-least-once delivery (acks late, requeue on a lost worker) with idempotent tasks."""
+"""Celery: at-least-once delivery (acks late, requeue on a lost worker) with idempotent tasks.
 
-from project.settings.environment import CELERY_BROKER_URL, CELERY_VISIBILITY_TIMEOUT
+Work reaches the broker through the transactional outbox (``delivery``); a task that keeps failing
+is retried with backoff and then dead-lettered (``delivery.reliable``).
+"""
+
+from delivery.queues import task_queues
+from project.settings.environment import (
+    CELERY_BROKER_URL,
+    CELERY_VISIBILITY_TIMEOUT,
+    FAULT_INJECT,
+    OUTBOX_SWEEP_SECONDS,
+    RETRY_AFTER_SECONDS,
+    TASK_MAX_RETRIES,
+    TASK_QUEUE,
+    TASK_RETRY_BACKOFF_BASE,
+    TASK_RETRY_BACKOFF_MAX,
+)
 
 CELERY_BROKER_URL = CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
@@ -9,18 +24,35 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_DEFAULT_QUEUE = TASK_QUEUE
+CELERY_TASK_QUEUES = task_queues(TASK_QUEUE)
+CHORUS_TASK_QUEUE = TASK_QUEUE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing happens from the outbox relay: fail fast and leave the row for the next sweep rather
+# than block a request while the broker is down.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # An unacked task (its worker died) is handed out again after this many seconds...
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     # ...by a sweep that, with kombu's defaults, runs only every 10 x 10 s: scan on every tick.
     "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT // 4)),
     "unacked_restore_throttle": 1,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 2,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
-    "comments-sweep-pending": {
-        "task": "comments.tasks.comment_sweep_pending_task",
-        "schedule": 10.0,
+    "delivery-outbox-sweep": {
+        "task": "delivery.tasks.outbox_sweep_task",
+        "schedule": OUTBOX_SWEEP_SECONDS,
     },
 }
+
+# Retry policy of every task built on delivery.reliable.ReliableTask. The longest backoff stays
+# far below the visibility timeout, or a waiting retry would be handed out twice.
+CHORUS_TASK_MAX_RETRIES = TASK_MAX_RETRIES
+CHORUS_TASK_RETRY_BACKOFF_BASE = TASK_RETRY_BACKOFF_BASE
+CHORUS_TASK_RETRY_BACKOFF_MAX = min(TASK_RETRY_BACKOFF_MAX, CELERY_VISIBILITY_TIMEOUT / 4)
+CHORUS_FAULT_INJECT = FAULT_INJECT
+CHORUS_RETRY_AFTER_SECONDS = RETRY_AFTER_SECONDS

@@ -39,14 +39,24 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 # Seconds before the Redis broker hands an unacknowledged task to another worker.
 CELERY_VISIBILITY_TIMEOUT = _int("CELERY_VISIBILITY_TIMEOUT", 600)
+# Name of the Celery task queue (its dead-letter queue is "<name>.dead_letter").
+TASK_QUEUE = os.environ.get("CHORUS_TASK_QUEUE", "chorus")
+# Retries of a failing task before it is dead-lettered, and the cap of the backoff between them.
+TASK_MAX_RETRIES = _int("CHORUS_TASK_MAX_RETRIES", 6)
+TASK_RETRY_BACKOFF_BASE = float(os.environ.get("CHORUS_TASK_RETRY_BACKOFF_BASE", "1"))
+TASK_RETRY_BACKOFF_MAX = float(os.environ.get("CHORUS_TASK_RETRY_BACKOFF_MAX", "60"))
+# How often Celery beat sweeps the outbox for messages the broker did not take.
+OUTBOX_SWEEP_SECONDS = float(os.environ.get("CHORUS_OUTBOX_SWEEP_SECONDS", "5"))
+# Deliberate failures for fault drills, e.g. "comment_publish:poison" (see delivery/faults.py).
+FAULT_INJECT = os.environ.get("CHORUS_FAULT_INJECT", "")
+# Seconds a client is told to wait (Retry-After) when a backing service is down.
+RETRY_AFTER_SECONDS = _int("CHORUS_RETRY_AFTER_SECONDS", 5)
 # Prefix of every Redis key and pub/sub channel, so two deployments can share one Redis.
 REDIS_PREFIX = os.environ.get("CHORUS_REDIS_PREFIX", "chorus")
 
 COMMENT_MAX_LENGTH = _int("CHORUS_COMMENT_MAX_LENGTH", 2000)
 PAGE_SIZE_DEFAULT = _int("CHORUS_PAGE_SIZE_DEFAULT", 50)
 PAGE_SIZE_MAX = _int("CHORUS_PAGE_SIZE_MAX", 500)
-# Pending comments older than this are handed to Celery again by the periodic sweep.
-PENDING_SWEEP_AGE_SECONDS = _int("CHORUS_PENDING_SWEEP_AGE_SECONDS", 30)
 # Live frames a WebSocket connection may have queued before it falls back to the event log.
 WS_SEND_BUFFER = _int("CHORUS_WS_SEND_BUFFER", 1000)
 # Largest inbound WebSocket frame a client may send, in characters.

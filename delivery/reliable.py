@@ -1,0 +1,118 @@
+"""The base of every Chorus task: bounded retries with backoff, then the dead-letter queue.
+
+Transient errors (anything but ``PermanentError``) are retried with exponential backoff and full
+jitter, capped well under the broker's visibility timeout. After the last attempt, or at once for
+a ``PermanentError``, the message is dead-lettered:
+
+- on RabbitMQ the task rejects it without requeueing, and the broker routes it through the task
+  queue's dead-letter exchange (``delivery.queues``);
+- on Redis, which has no dead-letter exchange, the task publishes it to the same queue itself.
+
+Either way ``delivery.worker.DeadLetterConsumer`` records it for the admin. Tasks built on this
+must be idempotent: delivery is at least once and a dead letter may be replayed.
+"""
+
+import logging
+import random
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Reject, Retry
+from django.conf import settings
+
+from delivery.failures import failure_note
+from delivery.queues import dead_letter_queue
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_HEADER = "chorus-dead-letter"
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (invalid data, a broken invariant): dead-letter at once."""
+
+
+def retry_delay(retries: int) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**retries)]."""
+    ceiling = min(settings.CHORUS_TASK_RETRY_BACKOFF_MAX, settings.CHORUS_TASK_RETRY_BACKOFF_BASE * 2**retries)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class ReliableTask(Task):
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    max_retries: int | None = None  # None: CHORUS_TASK_MAX_RETRIES
+
+    def _max_retries(self) -> int:
+        return self.max_retries if self.max_retries is not None else settings.CHORUS_TASK_MAX_RETRIES
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except (Retry, Reject):
+            raise
+        except PermanentError as exc:
+            return self._dead_letter(exc, args, kwargs)
+        except Exception as exc:
+            attempts = self.request.retries + 1
+            details = failure_note(message_id=self._message_id(), exc=exc, attempts=attempts)
+            if self.request.retries < self._max_retries():
+                delay = retry_delay(self.request.retries)
+                logger.warning(
+                    "%s[%s] attempt %d failed (%s); retry in %.1fs", self.name, self.request.id, attempts, exc, delay
+                )
+                try:
+                    self.retry(exc=exc, countdown=delay, max_retries=self._max_retries())
+                except Retry:
+                    raise
+                except Exception:
+                    # The retry could not be published (broker down): hand the message back instead
+                    # of letting the failure ack it away.
+                    logger.exception("%s[%s] retry not published; requeueing", self.name, self.request.id)
+                    raise Reject(exc, requeue=True) from None
+            return self._dead_letter(exc, args, kwargs, details)
+
+    def _message_id(self) -> str:
+        return str(self.request.id)
+
+    def _dead_letter(
+        self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any], details: dict[str, Any] | None = None
+    ) -> None:
+        if details is None:
+            details = failure_note(message_id=self._message_id(), exc=exc, attempts=self.request.retries + 1)
+        logger.error("%s[%s] dead-lettered after %s attempts: %r", self.name, self.request.id, details["attempts"], exc)
+        if self._broker_has_dead_letter_exchange():
+            raise Reject(exc, requeue=False)
+        try:
+            self._publish_dead_letter(args, kwargs, details)
+        except Exception:
+            # Not recorded anywhere yet: give the message back to the queue rather than lose it.
+            logger.exception("could not publish dead letter %s; requeueing it", self.request.id)
+            raise Reject(exc, requeue=True) from None
+        return None
+
+    def _broker_has_dead_letter_exchange(self) -> bool:
+        with self.app.connection_for_write() as connection:
+            return connection.transport.driver_type == "amqp"
+
+    def _publish_dead_letter(self, args: tuple[Any, ...], kwargs: dict[str, Any], details: dict[str, Any]) -> None:
+        body = {
+            "id": self._message_id(),
+            "task": self.name,
+            "args": list(args),
+            "kwargs": kwargs,
+            "queue": (self.request.delivery_info or {}).get("routing_key", ""),
+            "failure": details,
+        }
+        queue = dead_letter_queue(settings.CHORUS_TASK_QUEUE)
+        with self.app.producer_or_acquire() as producer:
+            producer.publish(
+                body,
+                exchange=queue.exchange,
+                routing_key=queue.routing_key,
+                declare=[queue],
+                serializer="json",
+                headers={DEAD_LETTER_HEADER: "worker"},
+                retry=False,
+            )

@@ -1,0 +1,37 @@
+"""Turn "a backing service is down" into a clear, retryable answer instead of a 500."""
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceUnavailableMiddleware:
+    """A request that fails because PostgreSQL is unreachable gets 503 with Retry-After.
+
+    Nothing was accepted: the client should retry (with the same Idempotency-Key).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.error("database unavailable for %s %s: %s", request.method, request.path, exception)
+        response = JsonResponse(
+            {
+                "code": "service_unavailable",
+                "detail": "The database is unavailable; nothing was accepted. Retry later.",
+            },
+            status=503,
+        )
+        response["Retry-After"] = str(settings.CHORUS_RETRY_AFTER_SECONDS)
+        return response
