@@ -7,7 +7,7 @@ run:
 # The whole test suite against real PostgreSQL, Redis, Celery workers and ASGI servers.
 test:
 	@scripts/venv.sh requirements-dev.txt
-	@scripts/services.sh
+	@CHORUS_NEED_RABBITMQ=1 scripts/services.sh
 	@scripts/browser.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 

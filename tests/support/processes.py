@@ -147,3 +147,24 @@ class CeleryWorker(ManagedProcess):
 
         wait_until(ready, timeout=timeout, interval=0.1, what=f"{self.name} to be ready")
         return self
+
+
+class CeleryBeat(ManagedProcess):
+    """Celery beat with its schedule file in test-artifacts (it runs the outbox sweep)."""
+
+    def __init__(self, name: str, *, env: dict[str, str] | None = None) -> None:
+        schedule = ARTIFACTS / f"{name}-schedule"
+        argv = [str(BIN / "celery"), "-A", "project", "beat", "--loglevel=INFO", f"--schedule={schedule}"]
+        super().__init__(name, argv, env)
+
+
+def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``manage.py`` as an operator would, with the production settings module."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,54 @@
+"""With PostgreSQL down the API refuses with 503 and Retry-After instead of accepting anything."""
+
+import pytest
+
+from tests.support.processes import AsgiNode, manage, wait_until
+from tests.support.services import private_postgres, unique_queue
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SETUP = """
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from realtime.services import stream_create
+user = get_user_model().objects.create_user("dbdown", password="x")
+print(Token.objects.create(user=user).key)
+stream_create(slug="dbdown", title="DB down")
+"""
+
+
+def test_database_down_is_503_with_retry_after_and_recovers(http):
+    """A write while the database is down is a 503 with Retry-After; after restart the same request works."""
+    with private_postgres() as postgres:
+        env = {"DATABASE_URL": postgres.url, "CHORUS_TASK_QUEUE": unique_queue()}
+        assert manage("migrate", "-v0", env=env).returncode == 0
+        created = manage("shell", "-c", SETUP, env=env)
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip().splitlines()[-1]
+        node = AsgiNode("db-down-node", env=env).start().wait_ready()
+        try:
+            url = f"{node.http}/api/v1/streams/dbdown/comments"
+            headers = {"Authorization": f"Token {token}", "Idempotency-Key": "while-down"}
+            assert (
+                http.post(url, json={"body": "before"}, headers={**headers, "Idempotency-Key": "before"}).status_code
+                == 202
+            )
+
+            postgres.stop()
+            refused = http.post(url, json={"body": "while down"}, headers=headers)
+            assert refused.status_code == 503
+            assert int(refused.headers["Retry-After"]) > 0
+            assert refused.json()["code"] == "service_unavailable"
+            assert http.get(url).status_code == 503
+
+            postgres.start()
+            retried = wait_until(
+                lambda: (r := http.post(url, json={"body": "while down"}, headers=headers)).status_code == 202 and r,
+                timeout=30,
+                what="the API to accept again",
+            )
+            page = http.get(url, params={"after": 0}).json()
+            assert retried.json()["status"] == "pending"
+            assert page["results"] == []  # nothing publishes here (no worker): only acceptance is checked
+        finally:
+            node.stop()
