@@ -73,6 +73,14 @@ class ReliableTask(Task):
                     raise Reject(exc, requeue=True) from None
             return self._dead_letter(exc, args, kwargs, details)
 
+    def on_final_failure(self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Called once retries are exhausted (or at once for a PermanentError).
+
+        Return True when the failure is fully handled (the message is then acked, not
+        dead-lettered); a task that only wants to record something returns False.
+        """
+        return False
+
     def _message_id(self) -> str:
         return str(self.request.id)
 
@@ -81,6 +89,12 @@ class ReliableTask(Task):
     ) -> None:
         if details is None:
             details = failure_note(message_id=self._message_id(), exc=exc, attempts=self.request.retries + 1)
+        try:
+            if self.on_final_failure(exc, args, kwargs):
+                logger.warning("%s[%s] failed for good and was handled: %r", self.name, self.request.id, exc)
+                return None
+        except Exception:
+            logger.exception("%s[%s] failure handler failed; dead-lettering", self.name, self.request.id)
         logger.error("%s[%s] dead-lettered after %s attempts: %r", self.name, self.request.id, details["attempts"], exc)
         if self._broker_has_dead_letter_exchange():
             raise Reject(exc, requeue=False)

@@ -10,6 +10,7 @@ from realtime.pages import stream_page
 
 api_v1 = [
     path("", include("comments.urls")),
+    path("", include("sagas.urls")),
     path("auth/token", obtain_auth_token, name="auth-token"),
 ]
 

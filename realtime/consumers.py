@@ -67,6 +67,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
+        # Set by the socket authentication middleware when there is one; frames meant for one user
+        # (their saga reports) reach only their sockets.
+        self.user_id: int | None = self.scope.get("user_id")
         self.buffer: deque[tuple[int, str]] = deque()
         self.snapshots: dict[str, str] = {}  # latest unsent snapshot per kind (coalesced)
         self.max_buffer = settings.CHORUS_WS_SEND_BUFFER

@@ -25,6 +25,7 @@ def _redis() -> redis.Redis:
 
 
 SNAPSHOT_MARK = b"~"
+USER_MARK = b"@"
 
 
 def encode_published(seq: int, frame: str) -> bytes:
@@ -33,6 +34,16 @@ def encode_published(seq: int, frame: str) -> bytes:
 
 def encode_snapshot(kind: str, frame: str) -> bytes:
     return SNAPSHOT_MARK + f"{kind}\n{frame}".encode()
+
+
+def encode_user_frame(user_id: int, kind: str, frame: str) -> bytes:
+    return USER_MARK + f"{user_id}:{kind}\n{frame}".encode()
+
+
+def decode_user_frame(message: bytes) -> tuple[int, str, str]:
+    head, _, frame = message.partition(b"\n")
+    user_id, _, kind = head[1:].decode().partition(":")
+    return int(user_id), kind, frame.decode()
 
 
 def decode_published(message: bytes) -> tuple[int | str, str]:
@@ -61,3 +72,16 @@ def snapshot_broadcast(*, stream_id: int, kind: str, frame: str) -> None:
         _redis().publish(stream_channel(stream_id), encode_snapshot(kind, frame))
     except redis.RedisError:
         logger.warning("snapshot %s of stream %s not published", kind, stream_id)
+
+
+def user_frame_broadcast(*, stream_id: int, user_id: int, kind: str, frame: str) -> None:
+    """Send a frame to one user's sockets on a stream (e.g. the report of their saga); latest wins per kind.
+
+    Travels on the stream's channel, so only nodes serving the stream see it; each node hands it
+    to the sockets of that user only. Not in the event log: a missed one is superseded by the
+    next, and the REST resource it describes stays the source of truth. Never raises.
+    """
+    try:
+        _redis().publish(stream_channel(stream_id), encode_user_frame(user_id, kind, frame))
+    except redis.RedisError:
+        logger.warning("frame %s for user %s not published", kind, user_id)

@@ -24,7 +24,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from realtime.channels import hub_control_channel, stream_channel
-from realtime.events import decode_published
+from realtime.events import USER_MARK, decode_published, decode_user_frame
 from realtime.selectors import stream_event_frames, stream_heads
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,12 @@ class StreamHub:
     async def _on_message(self, channel: bytes, data: bytes) -> None:
         state = self._by_channel.get(channel)
         if state is None or not state.ready.done():
+            return
+        if data.startswith(USER_MARK):
+            user_id, kind, frame = decode_user_frame(data)
+            for subscriber in tuple(state.subscribers):
+                if getattr(subscriber, "user_id", None) == user_id:
+                    subscriber.offer_snapshot(kind, frame)
             return
         seq, frame = decode_published(data)
         if isinstance(seq, str):

@@ -11,6 +11,8 @@ from project.settings.environment import (
     FAULT_INJECT,
     OUTBOX_SWEEP_SECONDS,
     RETRY_AFTER_SECONDS,
+    SAGA_CLAIM_LEASE_SECONDS,
+    SAGA_STALL_SECONDS,
     TASK_MAX_RETRIES,
     TASK_QUEUE,
     TASK_RETRY_BACKOFF_BASE,
@@ -47,6 +49,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "delivery.tasks.outbox_sweep_task",
         "schedule": OUTBOX_SWEEP_SECONDS,
     },
+    "sagas-resume-stalled": {
+        "task": "sagas.tasks.saga_resume_stalled_task",
+        "schedule": max(1.0, SAGA_STALL_SECONDS / 3),
+    },
 }
 
 # Retry policy of every task built on delivery.reliable.ReliableTask. The longest backoff stays
@@ -56,3 +62,5 @@ CHORUS_TASK_RETRY_BACKOFF_BASE = TASK_RETRY_BACKOFF_BASE
 CHORUS_TASK_RETRY_BACKOFF_MAX = min(TASK_RETRY_BACKOFF_MAX, CELERY_VISIBILITY_TIMEOUT / 4)
 CHORUS_FAULT_INJECT = FAULT_INJECT
 CHORUS_RETRY_AFTER_SECONDS = RETRY_AFTER_SECONDS
+CHORUS_SAGA_CLAIM_LEASE_SECONDS = SAGA_CLAIM_LEASE_SECONDS
+CHORUS_SAGA_STALL_SECONDS = SAGA_STALL_SECONDS

@@ -49,6 +49,10 @@ TASK_RETRY_BACKOFF_MAX = float(os.environ.get("CHORUS_TASK_RETRY_BACKOFF_MAX", "
 OUTBOX_SWEEP_SECONDS = float(os.environ.get("CHORUS_OUTBOX_SWEEP_SECONDS", "5"))
 # Deliberate failures for fault drills, e.g. "comment_publish:poison" (see delivery/faults.py).
 FAULT_INJECT = os.environ.get("CHORUS_FAULT_INJECT", "")
+# A saga step claimed longer ago than this (its worker died) may be claimed again; a saga with no
+# progress for CHORUS_SAGA_STALL_SECONDS is resumed by the periodic sweep.
+SAGA_CLAIM_LEASE_SECONDS = _int("CHORUS_SAGA_CLAIM_LEASE_SECONDS", 60)
+SAGA_STALL_SECONDS = _int("CHORUS_SAGA_STALL_SECONDS", 180)
 # Seconds a client is told to wait (Retry-After) when a backing service is down.
 RETRY_AFTER_SECONDS = _int("CHORUS_RETRY_AFTER_SECONDS", 5)
 # Prefix of every Redis key and pub/sub channel, so two deployments can share one Redis.
