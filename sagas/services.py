@@ -120,6 +120,8 @@ def saga_step_run(*, run_id: uuid.UUID, index: int) -> bool:
     try:
         fault_point(f"saga.{run.saga_type}.{step.name}", _fault_subject(run))
         result = step.action(_context(run))
+        # "The action had its effect, then the call failed" (a timeout after the write).
+        fault_point(f"saga.{run.saga_type}.{step.name}.after", _fault_subject(run))
     except Exception as exc:
         SagaStep.objects.filter(run_id=run_id, index=index).update(claimed_at=None, error=describe_error(exc))
         raise
