@@ -167,3 +167,32 @@ def test_dlq_replay_and_discard_exit_codes(transactional_db):
         b.id: DeadLetterStatus.DISCARDED,
         c.id: DeadLetterStatus.DISCARDED,
     }
+
+
+def test_permanent_error_is_dead_lettered_at_once_without_retries(live):
+    """A task that can never succeed (a malformed id) is not retried: one attempt, then the DLQ."""
+    from django.db import transaction
+
+    from delivery.services import outbox_enqueue
+
+    with transaction.atomic():
+        outbox_enqueue(task_name=PUBLISH_TASK, kwargs={"comment_id": "not-a-uuid"})
+    letter = wait_until(
+        lambda: DeadLetter.objects.filter(kwargs__comment_id="not-a-uuid").first(), timeout=30, what="dead letter"
+    )
+    assert letter.attempts == 1
+    assert letter.exception_type.endswith("PermanentError")
+
+
+def test_publishing_a_comment_that_no_longer_exists_is_neither_retried_nor_dead_lettered(live):
+    """The comment (or its stream) was deleted before publication: nothing to do, and no alarm."""
+    from django.db import transaction
+
+    from delivery.services import outbox_enqueue
+
+    gone = str(uuid.uuid4())
+    with transaction.atomic():
+        outbox_enqueue(task_name=PUBLISH_TASK, kwargs={"comment_id": gone})
+    wait_until(lambda: f"comment {gone} no longer exists" in live.worker.log_text(), timeout=30, what="the task")
+    assert not DeadLetter.objects.exists()
+    assert "retry in" not in live.worker.log_text().split(gone)[-1]
