@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from comments.representation import comment_as_dict
 from comments.selectors import comment_get, comment_page
 from comments.services import IdempotencyKeyReused, InvalidParent, comment_accept
+from gateway.throttles import CommentsThrottle
 from realtime.models import Stream
 from realtime.selectors import stream_get
 
@@ -75,6 +76,8 @@ def _idempotency_key(request: Request) -> str | None:
 
 
 class StreamCommentsView(APIView):
+    throttle_classes = [CommentsThrottle]
+
     @extend_schema(
         operation_id="stream_comments_list",
         parameters=[CommentPageQuerySerializer],
