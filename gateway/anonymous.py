@@ -12,11 +12,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.decorators import ratelimit
 
 
-def ip_rate_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Refuse POSTs beyond ``CHORUS_ANON_AUTH_RATE`` per client address with a JSON 429."""
+def ip_rate_limited(view: Callable[..., HttpResponse], *, group: str) -> Callable[..., HttpResponse]:
+    """Refuse POSTs beyond ``CHORUS_ANON_AUTH_RATE`` per client address with a JSON 429.
+
+    ``group`` names the counter: each endpoint has its own.
+    """
 
     @wraps(view)
-    @ratelimit(key="ip", rate=settings.CHORUS_ANON_AUTH_RATE, method="POST", block=False)
+    @ratelimit(group=group, key="ip", rate=settings.CHORUS_ANON_AUTH_RATE, method="POST", block=False)
     def limited(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         if getattr(request, "limited", False):
             response = JsonResponse(

@@ -137,3 +137,24 @@ def user_tier_mirror(*, user_id: int, tier: str | None) -> None:
         gateway_redis().delete(key)
     else:
         gateway_redis().set(key, tier)
+
+
+def ws_frame_subject(scope: dict[str, object]) -> str:
+    """The rate-limit subject of a WebSocket connection: its user, else its client address."""
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return keys.user_subject(user.pk)  # type: ignore[attr-defined]
+    client = scope.get("client") or ("unknown", 0)
+    return keys.ip_subject(str(client[0]))  # type: ignore[index]
+
+
+async def ws_frame_admit(*, scope: dict[str, object]) -> tuple[bool, float]:
+    """Spend one ``ws_messages`` token for an inbound client frame: ``(admitted, retry_after)``.
+
+    Fails like ``rate_limit_check``: with the limiter down and failing closed the frame is refused.
+    """
+    try:
+        decision = await rate_limit_check_async(subject=ws_frame_subject(scope), service="ws_messages")
+    except RateLimiterUnavailable as exc:
+        return False, float(exc.retry_after)
+    return decision.allowed, decision.retry_after

@@ -12,7 +12,7 @@ from realtime.pages import stream_page
 
 api_v1 = [
     path("", include("comments.urls")),
-    path("auth/token", ip_rate_limited(obtain_auth_token), name="auth-token"),
+    path("auth/token", ip_rate_limited(obtain_auth_token, group="auth-token"), name="auth-token"),
 ]
 
 urlpatterns = [
@@ -20,7 +20,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", ip_rate_limited(LoginView.as_view()), name="login"),
+    path("accounts/login/", ip_rate_limited(LoginView.as_view(), group="login"), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("streams/<slug:slug>/", stream_page, name="stream-page"),
     path("healthz", healthz, name="healthz"),

@@ -64,8 +64,8 @@ RATE_LIMITS_JSON = os.environ.get("CHORUS_RATE_LIMITS", "")
 RATELIMIT_FAIL_OPEN = _bool("CHORUS_RATELIMIT_FAIL_OPEN", False)
 # Adaptive tiers: requests per second (averaged over the window) that make a user "hot", the rate
 # below which a hot user must stay for HOLD seconds to become "regular" again.
-TIER_HOT_ABOVE = float(os.environ.get("CHORUS_TIER_HOT_ABOVE", "2"))
-TIER_REGULAR_BELOW = float(os.environ.get("CHORUS_TIER_REGULAR_BELOW", "0.5"))
+TIER_HOT_ABOVE = float(os.environ.get("CHORUS_TIER_HOT_ABOVE", "5"))
+TIER_REGULAR_BELOW = float(os.environ.get("CHORUS_TIER_REGULAR_BELOW", "1"))
 TIER_HOLD_SECONDS = float(os.environ.get("CHORUS_TIER_HOLD_SECONDS", "60"))
 TIER_WINDOW_SECONDS = float(os.environ.get("CHORUS_TIER_WINDOW_SECONDS", "10"))
 # Shared secret of the /internal/ API (empty: the internal API refuses every request).

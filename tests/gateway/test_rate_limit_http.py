@@ -1,36 +1,15 @@
 """The comment limit over real HTTP: one bucket shared by two nodes, headers, 429, fail closed."""
 
-import json
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.conftest import ApiUser
+from tests.gateway.conftest import CAPACITY, RATE
 from tests.support.api import post_comment
 from tests.support.processes import AsgiNode, wait_until
 from tests.support.stores import RedisServer
-
-CAPACITY, RATE = 20, 10.0
-TUNED = {
-    "CHORUS_RATE_LIMITS": json.dumps({"regular": {"comments": [CAPACITY, RATE]}}),
-    # The hammering user must stay "regular" here: tiers are tested on their own.
-    "CHORUS_TIER_HOT_ABOVE": "1000000",
-}
-
-
-@pytest.fixture(scope="module")
-def tuned_nodes(django_db_setup: None) -> Iterator[list[AsgiNode]]:
-    nodes = [AsgiNode(f"gw-tuned-{i}", env=TUNED).start() for i in range(2)]
-    try:
-        for node in nodes:
-            node.wait_ready()
-        yield nodes
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_two_nodes_hammered_together_admit_at_most_capacity_plus_rate_times_time(

@@ -1,0 +1,58 @@
+"""Tiers pinned by an admin, and the per-IP limit on anonymous sign-in endpoints."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from gateway import keys
+from gateway.models import UserTier
+from gateway.selectors import user_tier_current
+from gateway.services import gateway_redis, rate_limit_check
+from tests.factories import UserFactory
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_pin_applies_to_the_next_check_and_unpin_restores_automatic_tier() -> None:
+    """Pinning in the admin changes the limits at once; deleting the pin hands back to adaptation."""
+    # given: an admin and a regular user
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests")
+    user = UserFactory()
+    client = Client()
+    client.force_login(admin)
+    subject = keys.user_subject(user.pk)
+    assert rate_limit_check(subject=subject, service="comments").tier == "regular"
+
+    # when: the admin pins the user as trusted
+    response = client.post(
+        "/admin/gateway/usertier/add/", {"user": user.pk, "tier": "trusted", "pinned": "on", "note": "partner"}
+    )
+    assert response.status_code == 302, response.content[:500]
+
+    # then: the next check uses the trusted limits
+    decision = rate_limit_check(subject=subject, service="comments")
+    assert decision.tier == "trusted"
+    assert user_tier_current(user_id=user.pk) == "trusted"
+
+    # when: the pin is deleted, the automatic tier applies again
+    row = UserTier.objects.get(user=user)
+    assert client.post(f"/admin/gateway/usertier/{row.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert gateway_redis().get(keys.pin_key(subject=subject)) is None
+    assert rate_limit_check(subject=subject, service="comments").tier == "regular"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_anonymous_token_endpoint_is_limited_per_ip_with_a_json_429() -> None:
+    """django-ratelimit refuses the 11th sign-in attempt a minute from one address."""
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    statuses = [
+        client.post("/api/v1/auth/token", {"username": "nobody", "password": "x"}, content_type="application/json")
+        for _ in range(11)
+    ]
+    assert [r.status_code for r in statuses] == [400] * 10 + [429]
+    assert statuses[-1].json()["code"] == "throttled"
+    assert statuses[-1]["Retry-After"]
+    # another address is not affected
+    other = Client(REMOTE_ADDR="203.0.113.8").post(
+        "/api/v1/auth/token", {"username": "nobody", "password": "x"}, content_type="application/json"
+    )
+    assert other.status_code == 400
