@@ -5,8 +5,10 @@
 """
 
 import logging
+import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import pybreaker
 import redis
@@ -17,6 +19,10 @@ from gateway import keys
 from gateway.breakers import breaker_retry_after, redis_breaker
 from gateway.models import Tier, UserTier
 from gateway.token_bucket import TIERS, TokenBucket
+
+if TYPE_CHECKING:
+    from comments.models import Comment
+    from realtime.models import Stream
 
 logger = logging.getLogger(__name__)
 
@@ -158,3 +164,28 @@ async def ws_frame_admit(*, scope: dict[str, object]) -> tuple[bool, float]:
     except RateLimiterUnavailable as exc:
         return False, float(exc.retry_after)
     return decision.allowed, decision.retry_after
+
+
+SYSTEM_USERNAME = "chorus-system"
+
+
+def system_comment_accept(
+    *, stream: "Stream", body: str, parent_id: "uuid.UUID | None" = None, idempotency_key: str | None = None
+) -> "Comment":
+    """Accept a comment by the system user through ``comment_accept`` (same checks, same publishing).
+
+    The system user is created on first use, with an unusable password: it cannot sign in.
+    """
+    from django.contrib.auth import get_user_model
+
+    from comments.services import comment_accept
+
+    user_model = get_user_model()
+    system_user, created = user_model.objects.get_or_create(username=SYSTEM_USERNAME)
+    if created:
+        system_user.set_unusable_password()
+        system_user.save(update_fields=["password"])
+    comment, _ = comment_accept(
+        stream=stream, author_id=system_user.pk, body=body, parent_id=parent_id, idempotency_key=idempotency_key
+    )
+    return comment

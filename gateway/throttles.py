@@ -57,3 +57,19 @@ class CommentsThrottle(GatewayThrottle):
 
 class ReactionsThrottle(GatewayThrottle):
     service = "reactions"
+
+
+class InternalThrottle(GatewayThrottle):
+    """The internal API's own bucket: one subject for the calling service, always the internal tier."""
+
+    service = "internal"
+    methods = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        try:
+            decision = rate_limit_check(subject="service:internal", service=self.service, tier="internal")
+        except RateLimiterUnavailable as exc:
+            raise LimiterUnavailable(exc.retry_after) from None
+        self.decision = decision
+        request._request.rate_limit = decision
+        return decision.allowed

@@ -24,6 +24,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("streams/<slug:slug>/", stream_page, name="stream-page"),
     path("healthz", healthz, name="healthz"),
+    path("internal/", include("gateway.internal_urls")),
 ]
 
 handler404 = "project.errors.not_found"
