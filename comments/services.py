@@ -79,8 +79,11 @@ def comment_accept(
 def comment_enqueue_publish(*, comment_id: uuid.UUID) -> None:
     """Hand a pending comment to the publish task (at-least-once; the task is idempotent)."""
     from comments.tasks import comment_publish_task
+    from gateway.breakers import broker_breaker
 
-    comment_publish_task.delay(str(comment_id))
+    # Behind a breaker: with the broker down, hand-offs fail at once instead of each waiting out
+    # the publish retries; the pending sweep publishes those comments later.
+    broker_breaker.call(comment_publish_task.delay, str(comment_id))
 
 
 def comment_event_id(comment_id: uuid.UUID, event_type: str) -> uuid.UUID:

@@ -18,6 +18,7 @@ from django.db import transaction
 from gateway import keys
 from gateway.breakers import breaker_retry_after, redis_breaker
 from gateway.models import Tier, UserTier
+from gateway.overload import load_shed_check
 from gateway.token_bucket import TIERS, TokenBucket
 
 if TYPE_CHECKING:
@@ -154,16 +155,40 @@ def ws_frame_subject(scope: dict[str, object]) -> str:
     return keys.ip_subject(str(client[0]))  # type: ignore[index]
 
 
-async def ws_frame_admit(*, scope: dict[str, object]) -> tuple[bool, float]:
-    """Spend one ``ws_messages`` token for an inbound client frame: ``(admitted, retry_after)``.
+@dataclass(frozen=True)
+class FrameRefusal:
+    """Why an inbound WebSocket frame was refused: ``rate_limited``, ``overloaded`` or ``unavailable``."""
 
-    Fails like ``rate_limit_check``: with the limiter down and failing closed the frame is refused.
-    """
+    code: str
+    retry_after: float
+
+    @property
+    def message(self) -> str:
+        return f"frame refused ({self.code}); retry after {self.retry_after:.1f}s"
+
+
+def _ws_frame_admit(subject: str) -> FrameRefusal | None:
+    shed = load_shed_check(priority="low")
+    if shed is not None:
+        return FrameRefusal(code="overloaded", retry_after=float(shed))
     try:
-        decision = await rate_limit_check_async(subject=ws_frame_subject(scope), service="ws_messages")
+        decision = rate_limit_check(subject=subject, service="ws_messages")
     except RateLimiterUnavailable as exc:
-        return False, float(exc.retry_after)
-    return decision.allowed, decision.retry_after
+        return FrameRefusal(code="unavailable", retry_after=float(exc.retry_after))
+    if not decision.allowed:
+        return FrameRefusal(code="rate_limited", retry_after=decision.retry_after)
+    return None
+
+
+async def ws_frame_admit(*, scope: dict[str, object]) -> FrameRefusal | None:
+    """Admit one inbound client frame (``None``) or say why not; runs off the event loop.
+
+    Frames are low-priority work, shed first under load (``gateway.overload``), then each spends a
+    ``ws_messages`` token. With the limiter down and failing closed the frame is refused.
+    """
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(_ws_frame_admit, thread_sensitive=False)(ws_frame_subject(scope))
 
 
 SYSTEM_USERNAME = "chorus-system"

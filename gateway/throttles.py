@@ -11,6 +11,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from gateway import keys
+from gateway.overload import load_shed_check
 from gateway.services import RateDecision, RateLimiterUnavailable, rate_limit_check
 from project.api_errors import ServiceUnavailable
 
@@ -30,15 +31,30 @@ def request_subject(request: Request) -> str:
     return keys.ip_subject(request.META.get("REMOTE_ADDR", "unknown"))
 
 
+class Overloaded(ServiceUnavailable):
+    """503 with ``Retry-After``: work of this priority is being shed."""
+
+    default_code = "overloaded"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("The service is overloaded, try again shortly.", code="overloaded")
+        self.wait = retry_after
+
+
 class GatewayThrottle(BaseThrottle):
-    """Token bucket of ``service`` per request subject, for the unsafe methods only."""
+    """Load shedding by ``priority``, then the token bucket of ``service`` per request subject,
+    for the unsafe methods only."""
 
     service = ""
+    priority = "normal"
     methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         if request.method not in self.methods:
             return True
+        shed = load_shed_check(priority=self.priority)
+        if shed is not None:
+            raise Overloaded(shed)
         try:
             decision = rate_limit_check(subject=request_subject(request), service=self.service)
         except RateLimiterUnavailable as exc:
@@ -57,6 +73,7 @@ class CommentsThrottle(GatewayThrottle):
 
 class ReactionsThrottle(GatewayThrottle):
     service = "reactions"
+    priority = "low"
 
 
 class InternalThrottle(GatewayThrottle):

@@ -178,10 +178,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # --- inbound -------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        admitted, retry_after = await ws_frame_admit(scope=self.scope)
-        if not admitted:
-            message = f"too many frames; retry after {retry_after:.1f}s"
-            await self.send(text_data=protocol.error_frame(code="rate_limited", message=message))
+        refusal = await ws_frame_admit(scope=self.scope)
+        if refusal is not None:
+            await self.send(text_data=protocol.error_frame(code=refusal.code, message=refusal.message))
             return
         try:
             frame = self._parse_frame(text_data, bytes_data)

@@ -78,3 +78,8 @@ SHED_QUEUE_LOW = _int("CHORUS_SHED_QUEUE_LOW", 5000)
 SHED_QUEUE_HIGH = _int("CHORUS_SHED_QUEUE_HIGH", 20000)
 # django-ratelimit's coarse per-IP limit on the anonymous sign-in endpoints (token and login page).
 ANON_AUTH_RATE = os.environ.get("CHORUS_ANON_AUTH_RATE", "10/m")
+# Load shedding also starts when the average API latency of a node passes this many milliseconds
+# (low priority first, then comments at twice the value).
+SHED_LATENCY_MS = _int("CHORUS_SHED_LATENCY_MS", 2000)
+# Celery queues whose length (in the Redis broker) counts as queue depth for shedding.
+SHED_QUEUES = _list("CHORUS_SHED_QUEUES", ["celery"])
