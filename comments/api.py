@@ -11,8 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from comments.caches import comment_page_cached, stream_counters
 from comments.representation import comment_as_dict
-from comments.selectors import comment_get, comment_page
+from comments.selectors import comment_get
 from comments.services import IdempotencyKeyReused, InvalidParent, comment_accept
 from gateway.throttles import CommentsThrottle
 from realtime.models import Stream
@@ -54,8 +55,16 @@ AcceptedSerializer = inline_serializer(
     "CommentAccepted",
     {"id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField()},
 )
+CountsSerializer = inline_serializer(
+    "StreamCounts", {"head": serializers.IntegerField(), "comments": serializers.IntegerField()}
+)
 PageSerializer = inline_serializer(
-    "CommentPage", {"results": CommentSerializer(many=True), "next": serializers.URLField(allow_null=True)}
+    "CommentPage",
+    {
+        "results": CommentSerializer(many=True),
+        "next": serializers.URLField(allow_null=True),
+        "counts": CountsSerializer,
+    },
 )
 
 
@@ -89,15 +98,13 @@ class StreamCommentsView(APIView):
         query.is_valid(raise_exception=True)
         stream = _stream_or_404(slug)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        comments = comment_page(stream_id=stream.id, after=after, limit=limit + 1)
-        has_more = len(comments) > limit
-        comments = comments[:limit]
+        results, has_more = comment_page_cached(stream=stream, after=after, limit=limit)
         next_url = None
         if has_more:
             next_url = request.build_absolute_uri(
-                f"{request.path}?{urlencode({'after': comments[-1].seq, 'limit': limit})}"
+                f"{request.path}?{urlencode({'after': results[-1]['seq'], 'limit': limit})}"
             )
-        return Response({"results": [comment_as_dict(c) for c in comments], "next": next_url})
+        return Response({"results": results, "next": next_url, "counts": stream_counters(stream=stream)})
 
     @extend_schema(
         operation_id="stream_comments_create",
