@@ -4,7 +4,8 @@
 - the database circuit breaker: while it is open, API requests get an immediate 503 with
   ``Retry-After`` instead of each waiting for a connection timeout; a database error from a view
   counts as a failure and is answered the same way;
-- records API latency for load shedding (``gateway.overload``).
+- records API latency for load shedding (``gateway.overload``);
+- opens the request's database routing scope (``gateway.db_router``: read-your-writes).
 """
 
 import contextlib
@@ -16,6 +17,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from gateway.breakers import breaker_retry_after, database_breaker
+from gateway.db_router import request_scope_enter, request_scope_exit
 from gateway.headers import rate_limit_headers_apply
 from gateway.overload import latency_record
 
@@ -56,7 +58,11 @@ class GatewayMiddleware:
             except (pybreaker.CircuitBreakerError, DatabaseError):
                 return unavailable_response(what="database", retry_after=breaker_retry_after(database_breaker))
         started = time.monotonic()
-        response = self.get_response(request)
+        scope = request_scope_enter(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_scope_exit(scope)
         if guarded:
             latency_record(milliseconds=(time.monotonic() - started) * 1000)
             if database_breaker.fail_counter and response.status_code < 500:

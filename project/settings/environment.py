@@ -86,3 +86,7 @@ SHED_QUEUES = _list("CHORUS_SHED_QUEUES", ["celery"])
 # Seconds a cached page of recent comments lives in Redis (it is keyed by the stream's head, so a
 # new event makes a new key at once; the TTL only bounds memory).
 COMMENT_PAGE_CACHE_SECONDS = _int("CHORUS_COMMENT_PAGE_CACHE_SECONDS", 60)
+# A streaming replica for reads (optional). Reads of a user who wrote in the last
+# READ_YOUR_WRITES_SECONDS go to the primary, so nobody misses their own write.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+READ_YOUR_WRITES_SECONDS = _int("CHORUS_READ_YOUR_WRITES_SECONDS", 5)
