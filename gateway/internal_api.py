@@ -10,7 +10,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comments.api import IDEMPOTENCY_HEADER, CommentCreateSerializer, _accepted, _idempotency_key, _stream_or_404
+from comments.api import (
+    IDEMPOTENCY_HEADER,
+    AcceptedSerializer,
+    CommentCreateSerializer,
+    _accepted,
+    _idempotency_key,
+    _stream_or_404,
+)
 from comments.services import IdempotencyKeyReused, InvalidParent
 from gateway.internal_auth import IsInternalCaller, ServiceTokenAuthentication
 from gateway.services import system_comment_accept
@@ -48,7 +55,11 @@ class InternalStreamsView(InternalView):
 
 
 class InternalSystemCommentsView(InternalView):
-    @extend_schema(operation_id="internal_system_comment_create", request=CommentCreateSerializer)
+    @extend_schema(
+        operation_id="internal_system_comment_create",
+        request=CommentCreateSerializer,
+        responses={202: AcceptedSerializer},
+    )
     def post(self, request: Request, slug: str) -> Response:
         """A comment by the system user, through the normal comment path (accepted, then published)."""
         key = _idempotency_key(request)

@@ -8,6 +8,7 @@ token does not authenticate anyone on the public API either.
 import hmac
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -48,3 +49,18 @@ class ServiceTokenAuthentication(authentication.BaseAuthentication):
 class IsInternalCaller(permissions.BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         return isinstance(request.user, InternalCaller)
+
+
+class ServiceTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the service token in the OpenAPI schema."""
+
+    target_class = ServiceTokenAuthentication
+    name = "serviceToken"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": f"`{KEYWORD} <CHORUS_INTERNAL_API_TOKEN>`",
+        }
