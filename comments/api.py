@@ -121,30 +121,39 @@ class StreamCommentsView(APIView):
         summary="Accept a comment for publication",
     )
     def post(self, request: Request, slug: str) -> Response:
-        key = _idempotency_key(request)
-        payload = CommentCreateSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        stream = _stream_or_404(slug)
-        try:
-            comment, _ = comment_accept(
-                stream=stream,
-                author_id=request.user.pk,
-                body=payload.validated_data["body"],
-                parent_id=payload.validated_data.get("parent"),
-                idempotency_key=key,
-            )
-        except InvalidParent as exc:
-            raise exceptions.ValidationError({"parent": [str(exc)]}) from None
-        except IdempotencyKeyReused:
-            return Response(
-                {
-                    "code": "idempotency_key_reused",
-                    "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
-                    "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
-                },
-                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            )
-        return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
+        return comment_accept_response(request, slug, author_id=request.user.pk)
+
+
+def comment_accept_response(request: Request, slug: str, *, author_id: int) -> Response:
+    """Parse a comment request, accept it for ``author_id`` and shape the 202 (or the error).
+
+    Shared by the public endpoint and the internal API's system comments, so both validate,
+    deduplicate and answer the same way.
+    """
+    key = _idempotency_key(request)
+    payload = CommentCreateSerializer(data=request.data)
+    payload.is_valid(raise_exception=True)
+    stream = _stream_or_404(slug)
+    try:
+        comment, _ = comment_accept(
+            stream=stream,
+            author_id=author_id,
+            body=payload.validated_data["body"],
+            parent_id=payload.validated_data.get("parent"),
+            idempotency_key=key,
+        )
+    except InvalidParent as exc:
+        raise exceptions.ValidationError({"parent": [str(exc)]}) from None
+    except IdempotencyKeyReused:
+        return Response(
+            {
+                "code": "idempotency_key_reused",
+                "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
+                "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
+            },
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
 
 
 def _accepted(request: Request, comment_id: uuid.UUID, comment_status: str) -> dict[str, Any]:

@@ -5,22 +5,14 @@ same services (and the same comment path) as the public API.
 """
 
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comments.api import (
-    IDEMPOTENCY_HEADER,
-    AcceptedSerializer,
-    CommentCreateSerializer,
-    _accepted,
-    _idempotency_key,
-    _stream_or_404,
-)
-from comments.services import IdempotencyKeyReused, InvalidParent
+from comments.api import AcceptedSerializer, CommentCreateSerializer, comment_accept_response
 from gateway.internal_auth import IsInternalCaller, ServiceTokenAuthentication
-from gateway.services import system_comment_accept
+from gateway.services import system_user_ensure
 from gateway.throttles import InternalThrottle
 from realtime.services import stream_create
 
@@ -62,19 +54,4 @@ class InternalSystemCommentsView(InternalView):
     )
     def post(self, request: Request, slug: str) -> Response:
         """A comment by the system user, through the normal comment path (accepted, then published)."""
-        key = _idempotency_key(request)
-        payload = CommentCreateSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        stream = _stream_or_404(slug)
-        try:
-            comment = system_comment_accept(
-                stream=stream,
-                body=payload.validated_data["body"],
-                parent_id=payload.validated_data.get("parent"),
-                idempotency_key=key,
-            )
-        except InvalidParent as exc:
-            raise exceptions.ValidationError({"parent": [str(exc)]}) from None
-        except IdempotencyKeyReused:
-            raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Already used for a different request."]}) from None
-        return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
+        return comment_accept_response(request, slug, author_id=system_user_ensure())

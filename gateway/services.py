@@ -5,10 +5,8 @@
 """
 
 import logging
-import uuid
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import pybreaker
 import redis
@@ -20,10 +18,6 @@ from gateway.breakers import breaker_retry_after, redis_breaker
 from gateway.models import Tier, UserTier
 from gateway.overload import load_shed_check
 from gateway.token_bucket import TIERS, TokenBucket
-
-if TYPE_CHECKING:
-    from comments.models import Comment
-    from realtime.models import Stream
 
 logger = logging.getLogger(__name__)
 
@@ -194,23 +188,15 @@ async def ws_frame_admit(*, scope: dict[str, object]) -> FrameRefusal | None:
 SYSTEM_USERNAME = "chorus-system"
 
 
-def system_comment_accept(
-    *, stream: "Stream", body: str, parent_id: "uuid.UUID | None" = None, idempotency_key: str | None = None
-) -> "Comment":
-    """Accept a comment by the system user through ``comment_accept`` (same checks, same publishing).
+def system_user_ensure() -> int:
+    """The id of the user system comments are posted as, created on first use.
 
-    The system user is created on first use, with an unusable password: it cannot sign in.
+    It has an unusable password, so nobody can sign in as it.
     """
     from django.contrib.auth import get_user_model
 
-    from comments.services import comment_accept
-
-    user_model = get_user_model()
-    system_user, created = user_model.objects.get_or_create(username=SYSTEM_USERNAME)
+    system_user, created = get_user_model().objects.get_or_create(username=SYSTEM_USERNAME)
     if created:
         system_user.set_unusable_password()
         system_user.save(update_fields=["password"])
-    comment, _ = comment_accept(
-        stream=stream, author_id=system_user.pk, body=body, parent_id=parent_id, idempotency_key=idempotency_key
-    )
-    return comment
+    return system_user.pk
