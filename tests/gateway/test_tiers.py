@@ -1,8 +1,11 @@
 """Tiers pinned by an admin, and the per-IP limit on anonymous sign-in endpoints."""
 
+import uuid
+
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 
 from gateway import keys
 from gateway.models import UserTier
@@ -56,3 +59,18 @@ def test_anonymous_token_endpoint_is_limited_per_ip_with_a_json_429() -> None:
         "/api/v1/auth/token", {"username": "nobody", "password": "x"}, content_type="application/json"
     )
     assert other.status_code == 400
+
+
+def test_a_hammering_user_is_moved_to_the_stricter_hot_limits() -> None:
+    """Past the hot threshold the same user's next checks report the hot tier's smaller capacity."""
+    subject = f"user:hammer-{uuid.uuid4().hex[:8]}"
+    limits = {tier: dict(services) for tier, services in settings.CHORUS_RATE_LIMITS.items()}
+    limits["regular"]["comments"], limits["hot"]["comments"] = (50, 1), (3, 0.1)
+    with override_settings(CHORUS_RATE_LIMITS=limits, CHORUS_TIER_HOT_ABOVE=2.0, CHORUS_TIER_WINDOW_SECONDS=10.0):
+        decisions = [rate_limit_check(subject=subject, service="comments") for _ in range(30)]
+    tiers = [d.tier for d in decisions]
+    # 2/s over a 10 s window is a decayed count of 20: the 21st request makes the user hot
+    assert tiers[:20] == ["regular"] * 20
+    assert set(tiers[21:]) == {"hot"}
+    assert decisions[-1].limit == 3
+    assert not decisions[-1].allowed  # 20 tokens were spent from a bucket now capped at 3
