@@ -81,8 +81,9 @@ ANON_AUTH_RATE = os.environ.get("CHORUS_ANON_AUTH_RATE", "10/m")
 # Load shedding also starts when the average API latency of a node passes this many milliseconds
 # (low priority first, then comments at twice the value).
 SHED_LATENCY_MS = _int("CHORUS_SHED_LATENCY_MS", 2000)
-# Celery queues whose length (in the Redis broker) counts as queue depth for shedding.
-SHED_QUEUES = _list("CHORUS_SHED_QUEUES", ["celery"])
+# Celery queues whose length (in the Redis broker) counts as queue depth for shedding
+# (default: Celery's default queue).
+SHED_QUEUES = _list("CHORUS_SHED_QUEUES", [])
 # Seconds a cached page of recent comments lives in Redis (it is keyed by the stream's head, so a
 # new event makes a new key at once; the TTL only bounds memory).
 COMMENT_PAGE_CACHE_SECONDS = _int("CHORUS_COMMENT_PAGE_CACHE_SECONDS", 60)

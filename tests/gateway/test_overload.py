@@ -4,6 +4,7 @@ import time
 
 import httpx
 import redis
+from django.conf import settings
 
 from tests.conftest import ApiUser
 from tests.support.api import post_comment
@@ -36,13 +37,13 @@ def test_low_priority_is_shed_before_comments_and_both_come_back_when_the_queue_
         assert _ping_answer(client)["type"] == "pong"
 
         # given: a backlog past the low-priority mark (nothing consumes this broker)
-        queue.rpush("celery", *[b"backlog"] * 6)
+        queue.rpush(settings.CHORUS_SHED_QUEUES[0], *[b"backlog"] * 6)
         answer = wait_until(lambda: _ping_answer(client)["type"] == "error" and client.frames[-1], timeout=5)
         assert answer["code"] == "overloaded"  # type: ignore[index]
         assert post_comment(http, node.http, stream.slug, api_user.headers, "still fine").status_code == 202
 
         # when: the backlog passes the high mark, comments are shed too, with the JSON body
-        queue.rpush("celery", *[b"backlog"] * 4)
+        queue.rpush(settings.CHORUS_SHED_QUEUES[0], *[b"backlog"] * 4)
 
         def comment_refused() -> httpx.Response | None:
             response = post_comment(http, node.http, stream.slug, api_user.headers, "x")
@@ -53,7 +54,7 @@ def test_low_priority_is_shed_before_comments_and_both_come_back_when_the_queue_
         assert int(refused.headers["Retry-After"]) >= 1  # type: ignore[union-attr]
 
         # then: the queue drains and everything is admitted again
-        queue.delete("celery")
+        queue.delete(settings.CHORUS_SHED_QUEUES[0])
         wait_until(
             lambda: post_comment(http, node.http, stream.slug, api_user.headers, "back").status_code == 202,
             timeout=5,
