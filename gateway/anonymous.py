@@ -9,6 +9,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_ratelimit.core import _split_rate
 from django_ratelimit.decorators import ratelimit
 
 
@@ -18,6 +19,8 @@ def ip_rate_limited(view: Callable[..., HttpResponse], *, group: str) -> Callabl
     ``group`` names the counter: each endpoint has its own.
     """
 
+    _, window_seconds = _split_rate(settings.CHORUS_ANON_AUTH_RATE)
+
     @wraps(view)
     @ratelimit(group=group, key="ip", rate=settings.CHORUS_ANON_AUTH_RATE, method="POST", block=False)
     def limited(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
@@ -25,7 +28,8 @@ def ip_rate_limited(view: Callable[..., HttpResponse], *, group: str) -> Callabl
             response = JsonResponse(
                 {"code": "throttled", "detail": "Too many attempts from this address, try again later."}, status=429
             )
-            response["Retry-After"] = "60"
+            # A fixed window: at worst the whole window must pass.
+            response["Retry-After"] = str(window_seconds)
             return response
         return view(request, *args, **kwargs)
 

@@ -1,11 +1,13 @@
 """Tiers pinned by an admin, and the per-IP limit on anonymous sign-in endpoints."""
 
+import time
 import uuid
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
+from django_ratelimit.core import _get_window
 
 from gateway import keys
 from gateway.models import UserTier
@@ -46,16 +48,19 @@ def test_admin_pin_applies_to_the_next_check_and_unpin_restores_automatic_tier()
 @pytest.mark.django_db(transaction=True)
 def test_anonymous_token_endpoint_is_limited_per_ip_with_a_json_429() -> None:
     """django-ratelimit refuses the 11th sign-in attempt a minute from one address."""
-    client = Client(REMOTE_ADDR="203.0.113.7")
+    # A fixed window restarts at its edge (each address has its own offset): use an address whose
+    # current window has seconds left, so the 11 attempts fall into one window.
+    address = next(f"203.0.113.{i}" for i in range(1, 255) if _get_window(f"203.0.113.{i}", 60) - time.time() > 5)
+    client = Client(REMOTE_ADDR=address)
     statuses = [
         client.post("/api/v1/auth/token", {"username": "nobody", "password": "x"}, content_type="application/json")
         for _ in range(11)
     ]
     assert [r.status_code for r in statuses] == [400] * 10 + [429]
     assert statuses[-1].json()["code"] == "throttled"
-    assert statuses[-1]["Retry-After"]
+    assert statuses[-1]["Retry-After"] == "60"  # the window of the default 10/m
     # another address is not affected
-    other = Client(REMOTE_ADDR="203.0.113.8").post(
+    other = Client(REMOTE_ADDR="198.51.100.1").post(
         "/api/v1/auth/token", {"username": "nobody", "password": "x"}, content_type="application/json"
     )
     assert other.status_code == 400
