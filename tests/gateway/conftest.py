@@ -5,12 +5,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 
 from tests.support.processes import ROOT, AsgiNode
-from tests.support.stores import PostgresServer
+from tests.support.stores import PostgresServer, RedisServer
 
 CAPACITY, RATE = 20, 10.0
 WS_CAPACITY, WS_RATE = 5, 1.0
@@ -33,6 +34,21 @@ def tuned_nodes(django_db_setup: None) -> Iterator[list[AsgiNode]]:
     finally:
         for node in nodes:
             node.stop()
+
+
+@contextmanager
+def node_on_private_redis(
+    name: str, *, variable: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[AsgiNode, RedisServer]]:
+    """An ASGI node whose ``variable`` (a Redis URL setting) points at a private Redis to kill."""
+    store = RedisServer(f"{name}-redis").start().wait_ready()
+    node = AsgiNode(name, env={variable: store.url, **(env or {})}).start()
+    try:
+        node.wait_ready()
+        yield node, store
+    finally:
+        node.stop()
+        store.stop()
 
 
 @dataclass

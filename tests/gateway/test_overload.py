@@ -7,9 +7,10 @@ import redis
 from django.conf import settings
 
 from tests.conftest import ApiUser
+from tests.gateway.conftest import node_on_private_redis
 from tests.support.api import post_comment
 from tests.support.processes import AsgiNode, wait_until
-from tests.support.stores import PostgresServer, RedisServer
+from tests.support.stores import PostgresServer
 from tests.support.ws import WsClient
 
 
@@ -26,57 +27,48 @@ def test_low_priority_is_shed_before_comments_and_both_come_back_when_the_queue_
     api_user: ApiUser, stream, http: httpx.Client
 ) -> None:  # type: ignore[no-untyped-def]
     """Queue past the low mark: frames refused, comments pass; past the high mark: comments 503 too."""
-    broker = RedisServer("gw-shed-broker").start().wait_ready()
-    env = {"CELERY_BROKER_URL": broker.url, "CHORUS_SHED_QUEUE_LOW": "5", "CHORUS_SHED_QUEUE_HIGH": "10"}
-    node = AsgiNode("gw-shed-node", env=env).start()
-    queue = redis.Redis.from_url(broker.url)
-    client = None
-    try:
-        node.wait_ready()
+    env = {"CHORUS_SHED_QUEUE_LOW": "5", "CHORUS_SHED_QUEUE_HIGH": "10"}
+    with node_on_private_redis("gw-shed-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
+        queue = redis.Redis.from_url(broker.url)
         client = WsClient(f"{node.ws}/ws/streams/{stream.slug}/")
-        assert _ping_answer(client)["type"] == "pong"
+        try:
+            assert _ping_answer(client)["type"] == "pong"
 
-        # given: a backlog past the low-priority mark (nothing consumes this broker)
-        queue.rpush(settings.CHORUS_SHED_QUEUES[0], *[b"backlog"] * 6)
-        answer = wait_until(lambda: _ping_answer(client)["type"] == "error" and client.frames[-1], timeout=5)
-        assert answer["code"] == "overloaded"  # type: ignore[index]
-        assert post_comment(http, node.http, stream.slug, api_user.headers, "still fine").status_code == 202
+            # given: a backlog past the low-priority mark (nothing consumes this broker)
+            queue.rpush(settings.CHORUS_SHED_QUEUES[0], *[b"backlog"] * 6)
+            answer = wait_until(lambda: _ping_answer(client)["type"] == "error" and client.frames[-1], timeout=5)
+            assert answer["code"] == "overloaded"  # type: ignore[index]
+            assert post_comment(http, node.http, stream.slug, api_user.headers, "still fine").status_code == 202
 
-        # when: the backlog passes the high mark, comments are shed too, with the JSON body
-        queue.rpush(settings.CHORUS_SHED_QUEUES[0], *[b"backlog"] * 4)
+            # when: the backlog passes the high mark, comments are shed too, with the JSON body
+            queue.rpush(settings.CHORUS_SHED_QUEUES[0], *[b"backlog"] * 4)
 
-        def comment_refused() -> httpx.Response | None:
-            response = post_comment(http, node.http, stream.slug, api_user.headers, "x")
-            return response if response.status_code == 503 else None
+            def comment_refused() -> httpx.Response | None:
+                response = post_comment(http, node.http, stream.slug, api_user.headers, "x")
+                return response if response.status_code == 503 else None
 
-        refused = wait_until(comment_refused, timeout=5, what="comments shed")
-        assert refused.json()["code"] == "overloaded"  # type: ignore[union-attr]
-        assert int(refused.headers["Retry-After"]) >= 1  # type: ignore[union-attr]
+            refused = wait_until(comment_refused, timeout=5, what="comments shed")
+            assert refused.json()["code"] == "overloaded"  # type: ignore[union-attr]
+            assert int(refused.headers["Retry-After"]) >= 1  # type: ignore[union-attr]
 
-        # then: the queue drains and everything is admitted again
-        queue.delete(settings.CHORUS_SHED_QUEUES[0])
-        wait_until(
-            lambda: post_comment(http, node.http, stream.slug, api_user.headers, "back").status_code == 202,
-            timeout=5,
-            what="comments admitted again",
-        )
-        assert _ping_answer(client)["type"] == "pong"
-    finally:
-        if client is not None:
+            # then: the queue drains and everything is admitted again
+            queue.delete(settings.CHORUS_SHED_QUEUES[0])
+            wait_until(
+                lambda: post_comment(http, node.http, stream.slug, api_user.headers, "back").status_code == 202,
+                timeout=5,
+                what="comments admitted again",
+            )
+            assert _ping_answer(client)["type"] == "pong"
+        finally:
             client.close()
-        node.stop()
-        broker.stop()
 
 
 def test_broker_down_comments_are_still_accepted_fast_and_handoffs_resume_after_restart(
     api_user: ApiUser, stream, http: httpx.Client
 ) -> None:  # type: ignore[no-untyped-def]
     """The broker breaker opens: accepting stays fast (the sweep publishes later); it closes by itself."""
-    broker = RedisServer("gw-breaker-broker").start().wait_ready()
-    env = {"CELERY_BROKER_URL": broker.url, "CHORUS_BREAKER_RESET_SECONDS": "1"}
-    node = AsgiNode("gw-breaker-node", env=env).start()
-    try:
-        node.wait_ready()
+    env = {"CHORUS_BREAKER_RESET_SECONDS": "1"}
+    with node_on_private_redis("gw-breaker-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
         assert post_comment(http, node.http, stream.slug, api_user.headers, "queued").status_code == 202
         wait_until(lambda: redis.Redis.from_url(broker.url).llen("celery") == 1, timeout=5, what="hand-off")
 
@@ -91,16 +83,13 @@ def test_broker_down_comments_are_still_accepted_fast_and_handoffs_resume_after_
         wait_until(lambda: "circuit breaker broker: closed -> open" in node.log_text(), timeout=5, what="log")
 
         # then: with the broker back, the breaker's trial hand-off succeeds and tasks flow again
-        broker = RedisServer("gw-breaker-broker", port=broker.port).start().wait_ready()
+        broker.restart()
 
         def handed_off() -> bool:
             post_comment(http, node.http, stream.slug, api_user.headers, "after")
             return redis.Redis.from_url(broker.url).llen("celery") > 0
 
         wait_until(handed_off, timeout=15, interval=0.3, what="hand-offs to resume")
-    finally:
-        node.stop()
-        broker.stop()
 
 
 def test_database_down_answers_503_fast_and_recovers_when_it_returns(private_database, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]

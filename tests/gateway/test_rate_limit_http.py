@@ -6,10 +6,9 @@ import time
 import httpx
 
 from tests.conftest import ApiUser
-from tests.gateway.conftest import CAPACITY, RATE
+from tests.gateway.conftest import CAPACITY, RATE, node_on_private_redis
 from tests.support.api import post_comment
 from tests.support.processes import AsgiNode, wait_until
-from tests.support.stores import RedisServer
 
 
 def test_two_nodes_hammered_together_admit_at_most_capacity_plus_rate_times_time(
@@ -68,11 +67,8 @@ def test_limiter_fails_closed_with_503_when_its_redis_dies_and_recovers_by_itsel
     api_user: ApiUser, stream, http: httpx.Client
 ) -> None:  # type: ignore[no-untyped-def]
     """Redis killed: fast 503 + Retry-After + JSON body; Redis back: admitted again, no restart."""
-    store = RedisServer("gw-limiter-redis").start().wait_ready()
-    env = {"CHORUS_GATEWAY_REDIS_URL": store.url, "CHORUS_BREAKER_RESET_SECONDS": "1"}
-    node = AsgiNode("gw-limiter-node", env=env).start()
-    try:
-        node.wait_ready()
+    env = {"CHORUS_BREAKER_RESET_SECONDS": "1"}
+    with node_on_private_redis("gw-limiter-node", variable="CHORUS_GATEWAY_REDIS_URL", env=env) as (node, store):
         assert post_comment(http, node.http, stream.slug, api_user.headers, "before").status_code == 202
 
         # when: the limiter's Redis dies
@@ -86,13 +82,10 @@ def test_limiter_fails_closed_with_503_when_its_redis_dies_and_recovers_by_itsel
             assert int(response.headers["Retry-After"]) >= 1
 
         # then: once it is back, the breaker's trial call succeeds and requests pass again
-        store = RedisServer("gw-limiter-redis", port=store.port).start().wait_ready()
+        store.restart()
         wait_until(
             lambda: post_comment(http, node.http, stream.slug, api_user.headers, "after").status_code == 202,
             timeout=15,
             interval=0.2,
             what="the limiter to recover",
         )
-    finally:
-        node.stop()
-        store.stop()

@@ -24,6 +24,11 @@ class RedisServer(ManagedProcess):
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def restart(self) -> "RedisServer":
+        """Start again on the same port (after ``kill``), as a crashed Redis coming back would."""
+        self.start()
+        return self.wait_ready()
+
     def wait_ready(self, timeout: float = 10) -> "RedisServer":
         def pong() -> bool:
             try:
