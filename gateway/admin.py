@@ -29,6 +29,10 @@ class UserTierAdmin(admin.ModelAdmin):
         except redis.RedisError:
             return "unknown (Redis unreachable)"
 
+    def get_readonly_fields(self, request: HttpRequest, obj: UserTier | None = None) -> tuple[str, ...]:
+        # The row is keyed by its user: change the tier, or delete the row and add another.
+        return ("current_tier", "user") if obj is not None else ("current_tier",)
+
     def save_model(self, request: HttpRequest, obj: UserTier, form: Any, change: bool) -> None:
         saved = user_tier_set(user_id=obj.user_id, tier=obj.tier, pinned=obj.pinned, note=obj.note)
         obj.pk = saved.pk

@@ -38,8 +38,13 @@ def test_admin_pin_applies_to_the_next_check_and_unpin_restores_automatic_tier()
     assert decision.tier == "trusted"
     assert user_tier_current(user_id=user.pk) == "trusted"
 
-    # when: the pin is deleted, the automatic tier applies again
+    # when: the admin changes the pin, the change applies at once too
     row = UserTier.objects.get(user=user)
+    changed = client.post(f"/admin/gateway/usertier/{row.pk}/change/", {"tier": "hot", "pinned": "on", "note": ""})
+    assert changed.status_code == 302, changed.content[:500]
+    assert rate_limit_check(subject=subject, service="comments").tier == "hot"
+
+    # when: the pin is deleted, the automatic tier applies again
     assert client.post(f"/admin/gateway/usertier/{row.pk}/delete/", {"post": "yes"}).status_code == 302
     assert gateway_redis().get(keys.pin_key(subject=subject)) is None
     assert rate_limit_check(subject=subject, service="comments").tier == "regular"
