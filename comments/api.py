@@ -11,9 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from comments.caches import comment_page_cached, stream_counters
 from comments.representation import comment_as_dict
-from comments.selectors import comment_get, comment_page
+from comments.selectors import comment_get
 from comments.services import IdempotencyKeyReused, InvalidParent, comment_accept
+from gateway.throttles import CommentsThrottle
 from realtime.models import Stream
 from realtime.selectors import stream_get
 
@@ -53,8 +55,16 @@ AcceptedSerializer = inline_serializer(
     "CommentAccepted",
     {"id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField()},
 )
+CountsSerializer = inline_serializer(
+    "StreamCounts", {"head": serializers.IntegerField(), "comments": serializers.IntegerField()}
+)
 PageSerializer = inline_serializer(
-    "CommentPage", {"results": CommentSerializer(many=True), "next": serializers.URLField(allow_null=True)}
+    "CommentPage",
+    {
+        "results": CommentSerializer(many=True),
+        "next": serializers.URLField(allow_null=True),
+        "counts": CountsSerializer,
+    },
 )
 
 
@@ -75,6 +85,8 @@ def _idempotency_key(request: Request) -> str | None:
 
 
 class StreamCommentsView(APIView):
+    throttle_classes = [CommentsThrottle]
+
     @extend_schema(
         operation_id="stream_comments_list",
         parameters=[CommentPageQuerySerializer],
@@ -86,15 +98,13 @@ class StreamCommentsView(APIView):
         query.is_valid(raise_exception=True)
         stream = _stream_or_404(slug)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
-        comments = comment_page(stream_id=stream.id, after=after, limit=limit + 1)
-        has_more = len(comments) > limit
-        comments = comments[:limit]
+        results, has_more = comment_page_cached(stream=stream, after=after, limit=limit)
         next_url = None
         if has_more:
             next_url = request.build_absolute_uri(
-                f"{request.path}?{urlencode({'after': comments[-1].seq, 'limit': limit})}"
+                f"{request.path}?{urlencode({'after': results[-1]['seq'], 'limit': limit})}"
             )
-        return Response({"results": [comment_as_dict(c) for c in comments], "next": next_url})
+        return Response({"results": results, "next": next_url, "counts": stream_counters(stream=stream)})
 
     @extend_schema(
         operation_id="stream_comments_create",
@@ -111,30 +121,39 @@ class StreamCommentsView(APIView):
         summary="Accept a comment for publication",
     )
     def post(self, request: Request, slug: str) -> Response:
-        key = _idempotency_key(request)
-        payload = CommentCreateSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        stream = _stream_or_404(slug)
-        try:
-            comment, _ = comment_accept(
-                stream=stream,
-                author_id=request.user.pk,
-                body=payload.validated_data["body"],
-                parent_id=payload.validated_data.get("parent"),
-                idempotency_key=key,
-            )
-        except InvalidParent as exc:
-            raise exceptions.ValidationError({"parent": [str(exc)]}) from None
-        except IdempotencyKeyReused:
-            return Response(
-                {
-                    "code": "idempotency_key_reused",
-                    "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
-                    "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
-                },
-                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            )
-        return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
+        return comment_accept_response(request, slug, author_id=request.user.pk)
+
+
+def comment_accept_response(request: Request, slug: str, *, author_id: int) -> Response:
+    """Parse a comment request, accept it for ``author_id`` and shape the 202 (or the error).
+
+    Shared by the public endpoint and the internal API's system comments, so both validate,
+    deduplicate and answer the same way.
+    """
+    key = _idempotency_key(request)
+    payload = CommentCreateSerializer(data=request.data)
+    payload.is_valid(raise_exception=True)
+    stream = _stream_or_404(slug)
+    try:
+        comment, _ = comment_accept(
+            stream=stream,
+            author_id=author_id,
+            body=payload.validated_data["body"],
+            parent_id=payload.validated_data.get("parent"),
+            idempotency_key=key,
+        )
+    except InvalidParent as exc:
+        raise exceptions.ValidationError({"parent": [str(exc)]}) from None
+    except IdempotencyKeyReused:
+        return Response(
+            {
+                "code": "idempotency_key_reused",
+                "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
+                "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
+            },
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
 
 
 def _accepted(request: Request, comment_id: uuid.UUID, comment_status: str) -> dict[str, Any]:

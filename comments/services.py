@@ -8,6 +8,7 @@ import uuid
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from comments.caches import stream_counters_comment_published
 from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
 from delivery.faults import fault_point
@@ -113,6 +114,9 @@ def comment_publish(*, comment_id: uuid.UUID) -> StreamEvent:
         )
         comment.seq = event.seq
         comment.save(update_fields=["status", "published_at", "seq", "updated_at"])
+        transaction.on_commit(
+            lambda: stream_counters_comment_published(stream_id=comment.stream_id, seq=event.seq), robust=True
+        )
     logger.info("published comment %s as %s#%s", comment.id, comment.stream.slug, event.seq)
     return event
 

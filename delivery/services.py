@@ -1,23 +1,19 @@
 """Writes of the delivery app: enqueue through the outbox, relay it, record and act on dead letters."""
 
 import logging
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import pybreaker
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from delivery.models import DeadLetter, DeadLetterStatus, OutboxMessage
+from gateway.breakers import broker_breaker
 
 logger = logging.getLogger(__name__)
-
-# After a failed hand-off the relay leaves the broker alone this long (the sweep retries), so
-# requests do not each pay a connection timeout while the broker is down.
-BROKER_COOL_OFF_SECONDS = 2.0
-_broker_down_until = 0.0
 
 
 def outbox_enqueue(
@@ -48,9 +44,6 @@ def outbox_relay(*, ids: list[int] | None = None, older_than_seconds: float = 0,
     wait for each other or send a row at the same time. A row is marked dispatched only after the
     broker took it; a crash in between sends it again later (at least once).
     """
-    global _broker_down_until
-    if time.monotonic() < _broker_down_until:
-        return 0
     sent: list[int] = []
     with transaction.atomic():
         rows = OutboxMessage.objects.select_for_update(skip_locked=True).filter(dispatched_at__isnull=True)
@@ -60,9 +53,12 @@ def outbox_relay(*, ids: list[int] | None = None, older_than_seconds: float = 0,
             rows = rows.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds))
         for message in rows.order_by("id")[:limit]:
             try:
-                _send(message)
+                # Behind the broker's circuit breaker: while the broker is down, requests do not
+                # each wait out a connection timeout; the rows stay for the sweep.
+                broker_breaker.call(_send, message)
+            except pybreaker.CircuitBreakerError:
+                break
             except Exception as exc:  # kombu and redis-py raise many types for "broker down"
-                _broker_down_until = time.monotonic() + BROKER_COOL_OFF_SECONDS
                 logger.warning("broker did not take outbox message %s: %s", message.message_id, exc)
                 OutboxMessage.objects.filter(id=message.id).update(
                     attempts=F("attempts") + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]

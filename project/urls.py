@@ -1,17 +1,19 @@
 """URL map: public API under /api/v1/, docs under /api/, the admin, the demo page."""
 
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from gateway.anonymous import ip_rate_limited
 from project.health import healthz
 from realtime.pages import stream_page
 
 api_v1 = [
     path("", include("comments.urls")),
     path("", include("sagas.urls")),
-    path("auth/token", obtain_auth_token, name="auth-token"),
+    path("auth/token", ip_rate_limited(obtain_auth_token, group="auth-token"), name="auth-token"),
 ]
 
 urlpatterns = [
@@ -19,9 +21,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),
+    path("accounts/login/", ip_rate_limited(LoginView.as_view(), group="login"), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("streams/<slug:slug>/", stream_page, name="stream-page"),
     path("healthz", healthz, name="healthz"),
+    path("internal/", include("gateway.internal_urls")),
 ]
 
 handler404 = "project.errors.not_found"

@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from gateway.services import ws_frame_admit
 from realtime import protocol
 from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
@@ -180,6 +181,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # --- inbound -------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        refusal = await ws_frame_admit(scope=self.scope)
+        if refusal is not None:
+            await self.send(text_data=protocol.error_frame(code=refusal.code, message=refusal.message))
+            return
         try:
             frame = self._parse_frame(text_data, bytes_data)
             kind = frame.get("type")

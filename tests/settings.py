@@ -18,4 +18,12 @@ os.environ.setdefault("CHORUS_TASK_RETRY_BACKOFF_BASE", "0.2")
 os.environ.setdefault("CHORUS_TASK_RETRY_BACKOFF_MAX", "1")
 os.environ.setdefault("CHORUS_OUTBOX_SWEEP_SECONDS", "1")
 
+# The suite's servers admit everything: tests of other features post hundreds of comments a
+# second from one user. Gateway tests start their own nodes with small, known limits.
+os.environ.setdefault(
+    "CHORUS_RATE_LIMITS",
+    '{"regular": {"comments": [1e6, 1e6], "reactions": [1e6, 1e6], "ws_messages": [1e6, 1e6]}}',
+)
+os.environ.setdefault("CHORUS_TIER_HOT_ABOVE", "1000000000")
+
 from project.settings import *  # noqa: F403

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "comments",
     "reactions",
     "sagas",
+    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -42,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "gateway.middleware.GatewayMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"

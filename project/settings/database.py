@@ -15,3 +15,14 @@ if _default["ENGINE"] == "django.db.backends.postgresql":
     }
 
 DATABASES = {"default": _default}
+
+# Optional read replica: HTTP requests read from it through gateway.db_router, except right
+# after the user's own write (then the primary). Tasks, consumers and commands use the primary.
+from project.settings.environment import DATABASE_REPLICA_URL, READ_YOUR_WRITES_SECONDS  # noqa: E402
+
+CHORUS_READ_YOUR_WRITES_SECONDS = READ_YOUR_WRITES_SECONDS
+if DATABASE_REPLICA_URL:
+    _replica = dj_database_url.parse(DATABASE_REPLICA_URL)
+    _replica.update({key: _default[key] for key in ("CONN_MAX_AGE", "OPTIONS") if key in _default})
+    DATABASES["replica"] = _replica
+    DATABASE_ROUTERS = ["gateway.db_router.PrimaryReplicaRouter"]

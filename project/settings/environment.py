@@ -68,3 +68,40 @@ WS_MAX_INBOUND_FRAME = _int("CHORUS_WS_MAX_INBOUND_FRAME", 4096)
 # How often each node compares what it delivered with the event log (the safety net for lost publishes).
 HUB_TAIL_CHECK_SECONDS = float(os.environ.get("CHORUS_HUB_TAIL_CHECK_SECONDS", "2"))
 LOG_LEVEL = os.environ.get("CHORUS_LOG_LEVEL", "INFO")
+
+# --- gateway: rate limits, internal API, overload protection -----------------------------------
+# Redis holding the token buckets (defaults to REDIS_URL); its own URL lets it live elsewhere.
+GATEWAY_REDIS_URL = os.environ.get("CHORUS_GATEWAY_REDIS_URL", REDIS_URL)
+# JSON overriding the limits table: {"<tier>": {"<service>": [capacity, refill_per_second]}}.
+RATE_LIMITS_JSON = os.environ.get("CHORUS_RATE_LIMITS", "")
+# When the limiter's Redis is unreachable: false answers 503 (fail closed), true admits (fail open).
+RATELIMIT_FAIL_OPEN = _bool("CHORUS_RATELIMIT_FAIL_OPEN", False)
+# Adaptive tiers: requests per second (averaged over the window) that make a user "hot", the rate
+# below which a hot user must stay for HOLD seconds to become "regular" again.
+TIER_HOT_ABOVE = float(os.environ.get("CHORUS_TIER_HOT_ABOVE", "5"))
+TIER_REGULAR_BELOW = float(os.environ.get("CHORUS_TIER_REGULAR_BELOW", "1"))
+TIER_HOLD_SECONDS = float(os.environ.get("CHORUS_TIER_HOLD_SECONDS", "60"))
+TIER_WINDOW_SECONDS = float(os.environ.get("CHORUS_TIER_WINDOW_SECONDS", "10"))
+# Shared secret of the /internal/ API (empty: the internal API refuses every request).
+INTERNAL_API_TOKEN = os.environ.get("CHORUS_INTERNAL_API_TOKEN", "")
+# Circuit breakers: consecutive failures that open a breaker, seconds before it tries again.
+BREAKER_FAIL_MAX = _int("CHORUS_BREAKER_FAIL_MAX", 3)
+BREAKER_RESET_SECONDS = _int("CHORUS_BREAKER_RESET_SECONDS", 5)
+# Load shedding: Celery queue length at which reactions/presence (LOW) and then comments (HIGH) are refused.
+SHED_QUEUE_LOW = _int("CHORUS_SHED_QUEUE_LOW", 5000)
+SHED_QUEUE_HIGH = _int("CHORUS_SHED_QUEUE_HIGH", 20000)
+# django-ratelimit's coarse per-IP limit on the anonymous sign-in endpoints (token and login page).
+ANON_AUTH_RATE = os.environ.get("CHORUS_ANON_AUTH_RATE", "10/m")
+# Load shedding also starts when the average API latency of a node passes this many milliseconds
+# (low priority first, then comments at twice the value).
+SHED_LATENCY_MS = _int("CHORUS_SHED_LATENCY_MS", 2000)
+# Celery queues whose length (in the Redis broker) counts as queue depth for shedding
+# (default: Celery's default queue).
+SHED_QUEUES = _list("CHORUS_SHED_QUEUES", [])
+# Seconds a cached page of recent comments lives in Redis (it is keyed by the stream's head, so a
+# new event makes a new key at once; the TTL only bounds memory).
+COMMENT_PAGE_CACHE_SECONDS = _int("CHORUS_COMMENT_PAGE_CACHE_SECONDS", 60)
+# A streaming replica for reads (optional). Reads of a user who wrote in the last
+# READ_YOUR_WRITES_SECONDS go to the primary, so nobody misses their own write.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+READ_YOUR_WRITES_SECONDS = _int("CHORUS_READ_YOUR_WRITES_SECONDS", 5)

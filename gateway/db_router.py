@@ -1,0 +1,121 @@
+"""Read-your-writes routing: replica reads for HTTP requests, the primary right after a write.
+
+Pinning lives in a ``contextvars.ContextVar`` set by ``gateway.middleware`` for the duration of
+one HTTP request (a thread-local would not follow the request into async code or across
+``sync_to_async`` hops). Outside a request (Celery tasks, WebSocket consumers, the hub's gap
+repair, management commands) there is no request scope and every read goes to the primary:
+those paths need the order of record, not a lagging copy.
+
+Within a request, reads go to the primary for credentials (users, sessions, tokens), once the
+request wrote anything, inside a transaction, or when the authenticated user wrote within
+``CHORUS_READ_YOUR_WRITES_SECONDS`` (a short-lived Redis marker, set after a request that wrote,
+so it holds on every node).
+"""
+
+import contextlib
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import pybreaker
+import redis
+from django.conf import settings
+from django.db import connections
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject, empty
+
+from gateway.breakers import cache_breaker
+
+PRIMARY, REPLICA = "default", "replica"
+# Credentials are read from the primary: a session or token made a moment ago must work at once.
+PRIMARY_ONLY_APPS = frozenset({"auth", "authtoken", "sessions"})
+
+
+@dataclass
+class RequestScope:
+    request: HttpRequest
+    pinned: bool = False
+    wrote: bool = False
+    checked_user_id: int | None = None
+
+
+_scope: ContextVar[RequestScope | None] = ContextVar("chorus_db_scope", default=None)
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.CHORUS_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+
+
+def write_marker_key(user_id: int) -> str:
+    return f"{settings.CHORUS_REDIS_PREFIX}:gw:rw:user:{user_id}"
+
+
+def _known_user_id(request: HttpRequest) -> int | None:
+    """The authenticated user's id if authentication already ran (never triggers it: no recursion)."""
+    user = request.__dict__.get("user")
+    if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
+        return None
+    return user.pk if getattr(user, "is_authenticated", False) else None
+
+
+def _user_wrote_recently(user_id: int) -> bool:
+    try:
+        return bool(cache_breaker.call(_redis().exists, write_marker_key(user_id)))
+    except (redis.RedisError, pybreaker.CircuitBreakerError):
+        return True  # cannot tell: the primary is always correct
+
+
+def request_scope_enter(request: HttpRequest) -> object:
+    """Let this request's reads use the replica; returns the token for ``request_scope_exit``."""
+    return _scope.set(RequestScope(request=request))
+
+
+def request_scope_exit(token: object) -> None:
+    """Close the request's scope; after a successful write, pin the user to the primary for a while."""
+    scope = _scope.get()
+    _scope.reset(token)  # type: ignore[arg-type]
+    if scope is None or not scope.wrote:
+        return
+    user_id = _known_user_id(scope.request)
+    if user_id is None:
+        return
+    # If Redis is down the user may briefly read a lagging replica; the breaker logs the outage.
+    with contextlib.suppress(redis.RedisError, pybreaker.CircuitBreakerError):
+        cache_breaker.call(
+            _redis().set, write_marker_key(user_id), 1, ex=max(1, settings.CHORUS_READ_YOUR_WRITES_SECONDS)
+        )
+
+
+class PrimaryReplicaRouter:
+    """Django database router: see the module docstring for the rules."""
+
+    def db_for_read(self, model: Any, **hints: Any) -> str:
+        scope = _scope.get()
+        if scope is None or scope.pinned or REPLICA not in connections.settings:
+            return PRIMARY
+        if model._meta.app_label in PRIMARY_ONLY_APPS:
+            return PRIMARY
+        if connections[PRIMARY].in_atomic_block:
+            return PRIMARY
+        user_id = _known_user_id(scope.request)
+        if user_id is not None and scope.checked_user_id != user_id:
+            scope.checked_user_id = user_id
+            scope.pinned = _user_wrote_recently(user_id)
+            if scope.pinned:
+                return PRIMARY
+        return REPLICA
+
+    def db_for_write(self, model: Any, **hints: Any) -> str:
+        scope = _scope.get()
+        if scope is not None:
+            scope.wrote = True
+            scope.pinned = True
+        return PRIMARY
+
+    def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool:
+        return True  # the replica is a copy of the primary
+
+    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool:
+        return db == PRIMARY

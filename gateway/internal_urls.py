@@ -1,0 +1,14 @@
+"""URLconf of the /internal/ API (service token only; see ``gateway.internal_auth``)."""
+
+from django.urls import re_path
+
+from gateway.internal_api import InternalStreamsView, InternalSystemCommentsView
+
+urlpatterns = [
+    re_path(r"^streams/?$", InternalStreamsView.as_view(), name="internal-streams"),
+    re_path(
+        r"^streams/(?P<slug>[-a-zA-Z0-9_]+)/system-comments/?$",
+        InternalSystemCommentsView.as_view(),
+        name="internal-system-comments",
+    ),
+]

@@ -1,0 +1,83 @@
+"""Per-request gateway work around every view.
+
+- adds the ``RateLimit-*`` headers of the decision a throttle made for this request;
+- the database circuit breaker: while it is open, API requests get an immediate 503 with
+  ``Retry-After`` instead of each waiting for a connection timeout; a database error from a view
+  counts as a failure and is answered the same way;
+- records API latency for load shedding (``gateway.overload``);
+- opens the request's database routing scope (``gateway.db_router``: read-your-writes).
+"""
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import pybreaker
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from gateway.breakers import breaker_retry_after, database_breaker
+from gateway.db_router import request_scope_enter, request_scope_exit
+from gateway.headers import rate_limit_headers_apply
+from gateway.overload import latency_record
+
+GUARDED_PREFIXES = ("/api/", "/internal/")
+
+
+def unavailable_response(*, what: str, retry_after: int) -> JsonResponse:
+    response = JsonResponse(
+        {"code": "service_unavailable", "detail": f"The {what} is unavailable, try again later."}, status=503
+    )
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _database_ping() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _nothing() -> None:
+    return None
+
+
+def _reraise(exc: Exception) -> None:
+    raise exc
+
+
+class GatewayMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        guarded = request.path.startswith(GUARDED_PREFIXES)
+        if guarded and database_breaker.current_state != pybreaker.STATE_CLOSED:
+            # Open: fails at once. Half-open (reset time passed): one cheap probe decides.
+            try:
+                database_breaker.call(_database_ping)
+            except (pybreaker.CircuitBreakerError, DatabaseError):
+                return unavailable_response(what="database", retry_after=breaker_retry_after(database_breaker))
+        started = time.monotonic()
+        scope = request_scope_enter(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_scope_exit(scope)
+        if guarded:
+            latency_record(milliseconds=(time.monotonic() - started) * 1000)
+            if database_breaker.fail_counter and response.status_code < 500:
+                # Failures count only while consecutive: a success resets the breaker's counter.
+                database_breaker.call(_nothing)
+        decision = getattr(request, "rate_limit", None)
+        if decision is not None:
+            rate_limit_headers_apply(response, decision)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith(GUARDED_PREFIXES) or not isinstance(
+            exception, (OperationalError, InterfaceError)
+        ):
+            return None
+        with contextlib.suppress(pybreaker.CircuitBreakerError, DatabaseError):
+            database_breaker.call(_reraise, exception)
+        return unavailable_response(what="database", retry_after=breaker_retry_after(database_breaker))

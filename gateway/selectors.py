@@ -1,0 +1,19 @@
+"""Gateway reads: the tier a user is in right now, the pins to mirror."""
+
+from gateway import keys
+from gateway.models import UserTier
+from gateway.services import gateway_redis
+
+
+def user_tier_current(*, user_id: int) -> str:
+    """The tier the limiter applies to a user now: the pin if any, else the automatic tier."""
+    subject = keys.user_subject(user_id)
+    pinned = gateway_redis().get(keys.pin_key(subject=subject))
+    if pinned:
+        return pinned.decode()
+    automatic = gateway_redis().hget(keys.subject_key(subject=subject), "tier")
+    return automatic.decode() if automatic else "regular"
+
+
+def user_tiers_pinned() -> list[tuple[int, str]]:
+    return list(UserTier.objects.filter(pinned=True).values_list("user_id", "tier"))

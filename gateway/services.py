@@ -1,0 +1,202 @@
+"""Gateway writes: spend rate-limit tokens, pin tiers.
+
+``rate_limit_check`` is the one entry point every surface uses (the DRF throttle in
+``gateway.throttles``, the WebSocket consumer, the internal API).
+"""
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pybreaker
+import redis
+from django.conf import settings
+from django.db import transaction
+
+from gateway import keys
+from gateway.breakers import breaker_retry_after, redis_breaker
+from gateway.models import Tier, UserTier
+from gateway.overload import load_shed_check
+from gateway.token_bucket import TIERS, TokenBucket
+
+logger = logging.getLogger(__name__)
+
+SERVICES = ("comments", "reactions", "ws_messages", "internal")
+
+
+class RateLimiterUnavailable(Exception):
+    """The limiter's Redis is down (or its breaker is open) and the limiter fails closed."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limiter unavailable, retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """What a caller needs to answer: admit or refuse, and the ``RateLimit-*`` header values.
+
+    ``limit`` is None when the limiter failed open (Redis down): there is nothing honest to report.
+    """
+
+    allowed: bool
+    limit: int | None = None
+    remaining: int | None = None
+    reset_after: float = 0.0
+    retry_after: float = 0.0
+    tier: str = ""
+
+
+@lru_cache(maxsize=1)
+def gateway_redis() -> redis.Redis:
+    # Short timeouts: a limiter that waits seconds for Redis is itself the outage.
+    return redis.Redis.from_url(settings.CHORUS_GATEWAY_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+
+
+@lru_cache(maxsize=1)
+def _bucket() -> TokenBucket:
+    return TokenBucket(gateway_redis())
+
+
+def _limits(service: str) -> dict[str, tuple[float, float]]:
+    table = settings.CHORUS_RATE_LIMITS
+    return {tier: tuple(table[tier][service]) for tier in TIERS}  # type: ignore[misc]
+
+
+def rate_limit_check(*, subject: str, service: str, tier: str | None = None, cost: int = 1) -> RateDecision:
+    """Spend ``cost`` tokens of ``subject``'s bucket for ``service``; one Redis round trip.
+
+    ``subject`` is ``keys.user_subject(id)`` or ``keys.ip_subject(ip)`` (or any stable name);
+    ``service`` one of ``SERVICES``. ``tier`` forces a tier (the internal API does); otherwise the
+    admin's pin applies, else the automatic tier from the subject's recent rate. Every call, admitted
+    or not, counts towards that rate, so hammering makes a user "hot". Safe from sync code only
+    (blocking Redis call): async callers use ``rate_limit_check_async``.
+
+    If Redis is unreachable: returns an admitting decision when ``CHORUS_RATELIMIT_FAIL_OPEN``,
+    otherwise raises ``RateLimiterUnavailable`` (answer 503 with its ``retry_after``).
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown rate-limited service {service!r}")
+    try:
+        result = redis_breaker.call(
+            _bucket().take,
+            bucket_key=keys.bucket_key(subject=subject, service=service),
+            subject_key=keys.subject_key(subject=subject),
+            pin_key=keys.pin_key(subject=subject),
+            limits=_limits(service),
+            forced_tier=tier or "",
+            cost=cost,
+            hot_above=settings.CHORUS_TIER_HOT_ABOVE,
+            regular_below=settings.CHORUS_TIER_REGULAR_BELOW,
+            hold_seconds=settings.CHORUS_TIER_HOLD_SECONDS,
+            window_seconds=settings.CHORUS_TIER_WINDOW_SECONDS,
+        )
+    except (redis.RedisError, pybreaker.CircuitBreakerError) as exc:
+        if settings.CHORUS_RATELIMIT_FAIL_OPEN:
+            logger.warning("rate limiter unavailable (%s); failing open", exc.__class__.__name__)
+            return RateDecision(allowed=True)
+        raise RateLimiterUnavailable(breaker_retry_after(redis_breaker)) from exc
+    return RateDecision(
+        allowed=result.allowed,
+        limit=result.limit,
+        remaining=result.remaining,
+        reset_after=result.reset_after,
+        retry_after=result.retry_after,
+        tier=result.tier,
+    )
+
+
+async def rate_limit_check_async(*, subject: str, service: str, tier: str | None = None, cost: int = 1) -> RateDecision:
+    """``rate_limit_check`` for async code (the WebSocket consumer): runs it off the event loop."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(rate_limit_check, thread_sensitive=False)(
+        subject=subject, service=service, tier=tier, cost=cost
+    )
+
+
+def user_tier_set(*, user_id: int, tier: str, pinned: bool, note: str = "") -> UserTier:
+    """Record an admin's tier for a user and mirror the pin into Redis (where the script reads it).
+
+    The Redis copy is written after commit; if Redis is down then, ``gateway_pins_sync`` (a
+    management command) rewrites every pin from the database.
+    """
+    if tier not in Tier.values:
+        raise ValueError(f"unknown tier {tier!r}")
+    with transaction.atomic():
+        row, _ = UserTier.objects.update_or_create(
+            user_id=user_id, defaults={"tier": tier, "pinned": pinned, "note": note}
+        )
+        transaction.on_commit(lambda: user_tier_mirror(user_id=user_id, tier=tier if pinned else None))
+    return row
+
+
+def user_tier_mirror(*, user_id: int, tier: str | None) -> None:
+    """Write (or with ``None`` remove) the Redis copy of a user's pinned tier."""
+    key = keys.pin_key(subject=keys.user_subject(user_id))
+    if tier is None:
+        gateway_redis().delete(key)
+    else:
+        gateway_redis().set(key, tier)
+
+
+def ws_frame_subject(scope: dict[str, object]) -> str:
+    """The rate-limit subject of a WebSocket connection: its user, else its client address."""
+    user = scope.get("user")
+    if user is not None and getattr(user, "is_authenticated", False):
+        return keys.user_subject(user.pk)  # type: ignore[attr-defined]
+    client = scope.get("client") or ("unknown", 0)
+    return keys.ip_subject(str(client[0]))  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class FrameRefusal:
+    """Why an inbound WebSocket frame was refused: ``rate_limited``, ``overloaded`` or ``unavailable``."""
+
+    code: str
+    retry_after: float
+
+    @property
+    def message(self) -> str:
+        return f"frame refused ({self.code}); retry after {self.retry_after:.1f}s"
+
+
+def _ws_frame_admit(subject: str) -> FrameRefusal | None:
+    shed = load_shed_check(priority="low")
+    if shed is not None:
+        return FrameRefusal(code="overloaded", retry_after=float(shed))
+    try:
+        decision = rate_limit_check(subject=subject, service="ws_messages")
+    except RateLimiterUnavailable as exc:
+        return FrameRefusal(code="unavailable", retry_after=float(exc.retry_after))
+    if not decision.allowed:
+        return FrameRefusal(code="rate_limited", retry_after=decision.retry_after)
+    return None
+
+
+async def ws_frame_admit(*, scope: dict[str, object]) -> FrameRefusal | None:
+    """Admit one inbound client frame (``None``) or say why not; runs off the event loop.
+
+    Frames are low-priority work, shed first under load (``gateway.overload``), then each spends a
+    ``ws_messages`` token. With the limiter down and failing closed the frame is refused.
+    """
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(_ws_frame_admit, thread_sensitive=False)(ws_frame_subject(scope))
+
+
+SYSTEM_USERNAME = "chorus-system"
+
+
+def system_user_ensure() -> int:
+    """The id of the user system comments are posted as, created on first use.
+
+    It has an unusable password, so nobody can sign in as it.
+    """
+    from django.contrib.auth import get_user_model
+
+    system_user, created = get_user_model().objects.get_or_create(username=SYSTEM_USERNAME)
+    if created:
+        system_user.set_unusable_password()
+        system_user.save(update_fields=["password"])
+    return system_user.pk

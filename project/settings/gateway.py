@@ -1,0 +1,64 @@
+"""The gateway: token-bucket limits per tier and service, the internal API, overload protection."""
+
+import json
+
+from project.settings import celery as _celery
+from project.settings.environment import (
+    ANON_AUTH_RATE,
+    BREAKER_FAIL_MAX,
+    BREAKER_RESET_SECONDS,
+    COMMENT_PAGE_CACHE_SECONDS,
+    GATEWAY_REDIS_URL,
+    INTERNAL_API_TOKEN,
+    RATE_LIMITS_JSON,
+    RATELIMIT_FAIL_OPEN,
+    REDIS_PREFIX,
+    SHED_LATENCY_MS,
+    SHED_QUEUE_HIGH,
+    SHED_QUEUE_LOW,
+    SHED_QUEUES,
+    TIER_HOLD_SECONDS,
+    TIER_HOT_ABOVE,
+    TIER_REGULAR_BELOW,
+    TIER_WINDOW_SECONDS,
+)
+
+# (capacity, tokens refilled per second) per tier and service. "hot" is deliberately stricter than
+# "regular": a user sending far more than anyone else is slowed down harder, not just capped.
+CHORUS_RATE_LIMITS: dict[str, dict[str, tuple[float, float]]] = {
+    "regular": {"comments": (10, 0.5), "reactions": (30, 5), "ws_messages": (30, 5), "internal": (0, 1)},
+    "hot": {"comments": (3, 0.1), "reactions": (10, 1), "ws_messages": (10, 1), "internal": (0, 1)},
+    "trusted": {"comments": (30, 2), "reactions": (60, 10), "ws_messages": (60, 10), "internal": (0, 1)},
+    "internal": {"comments": (500, 100), "reactions": (500, 100), "ws_messages": (500, 100), "internal": (500, 100)},
+}
+for _tier, _services in (json.loads(RATE_LIMITS_JSON) if RATE_LIMITS_JSON else {}).items():
+    for _service, (_capacity, _rate) in _services.items():
+        CHORUS_RATE_LIMITS.setdefault(_tier, {})[_service] = (float(_capacity), float(_rate))
+
+CHORUS_GATEWAY_REDIS_URL = GATEWAY_REDIS_URL
+CHORUS_RATELIMIT_FAIL_OPEN = RATELIMIT_FAIL_OPEN
+CHORUS_TIER_HOT_ABOVE = TIER_HOT_ABOVE
+CHORUS_TIER_REGULAR_BELOW = TIER_REGULAR_BELOW
+CHORUS_TIER_HOLD_SECONDS = TIER_HOLD_SECONDS
+CHORUS_TIER_WINDOW_SECONDS = TIER_WINDOW_SECONDS
+CHORUS_INTERNAL_API_TOKEN = INTERNAL_API_TOKEN
+CHORUS_BREAKER_FAIL_MAX = BREAKER_FAIL_MAX
+CHORUS_BREAKER_RESET_SECONDS = BREAKER_RESET_SECONDS
+CHORUS_SHED_QUEUE_LOW = SHED_QUEUE_LOW
+CHORUS_SHED_QUEUE_HIGH = SHED_QUEUE_HIGH
+CHORUS_SHED_LATENCY_MS = SHED_LATENCY_MS
+CHORUS_SHED_QUEUES = SHED_QUEUES or [getattr(_celery, "CELERY_TASK_DEFAULT_QUEUE", "celery")]
+CHORUS_ANON_AUTH_RATE = ANON_AUTH_RATE
+CHORUS_COMMENT_PAGE_CACHE_SECONDS = COMMENT_PAGE_CACHE_SECONDS
+
+# django-ratelimit (coarse per-IP limits on anonymous sync views) counts in this Redis cache.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": GATEWAY_REDIS_URL,
+        "KEY_PREFIX": f"{REDIS_PREFIX}:ratelimit",
+        "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+    },
+}
+RATELIMIT_USE_CACHE = "ratelimit"
