@@ -5,6 +5,7 @@
 """
 
 import logging
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,6 +16,7 @@ from django.db import transaction
 
 from gateway import keys
 from gateway.breakers import breaker_retry_after, redis_breaker
+from gateway.local_bucket import local_buckets
 from gateway.models import Tier, UserTier
 from gateway.overload import load_shed_check
 from gateway.token_bucket import TIERS, TokenBucket
@@ -72,8 +74,9 @@ def rate_limit_check(*, subject: str, service: str, tier: str | None = None, cos
     or not, counts towards that rate, so hammering makes a user "hot". Safe from sync code only
     (blocking Redis call): async callers use ``rate_limit_check_async``.
 
-    If Redis is unreachable: returns an admitting decision when ``CHORUS_RATELIMIT_FAIL_OPEN``,
-    otherwise raises ``RateLimiterUnavailable`` (answer 503 with its ``retry_after``).
+    If Redis is unreachable, ``CHORUS_RATELIMIT_WHEN_REDIS_DOWN`` decides: ``local`` (default)
+    applies the same limits from a per-process bucket, ``open`` admits, ``closed`` raises
+    ``RateLimiterUnavailable`` (answer 503 with its ``retry_after``).
     """
     if service not in SERVICES:
         raise ValueError(f"unknown rate-limited service {service!r}")
@@ -92,9 +95,12 @@ def rate_limit_check(*, subject: str, service: str, tier: str | None = None, cos
             window_seconds=settings.CHORUS_TIER_WINDOW_SECONDS,
         )
     except (redis.RedisError, pybreaker.CircuitBreakerError) as exc:
-        if settings.CHORUS_RATELIMIT_FAIL_OPEN:
+        mode = settings.CHORUS_RATELIMIT_WHEN_REDIS_DOWN
+        if mode == "open":
             logger.warning("rate limiter unavailable (%s); failing open", exc.__class__.__name__)
             return RateDecision(allowed=True)
+        if mode == "local":
+            return _local_decision(subject=subject, service=service, tier=tier or "regular", cost=cost)
         raise RateLimiterUnavailable(breaker_retry_after(redis_breaker)) from exc
     return RateDecision(
         allowed=result.allowed,
@@ -103,6 +109,22 @@ def rate_limit_check(*, subject: str, service: str, tier: str | None = None, cos
         reset_after=result.reset_after,
         retry_after=result.retry_after,
         tier=result.tier,
+    )
+
+
+def _local_decision(*, subject: str, service: str, tier: str, cost: int) -> RateDecision:
+    """The same limits from this process's own bucket, while the shared one is out of reach."""
+    capacity, rate = _limits(service)[tier]
+    allowed, remaining, wait = local_buckets.take(
+        subject=subject, service=service, capacity=capacity, rate=rate, cost=cost
+    )
+    return RateDecision(
+        allowed=allowed,
+        limit=int(capacity),
+        remaining=int(remaining),
+        reset_after=math.ceil((capacity - remaining) / rate) if rate > 0 else 0,
+        retry_after=0 if allowed else max(1, math.ceil(wait)),
+        tier=tier,
     )
 
 

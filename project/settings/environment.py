@@ -74,8 +74,9 @@ LOG_LEVEL = os.environ.get("CHORUS_LOG_LEVEL", "INFO")
 GATEWAY_REDIS_URL = os.environ.get("CHORUS_GATEWAY_REDIS_URL", REDIS_URL)
 # JSON overriding the limits table: {"<tier>": {"<service>": [capacity, refill_per_second]}}.
 RATE_LIMITS_JSON = os.environ.get("CHORUS_RATE_LIMITS", "")
-# When the limiter's Redis is unreachable: false answers 503 (fail closed), true admits (fail open).
-RATELIMIT_FAIL_OPEN = _bool("CHORUS_RATELIMIT_FAIL_OPEN", False)
+# When the limiter's Redis is unreachable: "local" (each node enforces the limits on its own),
+# "closed" (limited endpoints answer 503) or "open" (admit without limits).
+RATELIMIT_WHEN_REDIS_DOWN = os.environ.get("CHORUS_RATELIMIT_WHEN_REDIS_DOWN", "local")
 # Adaptive tiers: requests per second (averaged over the window) that make a user "hot", the rate
 # below which a hot user must stay for HOLD seconds to become "regular" again.
 TIER_HOT_ABOVE = float(os.environ.get("CHORUS_TIER_HOT_ABOVE", "5"))

@@ -1,4 +1,4 @@
-"""The comment limit over real HTTP: one bucket shared by two nodes, headers, 429, fail closed."""
+"""The comment limit over real HTTP: one bucket shared by two nodes, headers, 429, the fail-closed mode."""
 
 import threading
 import time
@@ -67,7 +67,7 @@ def test_limiter_fails_closed_with_503_when_its_redis_dies_and_recovers_by_itsel
     api_user: ApiUser, stream, http: httpx.Client
 ) -> None:  # type: ignore[no-untyped-def]
     """Redis killed: fast 503 + Retry-After + JSON body; Redis back: admitted again, no restart."""
-    env = {"CHORUS_BREAKER_RESET_SECONDS": "1"}
+    env = {"CHORUS_BREAKER_RESET_SECONDS": "1", "CHORUS_RATELIMIT_WHEN_REDIS_DOWN": "closed"}
     with node_on_private_redis("gw-limiter-node", variable="CHORUS_GATEWAY_REDIS_URL", env=env) as (node, store):
         assert post_comment(http, node.http, stream.slug, api_user.headers, "before").status_code == 202
 

@@ -4,6 +4,7 @@ import time
 import uuid
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from gateway import keys, services
@@ -79,18 +80,25 @@ def test_unknown_service_is_a_programming_error() -> None:
         rate_limit_check(subject="test:x", service="nope")
 
 
-@pytest.mark.parametrize("fail_open", [True, False])
-def test_unreachable_redis_fails_as_configured(fail_open: bool) -> None:
-    """With Redis unreachable the check admits (fail open) or raises with a retry time (fail closed)."""
+@pytest.mark.parametrize("mode", ["open", "closed", "local"])
+def test_unreachable_redis_fails_as_configured(mode: str) -> None:
+    """With Redis unreachable the check admits (open), raises with a retry time (closed), or limits locally."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
     services.gateway_redis.cache_clear()
     services._bucket.cache_clear()
     services.redis_breaker.close()
     try:
-        with override_settings(CHORUS_GATEWAY_REDIS_URL=dead, CHORUS_RATELIMIT_FAIL_OPEN=fail_open):
-            if fail_open:
+        small = {tier: {**table, "comments": [3, 0.01]} for tier, table in settings.CHORUS_RATE_LIMITS.items()}
+        with override_settings(
+            CHORUS_GATEWAY_REDIS_URL=dead, CHORUS_RATELIMIT_WHEN_REDIS_DOWN=mode, CHORUS_RATE_LIMITS=small
+        ):
+            if mode == "open":
                 decision = rate_limit_check(subject="test:dead", service="comments")
                 assert decision.allowed and decision.limit is None
+            elif mode == "local":
+                decisions = [rate_limit_check(subject="test:dead-local", service="comments") for _ in range(4)]
+                assert all(d.allowed for d in decisions[:3]) and decisions[0].limit == 3
+                assert not decisions[-1].allowed and decisions[-1].retry_after >= 1
             else:
                 with pytest.raises(RateLimiterUnavailable) as raised:
                     rate_limit_check(subject="test:dead", service="comments")
