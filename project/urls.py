@@ -11,6 +11,7 @@ from realtime.pages import stream_page
 api_v1 = [
     path("", include("comments.urls")),
     path("auth/token", obtain_auth_token, name="auth-token"),
+    path("", include("reactions.urls")),
 ]
 
 urlpatterns = [

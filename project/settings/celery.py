@@ -1,6 +1,6 @@
 """Celery: at-least-once delivery (acks late, requeue on a lost worker) with idempotent tasks."""
 
-from project.settings.environment import CELERY_BROKER_URL, CELERY_VISIBILITY_TIMEOUT
+from project.settings.environment import CELERY_BROKER_URL, CELERY_VISIBILITY_TIMEOUT, REACTION_FLUSH_SECONDS
 
 CELERY_BROKER_URL = CELERY_BROKER_URL
 CELERY_TASK_ACKS_LATE = True
@@ -22,5 +22,9 @@ CELERY_BEAT_SCHEDULE = {
     "comments-sweep-pending": {
         "task": "comments.tasks.comment_sweep_pending_task",
         "schedule": 10.0,
+    },
+    "reactions-flush-taps": {
+        "task": "reactions.tasks.reaction_taps_flush_task",
+        "schedule": REACTION_FLUSH_SECONDS,
     },
 }
