@@ -1,6 +1,7 @@
 """REST endpoints for reactions: thin views over ``reactions.services``."""
 
 import math
+import uuid
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -9,6 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from reactions.selectors import comment_reaction_counts, comment_reaction_set
+from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add, comment_reaction_remove
 from reactions.services.taps import TapLimited, UnknownKind, reaction_kind_check, reaction_tap
 from realtime.selectors import stream_get
 
@@ -61,3 +64,83 @@ class StreamReactionsView(APIView):
         except TapLimited as exc:
             raise Throttled(wait=max(1, math.ceil(exc.retry_after))) from None
         return Response({"kind": kind, "hot": result.hot}, status=status.HTTP_202_ACCEPTED)
+
+
+def _comment_uuid(comment_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(comment_id)
+    except ValueError:
+        raise exceptions.NotFound(f"No comment '{comment_id}'.") from None
+
+
+def _kind_or_400(kind: str) -> str:
+    try:
+        return reaction_kind_check(kind)
+    except UnknownKind as exc:
+        raise exceptions.ValidationError({"kind": [str(exc)]}) from None
+
+
+CommentReactionSerializer = inline_serializer(
+    "CommentReaction",
+    {
+        "comment": serializers.UUIDField(),
+        "kind": serializers.CharField(),
+        "reacted": serializers.BooleanField(),
+        "count": serializers.IntegerField(help_text="Live reactions of this kind on the comment."),
+    },
+)
+CommentReactionsSerializer = inline_serializer(
+    "CommentReactions",
+    {
+        "counts": serializers.DictField(child=serializers.IntegerField()),
+        "mine": serializers.ListField(child=serializers.CharField(), help_text="Empty when anonymous."),
+    },
+)
+
+
+class CommentReactionsView(APIView):
+    @extend_schema(
+        operation_id="comment_reactions_list",
+        responses={200: CommentReactionsSerializer},
+        summary="Reaction counts of a comment, and the caller's own reactions",
+    )
+    def get(self, request: Request, comment_id: str) -> Response:
+        parsed = _comment_uuid(comment_id)
+        mine: list[str] = []
+        if request.user.is_authenticated:
+            mine = sorted(comment_reaction_set(comment_id=parsed, user_id=request.user.pk).elements)
+        return Response({"counts": comment_reaction_counts(comment_id=parsed), "mine": mine})
+
+
+class CommentReactionView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="comment_reaction_put",
+        request=None,
+        responses={
+            201: CommentReactionSerializer,
+            200: OpenApiResponse(CommentReactionSerializer, description="Already there: nothing changed."),
+            400: OpenApiResponse(description="Unknown `kind`."),
+            404: OpenApiResponse(description="No published comment with this id."),
+        },
+        summary="Put the caller's reaction of this kind on a comment (idempotent)",
+    )
+    def put(self, request: Request, comment_id: str, kind: str) -> Response:
+        parsed, kind = _comment_uuid(comment_id), _kind_or_400(kind)
+        try:
+            result = comment_reaction_add(comment_id=parsed, user_id=request.user.pk, kind=kind)
+        except CommentNotReactable:
+            raise exceptions.NotFound(f"No published comment '{comment_id}'.") from None
+        body = {"comment": str(parsed), "kind": kind, "reacted": True, "count": result.count}
+        return Response(body, status=status.HTTP_201_CREATED if result.changed else status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="comment_reaction_delete",
+        responses={204: None, 400: OpenApiResponse(description="Unknown `kind`.")},
+        summary="Take the caller's reaction of this kind off a comment (idempotent: 204 if absent)",
+    )
+    def delete(self, request: Request, comment_id: str, kind: str) -> Response:
+        parsed, kind = _comment_uuid(comment_id), _kind_or_400(kind)
+        comment_reaction_remove(comment_id=parsed, user_id=request.user.pk, kind=kind)
+        return Response(status=status.HTTP_204_NO_CONTENT)
