@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
+from comments.replication import revision_reason
 
 
 def comment_get(*, comment_id: uuid.UUID) -> Comment | None:
@@ -31,3 +32,11 @@ def comment_ids_pending(*, older_than_seconds: int, limit: int) -> list[uuid.UUI
         .order_by("created_at")
         .values_list("id", flat=True)[:limit]
     )
+
+
+def comment_history(*, comment: Comment) -> list[tuple[str, str, str]]:
+    """``(edit_id, body, reason)`` of every body the comment no longer shows, by edit id."""
+    return [
+        (edit_id, body, revision_reason(revision_vector=vector, current_vector=comment.edit_vector))
+        for edit_id, body, vector in comment.revisions.order_by("edit_id").values_list("edit_id", "body", "vector")
+    ]

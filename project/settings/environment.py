@@ -72,3 +72,5 @@ HOT_STREAM_HOLD_SECONDS = _int("CHORUS_HOT_STREAM_HOLD_SECONDS", 30)
 HOT_STREAM_SHARDS = _int("CHORUS_HOT_STREAM_SHARDS", 8)
 # Interval of the coalesced reaction-count frames of a hot stream, in milliseconds.
 REACTION_COALESCE_MS = _int("CHORUS_REACTION_COALESCE_MS", 250)
+# Name of this region/replica in comment edit version vectors (must differ between regions).
+REGION = os.environ.get("CHORUS_REGION", "local")
