@@ -145,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few seconds per measurement")
     args = parser.parse_args()
-    http_taps, ws_taps, concurrency = (1200, 3000, 12) if args.quick else (6000, 20000, 24)
+    http_taps, ws_taps, concurrency = (1200, 3000, 12) if args.quick else (3000, 6000, 24)
 
     _phase("preparing the database")
     _prepare_database()

@@ -185,7 +185,7 @@ def _if_match_version(request: Request) -> int:
     return int(value)
 
 
-def _comment_uuid(comment_id: str) -> uuid.UUID:
+def comment_uuid_or_404(comment_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(comment_id)
     except ValueError:
@@ -199,7 +199,7 @@ class CommentDetailView(APIView):
         summary="One comment (its ETag is the version to send in If-Match)",
     )
     def get(self, request: Request, comment_id: str) -> Response:
-        comment = comment_get(comment_id=_comment_uuid(comment_id))
+        comment = comment_get(comment_id=comment_uuid_or_404(comment_id))
         if comment is None:
             raise exceptions.NotFound(f"No comment '{comment_id}'.")
         return Response(comment_as_dict(comment), headers={"ETag": _etag(comment.version)})
@@ -222,7 +222,7 @@ class CommentDetailView(APIView):
         summary="Edit a comment's body (optimistic locking with If-Match)",
     )
     def patch(self, request: Request, comment_id: str) -> Response:
-        parsed = _comment_uuid(comment_id)
+        parsed = comment_uuid_or_404(comment_id)
         expected = _if_match_version(request)
         payload = CommentEditSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -256,7 +256,7 @@ class CommentDetailView(APIView):
     )
     def delete(self, request: Request, comment_id: str) -> Response:
         try:
-            comment_delete(comment_id=_comment_uuid(comment_id), actor_id=request.user.pk)
+            comment_delete(comment_id=comment_uuid_or_404(comment_id), actor_id=request.user.pk)
         except CommentChangeForbidden:
             raise exceptions.PermissionDenied("Only the author or staff may delete this comment.") from None
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,15 +1,17 @@
 """REST endpoints for reactions: thin views over ``reactions.services``."""
 
 import math
-import uuid
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from redis.exceptions import RedisError
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from comments.api import comment_uuid_or_404
+from project.api_errors import ServiceUnavailable
 from reactions.selectors import comment_reaction_counts, comment_reaction_set
 from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add, comment_reaction_remove
 from reactions.services.taps import TapLimited, UnknownKind, reaction_kind_check, reaction_tap
@@ -63,14 +65,10 @@ class StreamReactionsView(APIView):
             result = reaction_tap(stream_id=stream.id, user_id=request.user.pk, kind=kind)
         except TapLimited as exc:
             raise Throttled(wait=max(1, math.ceil(exc.retry_after))) from None
+        except RedisError:
+            # Taps live in Redis; without it there is nowhere to count them. A client may retry.
+            raise ServiceUnavailable("Reactions are unavailable right now; try again shortly.") from None
         return Response({"kind": kind, "hot": result.hot}, status=status.HTTP_202_ACCEPTED)
-
-
-def _comment_uuid(comment_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(comment_id)
-    except ValueError:
-        raise exceptions.NotFound(f"No comment '{comment_id}'.") from None
 
 
 def _kind_or_400(kind: str) -> str:
@@ -105,7 +103,7 @@ class CommentReactionsView(APIView):
         summary="Reaction counts of a comment, and the caller's own reactions",
     )
     def get(self, request: Request, comment_id: str) -> Response:
-        parsed = _comment_uuid(comment_id)
+        parsed = comment_uuid_or_404(comment_id)
         mine: list[str] = []
         if request.user.is_authenticated:
             mine = sorted(comment_reaction_set(comment_id=parsed, user_id=request.user.pk).elements)
@@ -127,7 +125,7 @@ class CommentReactionView(APIView):
         summary="Put the caller's reaction of this kind on a comment (idempotent)",
     )
     def put(self, request: Request, comment_id: str, kind: str) -> Response:
-        parsed, kind = _comment_uuid(comment_id), _kind_or_400(kind)
+        parsed, kind = comment_uuid_or_404(comment_id), _kind_or_400(kind)
         try:
             result = comment_reaction_add(comment_id=parsed, user_id=request.user.pk, kind=kind)
         except CommentNotReactable:
@@ -141,6 +139,6 @@ class CommentReactionView(APIView):
         summary="Take the caller's reaction of this kind off a comment (idempotent: 204 if absent)",
     )
     def delete(self, request: Request, comment_id: str, kind: str) -> Response:
-        parsed, kind = _comment_uuid(comment_id), _kind_or_400(kind)
+        parsed, kind = comment_uuid_or_404(comment_id), _kind_or_400(kind)
         comment_reaction_remove(comment_id=parsed, user_id=request.user.pk, kind=kind)
         return Response(status=status.HTTP_204_NO_CONTENT)

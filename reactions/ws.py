@@ -6,6 +6,8 @@ Client frame ``{"type": "reaction", "kind": "heart"}`` counts one tap for the so
 
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from reactions.counters import async_redis_client, counter_state_read_async, counts_of, version_key
 from reactions.emitter import emitter
 from reactions.frames import counts_frame
@@ -26,14 +28,19 @@ async def reaction_frame_handle(context: InboundContext, frame: dict[str, Any]) 
         raise FrameRejected(f"'kind' {exc}") from None
     except TapLimited as exc:
         return protocol.error_frame(code="rate_limited", message=str(exc))
+    except RedisError:
+        return protocol.error_frame(code="unavailable", message="reactions are unavailable right now")
     return None
 
 
 async def reaction_counts_snapshot(stream_id: int) -> str | None:
     """The stream's current counts for a (re)connecting socket; ``None`` before the first tap."""
     emitter.ensure_started()
-    counts = counts_of(await counter_state_read_async(stream_id=stream_id))
-    if not counts:
-        return None
-    version = int(await async_redis_client().get(version_key(stream_id)) or 0)
+    try:
+        counts = counts_of(await counter_state_read_async(stream_id=stream_id))
+        if not counts:
+            return None
+        version = int(await async_redis_client().get(version_key(stream_id)) or 0)
+    except RedisError:
+        return None  # the socket still works; counts follow with the next frame
     return counts_frame(counts=counts, version=version)

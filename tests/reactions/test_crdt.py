@@ -1,5 +1,6 @@
 """Property tests: the CRDT merges are joins (commutative, associative, idempotent)."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,21 +14,30 @@ tags = st.text(alphabet="xyz0123", min_size=1, max_size=3)
 orsets = st.builds(ORSet.of, adds=st.sets(st.tuples(elements, tags), max_size=6), removed=st.sets(tags, max_size=4))
 
 
-@given(counters, counters)
-def test_counter_merge_is_commutative(a, b):
+CRDTS = pytest.mark.parametrize("values", [counters, orsets], ids=["pn-counter", "or-set"])
+
+
+@CRDTS
+@given(data=st.data())
+def test_merge_is_commutative(values, data):
     """a ⊔ b == b ⊔ a."""
+    a, b = data.draw(values), data.draw(values)
     assert a.merge(b) == b.merge(a)
 
 
-@given(counters, counters, counters)
-def test_counter_merge_is_associative(a, b, c):
+@CRDTS
+@given(data=st.data())
+def test_merge_is_associative(values, data):
     """(a ⊔ b) ⊔ c == a ⊔ (b ⊔ c)."""
+    a, b, c = data.draw(values), data.draw(values), data.draw(values)
     assert a.merge(b).merge(c) == a.merge(b.merge(c))
 
 
-@given(counters, counters)
-def test_counter_merge_is_idempotent(a, b):
+@CRDTS
+@given(data=st.data())
+def test_merge_is_idempotent(values, data):
     """Merging the same state again (a duplicate delivery) changes nothing."""
+    a, b = data.draw(values), data.draw(values)
     assert a.merge(a) == a
     assert a.merge(b).merge(b) == a.merge(b)
 
@@ -46,25 +56,6 @@ def test_counter_replicas_converge_to_the_exact_value(operations, rnd):
     for state in deliveries:
         merged = merged.merge(state)
     assert merged.value == expected
-
-
-@given(orsets, orsets)
-def test_orset_merge_is_commutative(a, b):
-    """a ⊔ b == b ⊔ a."""
-    assert a.merge(b) == b.merge(a)
-
-
-@given(orsets, orsets, orsets)
-def test_orset_merge_is_associative(a, b, c):
-    """(a ⊔ b) ⊔ c == a ⊔ (b ⊔ c)."""
-    assert a.merge(b).merge(c) == a.merge(b.merge(c))
-
-
-@given(orsets, orsets)
-def test_orset_merge_is_idempotent(a, b):
-    """Merging the same state again changes nothing."""
-    assert a.merge(a) == a
-    assert a.merge(b).merge(b) == a.merge(b)
 
 
 def test_orset_concurrent_add_wins_over_remove():
