@@ -52,6 +52,12 @@ class HotStreams:
         self._seen: dict[int, int] = {}  # stream id -> last second (local clock) it was tapped here
         self._refreshed = 0.0
 
+    def reset(self) -> None:
+        """Forget the cached view; the next tap reloads it (after Redis keys were cleared)."""
+        self._hot = frozenset()
+        self._seen = {}
+        self._refreshed = 0.0
+
     def is_hot(self, stream_id: int) -> bool:
         return stream_id in self._hot
 

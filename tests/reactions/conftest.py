@@ -4,6 +4,7 @@ import pytest
 from django.conf import settings
 
 from reactions.counters import redis_client
+from reactions.hot import hot_streams
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +13,4 @@ def _clean_reaction_keys() -> None:
     keys = list(client.scan_iter(match=f"{settings.CHORUS_REDIS_PREFIX}:rx:*", count=1000))
     if keys:
         client.delete(*keys)
+    hot_streams.reset()
