@@ -94,8 +94,8 @@ def test_taps_over_http_on_two_nodes_are_counted_and_flushed_by_the_worker(live,
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(tap, range(60)))
-    accepted = statuses.count(202)
-    assert set(statuses) <= {202, 429} and accepted >= 60 - 6 * 10  # at most a window's overflow is refused
+    assert statuses == [202] * 60  # 10 taps per user: under the per-user limit
+    accepted = 60
     assert _total(counts_of(counter_state_read(stream_id=stream.id))) == accepted
 
     reaction_taps_flush_task.delay()
