@@ -135,16 +135,15 @@ class CeleryWorker(ManagedProcess):
             f"--hostname={name}@%h", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         super().__init__(name, argv, env)
-        self._log_start = 0
 
     def start(self) -> "CeleryWorker":
         # Remember where this run's log begins: the worker may be ready before wait_ready is called.
-        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         super().start()
         return self
 
     def wait_ready(self, timeout: float = 60) -> "CeleryWorker":
-        start = self._log_start
+        start = self.log_offset
 
         def ready() -> bool:
             if not self.alive():
