@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from comments.models import Comment
+from comments.models import Comment, CommentRevision
 
 
 @admin.register(Comment)
@@ -17,5 +17,16 @@ class CommentAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "published_at",
+        "vector",
+        "edit_id",
+        "edit_rank",
+        "edit_vector",
     )
     raw_id_fields = ("parent", "author")
+
+
+@admin.register(CommentRevision)
+class CommentRevisionAdmin(admin.ModelAdmin):
+    list_display = ("comment", "edit_id", "created_at")
+    search_fields = ("comment__id", "edit_id", "body")
+    raw_id_fields = ("comment",)

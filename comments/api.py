@@ -5,7 +5,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,17 @@ from rest_framework.views import APIView
 from comments.caches import comment_page_cached, stream_counters
 from comments.representation import comment_as_dict
 from comments.selectors import comment_get
-from comments.services import IdempotencyKeyReused, InvalidParent, comment_accept
+from comments.services import (
+    CommentChangeForbidden,
+    CommentNotEditable,
+    CommentNotFound,
+    IdempotencyKeyReused,
+    InvalidParent,
+    VersionMismatch,
+    comment_accept,
+    comment_delete,
+    comment_edit,
+)
 from gateway.throttles import CommentsThrottle
 from realtime.models import Stream
 from realtime.selectors import stream_get
@@ -164,14 +174,108 @@ def _accepted(request: Request, comment_id: uuid.UUID, comment_status: str) -> d
     }
 
 
+class PreconditionFailed(exceptions.APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The comment changed since you read it; read it again and retry."
+    default_code = "precondition_failed"
+
+
+class PreconditionRequired(exceptions.APIException):
+    status_code = status.HTTP_428_PRECONDITION_REQUIRED
+    default_detail = "Send If-Match with the ETag you read (GET /api/v1/comments/{id})."
+    default_code = "precondition_required"
+
+
+class CommentEditSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _if_match_version(request: Request) -> int:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        raise PreconditionRequired()
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 18:
+        raise exceptions.ValidationError({"If-Match": ['Must be an ETag from this API, e.g. "3".']})
+    return int(value)
+
+
+def comment_uuid_or_404(comment_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(comment_id)
+    except ValueError:
+        raise exceptions.NotFound(f"No comment '{comment_id}'.") from None
+
+
 class CommentDetailView(APIView):
-    @extend_schema(operation_id="comment_retrieve", responses={200: CommentSerializer}, summary="One comment")
+    @extend_schema(
+        operation_id="comment_retrieve",
+        responses={200: CommentSerializer},
+        summary="One comment (its ETag is the version to send in If-Match)",
+    )
     def get(self, request: Request, comment_id: str) -> Response:
-        try:
-            parsed = uuid.UUID(comment_id)
-        except ValueError:
-            raise exceptions.NotFound(f"No comment '{comment_id}'.") from None
-        comment = comment_get(comment_id=parsed)
+        comment = comment_get(comment_id=comment_uuid_or_404(comment_id))
         if comment is None:
             raise exceptions.NotFound(f"No comment '{comment_id}'.")
-        return Response(comment_as_dict(comment))
+        return Response(comment_as_dict(comment), headers={"ETag": _etag(comment.version)})
+
+    @extend_schema(
+        operation_id="comment_edit",
+        request=CommentEditSerializer,
+        parameters=[
+            OpenApiParameter(
+                "If-Match", location=OpenApiParameter.HEADER, required=True, description="The ETag you read."
+            )
+        ],
+        responses={
+            200: CommentSerializer,
+            403: OpenApiResponse(description="Not the author or staff."),
+            409: OpenApiResponse(description="Still pending publication."),
+            412: OpenApiResponse(description="Stale If-Match: the comment changed since."),
+            428: OpenApiResponse(description="If-Match missing."),
+        },
+        summary="Edit a comment's body (optimistic locking with If-Match)",
+    )
+    def patch(self, request: Request, comment_id: str) -> Response:
+        parsed = comment_uuid_or_404(comment_id)
+        expected = _if_match_version(request)
+        payload = CommentEditSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            comment = comment_edit(
+                comment_id=parsed,
+                editor_id=request.user.pk,
+                body=payload.validated_data["body"],
+                expected_version=expected,
+            )
+        except CommentNotFound:
+            raise exceptions.NotFound(f"No comment '{comment_id}'.") from None
+        except CommentChangeForbidden:
+            raise exceptions.PermissionDenied("Only the author or staff may edit this comment.") from None
+        except CommentNotEditable:
+            return Response(
+                {"code": "not_published", "detail": "The comment is still pending publication."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        except VersionMismatch as exc:
+            error = PreconditionFailed()
+            response = Response({"code": error.default_code, "detail": str(error.detail)}, status=error.status_code)
+            response["ETag"] = _etag(exc.current)
+            return response
+        return Response(comment_as_dict(comment), headers={"ETag": _etag(comment.version)})
+
+    @extend_schema(
+        operation_id="comment_delete",
+        responses={204: None, 403: OpenApiResponse(description="Not the author or staff.")},
+        summary="Delete a comment (idempotent: 204 if it is already deleted or missing)",
+    )
+    def delete(self, request: Request, comment_id: str) -> Response:
+        try:
+            comment_delete(comment_id=comment_uuid_or_404(comment_id), actor_id=request.user.pk)
+        except CommentChangeForbidden:
+            raise exceptions.PermissionDenied("Only the author or staff may delete this comment.") from None
+        return Response(status=status.HTTP_204_NO_CONTENT)

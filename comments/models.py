@@ -35,6 +35,12 @@ class Comment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    # Replicated edits (see comments/replication.py): the merged version vector of every edit
+    # applied here, and the id and rank of the edit whose body is current.
+    vector = models.JSONField(default=dict, blank=True)
+    edit_id = models.CharField(max_length=100, blank=True, default="")
+    edit_rank = models.BigIntegerField(default=0)
+    edit_vector = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
@@ -45,3 +51,27 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
+
+
+class CommentRevision(models.Model):
+    """A body a comment no longer shows: replaced by a later edit, or the loser of a conflict.
+
+    ``edit_id`` (``<replica>:<counter>``, ``original`` for the first body) is unique per comment,
+    so a replicated edit delivered twice is recorded once. Whether it was superseded or lost a
+    conflict is derived from ``vector`` and the current edit's (``comments.selectors``), so every
+    region reports the same history once it has the same edits.
+    """
+
+    comment = models.ForeignKey(Comment, on_delete=models.CASCADE, related_name="revisions")
+    edit_id = models.CharField(max_length=100)
+    body = models.TextField()
+    vector = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["comment", "edit_id"], name="comment_revision_edit_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.comment_id} {self.edit_id} ({self.reason})"

@@ -12,7 +12,7 @@ def comment_as_dict(comment: Comment) -> dict[str, Any]:
         "stream": comment.stream.slug,
         "seq": comment.seq,
         "author": comment.author.get_username(),
-        "body": comment.body,
+        "body": "" if comment.status == "deleted" else comment.body,
         "parent": str(comment.parent_id) if comment.parent_id else None,
         "status": comment.status,
         "version": comment.version,

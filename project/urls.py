@@ -14,6 +14,7 @@ api_v1 = [
     path("", include("comments.urls")),
     path("", include("sagas.urls")),
     path("auth/token", ip_rate_limited(obtain_auth_token, group="auth-token"), name="auth-token"),
+    path("", include("reactions.urls")),
 ]
 
 urlpatterns = [

@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class ReactionsConfig(AppConfig):
     name = "reactions"
+
+    def ready(self) -> None:
+        from reactions.frames import SNAPSHOT_KIND
+        from reactions.ws import reaction_counts_snapshot, reaction_frame_handle
+        from realtime.extensions import register_inbound_handler, register_snapshot_provider
+
+        register_inbound_handler("reaction", reaction_frame_handle)
+        register_snapshot_provider(SNAPSHOT_KIND, reaction_counts_snapshot)

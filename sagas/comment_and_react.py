@@ -24,6 +24,8 @@ def post_comment(ctx: SagaContext) -> Result:
         stream=stream, author_id=ctx.user_id, body=ctx.input["body"], idempotency_key=ctx.key("comment")
     )
     event = comment_publish(comment_id=comment.id)
+    if event is None:
+        raise PermanentError("the comment was deleted before it could be published")
     return {"comment_id": str(comment.id), "seq": event.seq}
 
 

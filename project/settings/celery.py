@@ -10,6 +10,7 @@ from project.settings.environment import (
     CELERY_VISIBILITY_TIMEOUT,
     FAULT_INJECT,
     OUTBOX_SWEEP_SECONDS,
+    REACTION_FLUSH_SECONDS,
     RETRY_AFTER_SECONDS,
     SAGA_CLAIM_LEASE_SECONDS,
     SAGA_STALL_SECONDS,
@@ -52,6 +53,10 @@ CELERY_BEAT_SCHEDULE = {
     "sagas-resume-stalled": {
         "task": "sagas.tasks.saga_resume_stalled_task",
         "schedule": max(1.0, SAGA_STALL_SECONDS / 3),
+    },
+    "reactions-flush-taps": {
+        "task": "reactions.tasks.reaction_taps_flush_task",
+        "schedule": REACTION_FLUSH_SECONDS,
     },
 }
 

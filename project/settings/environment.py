@@ -106,3 +106,22 @@ COMMENT_PAGE_CACHE_SECONDS = _int("CHORUS_COMMENT_PAGE_CACHE_SECONDS", 60)
 # READ_YOUR_WRITES_SECONDS go to the primary, so nobody misses their own write.
 DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
 READ_YOUR_WRITES_SECONDS = _int("CHORUS_READ_YOUR_WRITES_SECONDS", 5)
+# --- reactions ---------------------------------------------------------------------------------
+# Kinds of reaction a client may send (live taps and reactions on comments).
+REACTION_KINDS = _list("CHORUS_REACTION_KINDS", ["heart", "fire", "clap", "laugh", "wow"])
+# Live taps one user may send per second (per-user fixed window on the Redis server's clock).
+REACTION_TAPS_PER_SECOND = _int("CHORUS_REACTION_TAPS_PER_SECOND", 20)
+# How often Celery beat flushes tap counters from Redis to PostgreSQL.
+REACTION_FLUSH_SECONDS = float(os.environ.get("CHORUS_REACTION_FLUSH_SECONDS", "2"))
+# This process's replica id in the tap counters; default "<hostname>:<pid>".
+REACTION_REPLICA_ID = os.environ.get("CHORUS_REACTION_REPLICA_ID", "")
+# A stream whose tap rate (per second) reaches this becomes hot...
+HOT_STREAM_THRESHOLD = _int("CHORUS_HOT_STREAM_THRESHOLD", 200)
+# ...and stays hot this many seconds after its rate was last over the threshold.
+HOT_STREAM_HOLD_SECONDS = _int("CHORUS_HOT_STREAM_HOLD_SECONDS", 30)
+# Redis keys a hot stream's tap counters are split across.
+HOT_STREAM_SHARDS = _int("CHORUS_HOT_STREAM_SHARDS", 8)
+# Interval of the coalesced reaction-count frames of a hot stream, in milliseconds.
+REACTION_COALESCE_MS = _int("CHORUS_REACTION_COALESCE_MS", 250)
+# Name of this region/replica in comment edit version vectors (must differ between regions).
+REGION = os.environ.get("CHORUS_REGION", "local")

@@ -137,6 +137,12 @@ class CeleryWorker(ManagedProcess):
         ]  # fmt: skip
         super().__init__(name, argv, env)
 
+    def start(self) -> "CeleryWorker":
+        # Remember where this run's log begins: the worker may be ready before wait_ready is called.
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().start()
+        return self
+
     def wait_ready(self, timeout: float = 60) -> "CeleryWorker":
         def ready() -> bool:
             if not self.alive():

@@ -1,0 +1,1 @@
+"""Writes of reactions, split by subdomain: live taps, counter flushing, reactions on comments."""

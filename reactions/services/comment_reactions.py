@@ -1,0 +1,103 @@
+"""A user's reactions on a comment: at most one per kind, idempotent add and remove.
+
+Each user's reactions on a comment are an observed-remove set (``reactions.crdt.ORSet``) kept in
+``CommentReaction`` rows: an add inserts a row with a fresh tag, a remove tombstones the live
+tag. Both are idempotent and safe as saga steps and compensations: adding twice keeps one
+reaction, removing a reaction that is already gone (or never existed, or whose comment is gone)
+is a no-op. A change appends ``reaction.added`` / ``reaction.removed`` to the stream's event log
+(the event id is derived from the tag, so one change can only be logged once); no-ops emit nothing.
+
+Event payload: ``{"comment": id, "kind": k, "user": username, "count": live reactions of k}``.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+
+from comments.models import Comment, CommentStatus
+from reactions.models import CommentReaction
+from reactions.services.taps import reaction_kind_check
+from realtime.services import stream_event_append
+
+REACTION_ADDED = "reaction.added"
+REACTION_REMOVED = "reaction.removed"
+
+
+class CommentNotReactable(Exception):
+    """The comment does not exist or is not published (pending or deleted)."""
+
+
+@dataclass(frozen=True)
+class CommentReactionResult:
+    changed: bool  # False when the call found the reaction already in the wanted state
+    count: int  # live reactions of this kind on the comment afterwards
+
+
+def _live_count(comment_id: uuid.UUID, kind: str) -> int:
+    return CommentReaction.objects.filter(comment_id=comment_id, kind=kind, removed_at__isnull=True).count()
+
+
+def _append(*, comment: Comment, user_id: int, kind: str, tag: uuid.UUID, event_type: str) -> int:
+    count = _live_count(comment.id, kind)
+    username = get_user_model().objects.get(pk=user_id).get_username()
+    stream_event_append(
+        stream_id=comment.stream_id,
+        event_type=event_type,
+        event_id=uuid.uuid5(tag, event_type),
+        payload={"comment": str(comment.id), "kind": kind, "user": username, "count": count},
+    )
+    return count
+
+
+def comment_reaction_add(*, comment_id: uuid.UUID, user_id: int, kind: str) -> CommentReactionResult:
+    """Put the user's ``kind`` reaction on a published comment; idempotent.
+
+    Raises ``UnknownKind`` or ``CommentNotReactable``. Emits ``reaction.added`` only when it adds.
+    Concurrent adds are decided by the partial unique index: exactly one inserts.
+    """
+    reaction_kind_check(kind)
+    with transaction.atomic():
+        comment = Comment.objects.filter(id=comment_id, status=CommentStatus.PUBLISHED).first()
+        if comment is None:
+            raise CommentNotReactable(f"no published comment {comment_id}")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO reactions_commentreaction (tag, comment_id, user_id, kind, created_at, removed_at)
+                VALUES (%s, %s, %s, %s, now(), NULL)
+                ON CONFLICT (comment_id, user_id, kind) WHERE removed_at IS NULL DO NOTHING
+                RETURNING tag
+                """,
+                [uuid.uuid4(), comment_id, user_id, kind],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return CommentReactionResult(changed=False, count=_live_count(comment_id, kind))
+        count = _append(comment=comment, user_id=user_id, kind=kind, tag=row[0], event_type=REACTION_ADDED)
+        return CommentReactionResult(changed=True, count=count)
+
+
+def comment_reaction_remove(*, comment_id: uuid.UUID, user_id: int, kind: str) -> CommentReactionResult:
+    """Take the user's ``kind`` reaction off a comment; idempotent, never raises for "not there".
+
+    Raises only ``UnknownKind``. Emits ``reaction.removed`` only when it removes.
+    """
+    reaction_kind_check(kind)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE reactions_commentreaction SET removed_at = now()
+                 WHERE comment_id = %s AND user_id = %s AND kind = %s AND removed_at IS NULL
+                RETURNING tag
+                """,
+                [comment_id, user_id, kind],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return CommentReactionResult(changed=False, count=_live_count(comment_id, kind))
+        comment = Comment.objects.get(id=comment_id)
+        count = _append(comment=comment, user_id=user_id, kind=kind, tag=row[0], event_type=REACTION_REMOVED)
+        return CommentReactionResult(changed=True, count=count)

@@ -1,0 +1,140 @@
+"""Tap counters between Redis and PostgreSQL: the flush (Celery beat) and reconciliation.
+
+Both write PostgreSQL with ``count = GREATEST(count, new)`` per (stream, kind, replica), the
+PN-counter merge: a flush that is retried, delivered twice, runs with stale data or races another
+flusher can only confirm values, never add them twice. Rows are written in a fixed order, so two
+flushers of one stream take row locks in the same order and cannot deadlock.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from reactions.counters import (
+    CounterState,
+    counter_entry_raise,
+    counter_state_read,
+    counts_of,
+    dirty_key,
+    redis_client,
+    shard_count,
+    taps_key,
+)
+from reactions.crdt import PNCounter
+from reactions.models import TapCounter
+from realtime.models import Stream
+
+logger = logging.getLogger(__name__)
+
+FLUSH_BATCH = 200
+
+
+def counter_state_merge_into_db(*, stream_id: int, state: CounterState) -> int:
+    """Merge a counter state into PostgreSQL (per-replica max); returns the rows it raised."""
+    rows = sorted(
+        (kind, replica, count) for kind, counter in state.items() for replica, count in counter.p.items() if count
+    )
+    if not rows:
+        return 0
+    now = timezone.now()
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
+    params: list[object] = []
+    for kind, replica, count in rows:
+        params += [stream_id, kind, replica, count, now]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO reactions_tapcounter (stream_id, kind, replica, count, updated_at)
+            VALUES {values}
+            ON CONFLICT (stream_id, kind, replica) DO UPDATE
+               SET count = EXCLUDED.count, updated_at = EXCLUDED.updated_at
+             WHERE reactions_tapcounter.count < EXCLUDED.count
+            """,
+            params,
+        )
+        return cursor.rowcount
+
+
+def counter_state_from_db(*, stream_id: int) -> CounterState:
+    entries: dict[str, dict[str, int]] = {}
+    for kind, replica, count in TapCounter.objects.filter(stream_id=stream_id).values_list("kind", "replica", "count"):
+        entries.setdefault(kind, {})[replica] = count
+    return {kind: PNCounter(p=p) for kind, p in entries.items()}
+
+
+def reaction_taps_flush(*, batch: int = FLUSH_BATCH) -> int:
+    """Flush every stream marked dirty; returns how many streams were flushed. Safe to run twice.
+
+    A stream is unmarked before it is read, so a tap during the flush marks it again. If the
+    write fails the streams are marked again; if the process dies in between, the next tap or
+    ``manage.py reconcile_counters`` brings PostgreSQL up to date.
+    """
+    client = redis_client()
+    flushed = 0
+    while True:
+        raw = client.spop(dirty_key(), batch)
+        if not raw:
+            return flushed
+        stream_ids = sorted(int(sid) for sid in raw)
+        try:
+            existing = set(Stream.objects.filter(id__in=stream_ids).values_list("id", flat=True))
+            for stream_id in stream_ids:
+                if stream_id in existing:
+                    counter_state_merge_into_db(stream_id=stream_id, state=counter_state_read(stream_id=stream_id))
+                    flushed += 1
+        except Exception:
+            client.sadd(dirty_key(), *stream_ids)
+            raise
+
+
+@dataclass(frozen=True)
+class Drift:
+    stream_id: int
+    kind: str
+    redis: int
+    db: int
+
+    @property
+    def direction(self) -> str:
+        return "redis ahead (not flushed yet)" if self.redis > self.db else "database ahead (Redis lost taps)"
+
+
+def _stream_ids_in_redis() -> set[int]:
+    pattern = taps_key(0, 0).rsplit(":", 2)[0] + ":*"
+    return {int(key.decode().rsplit(":", 2)[1]) for key in redis_client().scan_iter(match=pattern, count=1000)}
+
+
+def reaction_counters_reconcile(*, repair: bool) -> list[Drift]:
+    """Compare every stream's counts in Redis and PostgreSQL; with ``repair``, merge both ways.
+
+    Repair raises each lower copy of an entry to the higher one (never lowers anything), so it is
+    safe while taps and flushes continue. Returns the drift found before repairing.
+    """
+    db_ids = set(TapCounter.objects.values_list("stream_id", flat=True).distinct())
+    redis_ids = _stream_ids_in_redis()
+    live_ids = set(Stream.objects.filter(id__in=redis_ids).values_list("id", flat=True))
+    if repair:
+        # Counters of deleted streams: nothing will ever read or flush them again.
+        for orphan in redis_ids - live_ids:
+            redis_client().delete(*(taps_key(orphan, shard) for shard in range(shard_count())))
+    drifts: list[Drift] = []
+    for stream_id in sorted(db_ids | live_ids):
+        in_redis = counter_state_read(stream_id=stream_id)
+        in_db = counter_state_from_db(stream_id=stream_id)
+        redis_counts, db_counts = counts_of(in_redis), counts_of(in_db)
+        for kind in sorted(set(redis_counts) | set(db_counts)):
+            if redis_counts.get(kind, 0) != db_counts.get(kind, 0):
+                drifts.append(Drift(stream_id, kind, redis_counts.get(kind, 0), db_counts.get(kind, 0)))
+        if not repair:
+            continue
+        counter_state_merge_into_db(stream_id=stream_id, state=in_redis)
+        for kind, counter in in_db.items():
+            redis_entries = in_redis.get(kind, PNCounter()).p
+            for replica, count in counter.p.items():
+                if count > redis_entries.get(replica, 0):
+                    counter_entry_raise(stream_id=stream_id, kind=kind, crdt_replica=replica, count=count)
+    if drifts:
+        logger.info("reconcile_counters found %d drifting counts", len(drifts))
+    return drifts

@@ -1,0 +1,124 @@
+"""Live taps: validated, rate limited and counted in Redis; never one database row each.
+
+A tap is one Redis pipeline: raise this process's entry of the stream's PN-counter for the kind
+(on shard 0, or on a hashed shard when the stream is hot), count it towards the stream's rate and
+mark the stream dirty for the flush. On a cold stream the same pipeline (a MULTI, so version and
+counts agree) also bumps the snapshot version and reads the counts, which are broadcast at once;
+a hot stream's counts are broadcast by its coalescing emitter (``reactions.emitter``) instead.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from reactions.counters import (
+    async_redis_client,
+    counts_of,
+    dirty_key,
+    field,
+    rate_key,
+    redis_client,
+    replica_id,
+    shard_count,
+    state_from_hashes,
+    taps_key,
+    version_key,
+)
+from reactions.frames import SNAPSHOT_KIND, counts_frame
+from reactions.hot import hot_streams
+from reactions.limits import tap_rate_check, tap_rate_check_async
+from realtime.events import snapshot_broadcast
+
+RATE_KEY_TTL = 5
+
+
+class UnknownKind(ValueError):
+    """The reaction kind is not one of ``CHORUS_REACTION_KINDS``."""
+
+
+class TapLimited(Exception):
+    """The user sent more taps than ``CHORUS_REACTION_TAPS_PER_SECOND``."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many taps; retry after {retry_after:.2f}s")
+        self.retry_after = retry_after
+
+
+def reaction_kind_check(kind: object) -> str:
+    if not isinstance(kind, str) or kind not in settings.CHORUS_REACTION_KINDS:
+        raise UnknownKind(f"must be one of: {', '.join(settings.CHORUS_REACTION_KINDS)}")
+    return kind
+
+
+@dataclass(frozen=True)
+class TapResult:
+    hot: bool
+    counts: dict[str, int] | None  # the stream's counts after this tap (cold streams only)
+
+
+def _shard_for(user_id: int) -> int:
+    # Fibonacci hashing spreads consecutive user ids over the shards.
+    return ((user_id * 2654435761) & 0xFFFFFFFF) % shard_count()
+
+
+def _queue_tap(pipe: Any, *, stream_id: int, user_id: int, kind: str, hot: bool) -> None:
+    shard = _shard_for(user_id) if hot else 0
+    rate = rate_key(stream_id, shard, int(time.time()))
+    pipe.hincrby(taps_key(stream_id, shard), field(kind, replica_id()), 1)
+    pipe.incr(rate)
+    pipe.expire(rate, RATE_KEY_TTL)
+    pipe.sadd(dirty_key(), stream_id)
+    if not hot:
+        pipe.incr(version_key(stream_id))
+        for each in range(shard_count()):
+            pipe.hgetall(taps_key(stream_id, each))
+
+
+TAP_COMMANDS = 4  # commands queued before the version and the shard reads
+
+
+def _after_tap(*, stream_id: int, hot: bool, results: list[Any]) -> TapResult:
+    if hot:
+        return TapResult(hot=True, counts=None)
+    version = int(results[TAP_COMMANDS])
+    counts = counts_of(state_from_hashes(results[TAP_COMMANDS + 1 :]))
+    snapshot_broadcast(stream_id=stream_id, kind=SNAPSHOT_KIND, frame=counts_frame(counts=counts, version=version))
+    return TapResult(hot=False, counts=counts)
+
+
+def reaction_tap(*, stream_id: int, user_id: int, kind: str) -> TapResult:
+    """Count one live tap; raises ``UnknownKind`` or ``TapLimited`` (nothing counted then).
+
+    Not idempotent by design: every call is one tap. Exactness under retried or duplicated
+    flushes comes from the per-replica counters, not from this call.
+    """
+    reaction_kind_check(kind)
+    if (wait := tap_rate_check(user_id=user_id)) is not None:
+        raise TapLimited(wait)
+    if hot_streams.due():
+        hot_streams.refresh()
+    hot_streams.note_tap(stream_id)
+    hot = hot_streams.is_hot(stream_id)
+    pipe = redis_client().pipeline(transaction=not hot)
+    _queue_tap(pipe, stream_id=stream_id, user_id=user_id, kind=kind, hot=hot)
+    return _after_tap(stream_id=stream_id, hot=hot, results=pipe.execute())
+
+
+async def reaction_tap_async(*, stream_id: int, user_id: int, kind: str) -> TapResult:
+    """``reaction_tap`` for the event loop (WebSocket frames): the same pipeline, awaited."""
+    reaction_kind_check(kind)
+    if (wait := await tap_rate_check_async(user_id=user_id)) is not None:
+        raise TapLimited(wait)
+    if hot_streams.due():
+        await asyncio.to_thread(hot_streams.refresh)
+    hot_streams.note_tap(stream_id)
+    hot = hot_streams.is_hot(stream_id)
+    pipe = async_redis_client().pipeline(transaction=not hot)
+    _queue_tap(pipe, stream_id=stream_id, user_id=user_id, kind=kind, hot=hot)
+    results = await pipe.execute()
+    if hot:
+        return TapResult(hot=True, counts=None)
+    return await asyncio.to_thread(_after_tap, stream_id=stream_id, hot=hot, results=results)

@@ -1,0 +1,112 @@
+"""Comment edits replicated between two regions converge, whatever the order of delivery."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import dj_database_url
+import psycopg
+import pytest
+from psycopg import sql
+
+from comments.models import Comment, CommentStatus
+from comments.replication import ReplicatedEdit, vectors_concurrent
+from comments.selectors import comment_history
+from comments.services import comment_edit, comment_edit_outgoing, comment_replicated_edit_apply
+from tests.factories import UserFactory
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def region_b_url() -> str:
+    """A second, migrated database: the other region's copy of the data."""
+    config = dj_database_url.parse(os.environ["DATABASE_URL"])
+    name = f"{config['NAME']}_region_b"
+    with psycopg.connect(
+        host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432, user=config["USER"] or "postgres",
+        dbname="postgres", autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
+    return url
+
+
+def _region_b(url: str, ops: list[dict], tmp_path) -> dict:
+    path = tmp_path / f"ops-{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(ops))
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings", "CHORUS_REGION": "us"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.comments.replica_process", str(path)],
+        cwd=ROOT, env=env, check=True, timeout=60, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _state(comment: Comment) -> dict:
+    comment.refresh_from_db()
+    return {
+        "body": comment.body,
+        "vector": comment.vector,
+        "edit_id": comment.edit_id,
+        "revisions": [list(r) for r in comment_history(comment=comment)],
+    }
+
+
+def test_concurrent_edits_in_two_regions_converge(region_b_url, stream, settings, tmp_path):
+    """Both regions edit at once, twice; each applies the other's edits (one twice): same state on both."""
+    settings.CHORUS_REGION = "eu"
+    author = UserFactory()
+    comment = Comment.objects.create(
+        stream=stream, author=author, body="original", status=CommentStatus.PUBLISHED, idempotency_key="r"
+    )
+    cid = str(comment.id)
+    setup = {"op": "setup", "comment_id": cid, "body": "original", "username": author.username, "slug": stream.slug}
+
+    # round 1: concurrent edits, one in each region
+    eu_1 = comment_edit_outgoing(
+        comment=comment_edit(comment_id=comment.id, editor_id=author.pk, body="eu 1", expected_version=1)
+    )
+    us = _region_b(region_b_url, [setup, {"op": "edit", "comment_id": cid, "body": "us 1"}], tmp_path)
+    us_1 = ReplicatedEdit.from_dict(us["edits"][0])
+    assert vectors_concurrent(eu_1.vector, us_1.vector)
+
+    # round 2: eu applies us 1 (twice: a duplicate delivery) and edits again; us edits again concurrently
+    comment_replicated_edit_apply(edit=us_1)
+    comment_replicated_edit_apply(edit=us_1)
+    comment.refresh_from_db()
+    eu_2 = comment_edit_outgoing(
+        comment=comment_edit(comment_id=comment.id, editor_id=author.pk, body="eu 2", expected_version=comment.version)
+    )
+    us = _region_b(region_b_url, [{"op": "edit", "comment_id": cid, "body": "us 2"}], tmp_path)
+    us_2 = ReplicatedEdit.from_dict(us["edits"][0])
+    assert vectors_concurrent(eu_2.vector, us_2.vector)
+
+    # exchange everything: us receives eu's edits in reverse order, eu receives us 2
+    comment_replicated_edit_apply(edit=us_2)
+    us = _region_b(
+        region_b_url,
+        [
+            {"op": "apply", "edits": [eu_2.as_dict(), eu_1.as_dict(), eu_2.as_dict()]},
+            {"op": "state", "comment_id": cid},
+        ],
+        tmp_path,
+    )
+
+    eu_state = _state(comment)
+    assert us["state"] == eu_state
+    # the rule: eu 2 had seen eu 1 and us 1 (rank 3), us 2 only us 1 (rank 2): eu 2 wins on both sides
+    winner = max([eu_2, us_2], key=lambda e: e.key)
+    assert winner is eu_2
+    assert eu_state["body"] == winner.body
+    assert eu_state["vector"] == {"eu": 2, "us": 2}
+    reasons = {edit_id: reason for edit_id, _body, reason in eu_state["revisions"]}
+    loser = eu_2 if winner is us_2 else us_2
+    assert reasons[loser.edit_id] == "conflict_lost"
+    assert {"original", "eu:1", "us:1"} <= set(reasons)

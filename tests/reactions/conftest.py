@@ -1,0 +1,16 @@
+"""Reaction tests start from empty reaction keys in Redis (stream ids are reused between tests)."""
+
+import pytest
+from django.conf import settings
+
+from reactions.counters import redis_client
+from reactions.hot import hot_streams
+
+
+@pytest.fixture(autouse=True)
+def _clean_reaction_keys() -> None:
+    client = redis_client()
+    keys = list(client.scan_iter(match=f"{settings.CHORUS_REDIS_PREFIX}:rx:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    hot_streams.reset()

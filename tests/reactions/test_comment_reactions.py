@@ -1,0 +1,86 @@
+"""A user's reactions on a comment: one per kind, idempotent PUT/DELETE, events in the log."""
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from comments.models import Comment, CommentStatus
+from reactions.models import CommentReaction
+from reactions.selectors import comment_reaction_set
+from reactions.services.comment_reactions import comment_reaction_add, comment_reaction_remove
+from realtime.models import StreamEvent
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _published_comment(stream, author) -> Comment:
+    return Comment.objects.create(
+        stream=stream, author=author, body="hi", status=CommentStatus.PUBLISHED, idempotency_key=str(uuid.uuid4())
+    )
+
+
+def test_put_twice_is_one_reaction_and_delete_of_absent_is_204(live, api_user, stream, http):
+    """PUT, PUT again, DELETE, DELETE again: one add event, one remove event, status codes as documented."""
+    comment = _published_comment(stream, api_user.user)
+    url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}/reactions/heart"
+    first = http.put(url, headers=api_user.headers)
+    again = http.put(url.replace(live.nodes[0].http, live.nodes[1].http), headers=api_user.headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json() == {"comment": str(comment.id), "kind": "heart", "reacted": True, "count": 1}
+    listing = http.get(f"{live.nodes[0].http}/api/v1/comments/{comment.id}/reactions", headers=api_user.headers)
+    assert listing.json() == {"counts": {"heart": 1}, "mine": ["heart"]}
+
+    assert http.delete(url, headers=api_user.headers).status_code == 204
+    assert http.delete(url, headers=api_user.headers).status_code == 204
+    types = list(StreamEvent.objects.filter(stream=stream).order_by("seq").values_list("type", "payload"))
+    assert [t for t, _ in types] == ["reaction.added", "reaction.removed"]
+    assert types[1][1] == {"comment": str(comment.id), "kind": "heart", "user": api_user.user.username, "count": 0}
+
+
+def test_concurrent_puts_make_one_reaction(live, api_user, stream):
+    """20 concurrent PUTs of the same reaction on two nodes leave one live reaction and one event."""
+    comment = _published_comment(stream, api_user.user)
+
+    def put(i: int) -> int:
+        with httpx.Client(timeout=15) as client:
+            url = f"{live.nodes[i % 2].http}/api/v1/comments/{comment.id}/reactions/fire"
+            return client.put(url, headers=api_user.headers).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(put, range(20)))
+    assert statuses.count(201) == 1 and statuses.count(200) == 19
+    assert CommentReaction.objects.filter(comment=comment, removed_at__isnull=True).count() == 1
+    assert StreamEvent.objects.filter(stream=stream, type="reaction.added").count() == 1
+
+
+def test_bad_comment_reactions_are_4xx(live, api_user, stream, http):
+    """Unknown kind is a 400 naming 'kind'; a missing or pending comment is 404; anonymous is 401."""
+    comment = _published_comment(stream, api_user.user)
+    base = f"{live.nodes[0].http}/api/v1/comments"
+    bad_kind = http.put(f"{base}/{comment.id}/reactions/meh", headers=api_user.headers)
+    assert bad_kind.status_code == 400 and "kind" in bad_kind.json()["fields"]
+    assert http.put(f"{base}/{uuid.uuid4()}/reactions/heart", headers=api_user.headers).status_code == 404
+    assert http.put(f"{base}/not-a-uuid/reactions/heart", headers=api_user.headers).status_code == 404
+    pending = Comment.objects.create(stream=stream, author=api_user.user, body="p", idempotency_key="p")
+    assert http.put(f"{base}/{pending.id}/reactions/heart", headers=api_user.headers).status_code == 404
+    assert http.put(f"{base}/{comment.id}/reactions/heart").status_code == 401
+    assert not CommentReaction.objects.exists()
+
+
+def test_services_are_idempotent_for_saga_compensation(stream):
+    """Remove accepts "never happened" and "already undone"; re-adding after a remove works (OR-set)."""
+    user = UserFactory()
+    comment = _published_comment(stream, user)
+    missing = uuid.uuid4()
+    assert not comment_reaction_remove(comment_id=missing, user_id=user.pk, kind="heart").changed
+    assert not comment_reaction_remove(comment_id=comment.id, user_id=user.pk, kind="heart").changed
+    assert comment_reaction_add(comment_id=comment.id, user_id=user.pk, kind="heart").changed
+    assert not comment_reaction_add(comment_id=comment.id, user_id=user.pk, kind="heart").changed
+    assert comment_reaction_remove(comment_id=comment.id, user_id=user.pk, kind="heart").changed
+    assert not comment_reaction_remove(comment_id=comment.id, user_id=user.pk, kind="heart").changed
+    assert comment_reaction_add(comment_id=comment.id, user_id=user.pk, kind="heart").count == 1
+    assert comment_reaction_set(comment_id=comment.id, user_id=user.pk).elements == {"heart"}
+    assert StreamEvent.objects.filter(stream=stream).count() == 3
