@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.support.brokers import RABBITMQ_URL, delete_queues, unique_queue
 from tests.support.processes import AsgiNode, CeleryWorker, ManagedProcess
-from tests.support.services import RABBITMQ_URL, delete_queues, unique_queue
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """With PostgreSQL down the API refuses with 503 and Retry-After instead of accepting anything."""
 
+import signal
+
 import pytest
 
+from tests.support.brokers import unique_queue
 from tests.support.processes import AsgiNode, manage, wait_until
-from tests.support.services import private_postgres, unique_queue
+from tests.support.stores import PostgresServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,8 +22,9 @@ stream_create(slug="dbdown", title="DB down")
 
 def test_database_down_is_503_with_retry_after_and_recovers(http):
     """A write while the database is down is a 503 with Retry-After; after restart the same request works."""
-    with private_postgres() as postgres:
-        env = {"DATABASE_URL": postgres.url, "CHORUS_TASK_QUEUE": unique_queue()}
+    postgres = PostgresServer.primary("db-down-postgres").start().wait_ready()
+    try:
+        env = {"DATABASE_URL": postgres.url(), "CHORUS_TASK_QUEUE": unique_queue()}
         assert manage("migrate", "-v0", env=env).returncode == 0
         created = manage("shell", "-c", SETUP, env=env)
         assert created.returncode == 0, created.stderr
@@ -34,14 +38,14 @@ def test_database_down_is_503_with_retry_after_and_recovers(http):
                 == 202
             )
 
-            postgres.stop()
+            postgres.kill(signal.SIGINT)  # PostgreSQL's "fast" shutdown: every connection is cut
             refused = http.post(url, json={"body": "while down"}, headers=headers)
             assert refused.status_code == 503
             assert int(refused.headers["Retry-After"]) > 0
             assert refused.json()["code"] == "service_unavailable"
             assert http.get(url).status_code == 503
 
-            postgres.start()
+            postgres.start().wait_ready()
             retried = wait_until(
                 lambda: (r := http.post(url, json={"body": "while down"}, headers=headers)).status_code == 202 and r,
                 timeout=30,
@@ -52,3 +56,5 @@ def test_database_down_is_503_with_retry_after_and_recovers(http):
             assert page["results"] == []  # nothing publishes here (no worker): only acceptance is checked
         finally:
             node.stop()
+    finally:
+        postgres.remove()

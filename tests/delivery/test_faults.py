@@ -13,9 +13,10 @@ from delivery.models import DeadLetter, DeadLetterStatus, OutboxMessage
 from realtime.models import StreamEvent
 from tests.delivery.conftest import start_fault_stack
 from tests.support.api import post_comment, wait_published
+from tests.support.brokers import RABBITMQ_URL, delete_queues
 from tests.support.processes import CeleryBeat, manage, wait_until
 from tests.support.proxy import TcpProxy
-from tests.support.services import RABBITMQ_URL, RedisServer, delete_queues
+from tests.support.stores import RedisServer
 from tests.support.ws import WsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,9 +120,9 @@ def test_broker_outage_while_posting_loses_nothing(broker, api_user, stream, htt
     """100 comments posted while the broker is down are accepted, then published once each, gapless."""
     # given: a stack whose broker the test can take away (a private Redis; RabbitMQ behind a proxy)
     if broker == "redis":
-        redis_server = RedisServer().start().wait_ready()
+        redis_server = RedisServer("broker-redis").start().wait_ready()
         url, extra = redis_server.url, {"REDIS_URL": redis_server.url}
-        take_down, bring_back = redis_server.kill, lambda: redis_server.start().wait_ready()
+        take_down, bring_back = redis_server.kill, redis_server.restart
     else:
         proxy = TcpProxy("127.0.0.1", 5672).restore()
         url, extra = RABBITMQ_URL.replace(":5672", f":{proxy.port}"), {}
