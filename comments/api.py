@@ -26,10 +26,13 @@ from comments.services import (
     comment_edit,
 )
 from gateway.throttles import CommentsThrottle
+from project.idempotency import (
+    IDEMPOTENCY_PARAMETER,
+    idempotency_key,
+    idempotency_key_reused_response,
+)
 from realtime.models import Stream
 from realtime.selectors import stream_get
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class CommentCreateSerializer(serializers.Serializer):
@@ -78,20 +81,11 @@ PageSerializer = inline_serializer(
 )
 
 
-def _stream_or_404(slug: str) -> Stream:
+def stream_or_404(slug: str) -> Stream:
     stream = stream_get(slug=slug)
     if stream is None:
         raise exceptions.NotFound(f"No stream '{slug}'.")
     return stream
-
-
-def _idempotency_key(request: Request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not key or len(key) > 255 or not key.isprintable() or not key.isascii():
-        raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters."]})
-    return key
 
 
 class StreamCommentsView(APIView):
@@ -106,7 +100,7 @@ class StreamCommentsView(APIView):
     def get(self, request: Request, slug: str) -> Response:
         query = CommentPageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        stream = _stream_or_404(slug)
+        stream = stream_or_404(slug)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
         results, has_more = comment_page_cached(stream=stream, after=after, limit=limit)
         next_url = None
@@ -119,14 +113,7 @@ class StreamCommentsView(APIView):
     @extend_schema(
         operation_id="stream_comments_create",
         request=CommentCreateSerializer,
-        parameters=[
-            OpenApiParameter(
-                IDEMPOTENCY_HEADER,
-                location=OpenApiParameter.HEADER,
-                required=False,
-                description="Retries with the same key return the same comment instead of a new one.",
-            )
-        ],
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={202: AcceptedSerializer},
         summary="Accept a comment for publication",
     )
@@ -140,10 +127,10 @@ def comment_accept_response(request: Request, slug: str, *, author_id: int) -> R
     Shared by the public endpoint and the internal API's system comments, so both validate,
     deduplicate and answer the same way.
     """
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     payload = CommentCreateSerializer(data=request.data)
     payload.is_valid(raise_exception=True)
-    stream = _stream_or_404(slug)
+    stream = stream_or_404(slug)
     try:
         comment, _ = comment_accept(
             stream=stream,
@@ -155,14 +142,7 @@ def comment_accept_response(request: Request, slug: str, *, author_id: int) -> R
     except InvalidParent as exc:
         raise exceptions.ValidationError({"parent": [str(exc)]}) from None
     except IdempotencyKeyReused:
-        return Response(
-            {
-                "code": "idempotency_key_reused",
-                "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
-                "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
-            },
-            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-        )
+        return idempotency_key_reused_response()
     return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
 
 

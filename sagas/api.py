@@ -3,14 +3,15 @@
 import uuid
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comments.api import IDEMPOTENCY_HEADER, _idempotency_key, _stream_or_404
+from comments.api import stream_or_404
+from project.idempotency import IDEMPOTENCY_PARAMETER, idempotency_key, idempotency_key_reused_response
 from sagas import comment_and_react
 from sagas.selectors import saga_get, saga_report
 from sagas.services import NothingToRetry, SagaIdempotencyKeyReused, saga_retry, saga_start
@@ -65,15 +66,15 @@ class CommentAndReactView(APIView):
     @extend_schema(
         operation_id="stream_comment_and_react",
         request=CommentAndReactSerializer,
-        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, location=OpenApiParameter.HEADER, required=False)],
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={202: SagaReportSerializer},
         summary="Post a comment and add your reaction to it, as one saga",
     )
     def post(self, request: Request, slug: str) -> Response:
-        key = _idempotency_key(request)
+        key = idempotency_key(request)
         payload = CommentAndReactSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        stream = _stream_or_404(slug)
+        stream = stream_or_404(slug)
         try:
             run, _ = saga_start(
                 saga_type=comment_and_react.NAME,
@@ -83,14 +84,7 @@ class CommentAndReactView(APIView):
                 idempotency_key=key,
             )
         except SagaIdempotencyKeyReused:
-            return Response(
-                {
-                    "code": "idempotency_key_reused",
-                    "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
-                    "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
-                },
-                status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            )
+            return idempotency_key_reused_response()
         return Response(_with_url(request, saga_report(run=run)), status=status.HTTP_202_ACCEPTED)
 
 

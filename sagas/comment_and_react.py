@@ -44,9 +44,8 @@ def delete_comment(ctx: SagaContext) -> None:
 
 
 def add_reaction(ctx: SagaContext) -> Result:
-    from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add
-
     from delivery.reliable import PermanentError
+    from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add
 
     try:
         result = comment_reaction_add(

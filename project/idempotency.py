@@ -1,0 +1,41 @@
+"""The ``Idempotency-Key`` header of the API: how it is read, and the answer when it is reused.
+
+Semantics follow the IETF draft "The Idempotency-Key HTTP Header Field": the same key with the
+same request returns the first answer's resource; the same key with a different request is 422.
+Keys are scoped to the authenticated user by the services that store them.
+"""
+
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="Retries with the same key return the same resource instead of making a new one.",
+)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's key, or None; a malformed key is a 400 naming the header."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not key or len(key) > 255 or not key.isprintable() or not key.isascii():
+        raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters."]})
+    return key
+
+
+def idempotency_key_reused_response() -> Response:
+    return Response(
+        {
+            "code": "idempotency_key_reused",
+            "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
+            "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
+        },
+        status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+    )
