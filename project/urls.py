@@ -6,11 +6,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from project.health import healthz
+from realtime.metrics import metrics_view
 from realtime.pages import stream_page
 
 api_v1 = [
     path("", include("comments.urls")),
     path("auth/token", obtain_auth_token, name="auth-token"),
+    path("", include("realtime.urls")),
 ]
 
 urlpatterns = [
@@ -21,6 +23,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("streams/<slug:slug>/", stream_page, name="stream-page"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 handler404 = "project.errors.not_found"

@@ -220,6 +220,22 @@ class StreamHub:
                     with contextlib.suppress(RedisError, OSError):
                         await self._pubsub.unsubscribe(state.channel)
 
+    def offer_local_snapshot(self, *, stream_id: int, kind: str, frame: str) -> None:
+        """Hand a snapshot made on this node (presence) to the stream's local subscribers."""
+        state = self._streams.get(stream_id)
+        if state is not None:
+            for subscriber in tuple(state.subscribers):
+                subscriber.offer_snapshot(kind, frame)
+
+    def head(self, *, stream_id: int) -> int:
+        """The last sequence number this node delivered for the stream (0 if not subscribed)."""
+        state = self._streams.get(stream_id)
+        return state.last_seq if state is not None else 0
+
+    def stream_counts(self) -> dict[int, int]:
+        """Local subscribers per stream (what the node registry and presence report)."""
+        return {state.stream_id: len(state.subscribers) for state in self._streams.values()}
+
     def stats(self) -> dict[str, int]:
         return {
             "streams": len(self._streams),

@@ -5,3 +5,4 @@ from project.settings.base import *  # noqa: F403
 from project.settings.celery import *  # noqa: F403
 from project.settings.channels import *  # noqa: F403
 from project.settings.database import *  # noqa: F403
+from project.settings.realtime import *  # noqa: F403

@@ -131,7 +131,7 @@ def test_binary_frames_are_refused_with_an_error_frame(live, stream):
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
     client.send_bytes(b"\x00\x01binary")
     client.wait_for(lambda frames: any(f["type"] == "error" for f in frames), timeout=10, what="error frame")
-    assert "binary" in [f for f in client.frames if f["type"] == "error"][0]["message"]
+    assert "binary" in next(f for f in client.frames if f["type"] == "error")["message"]
     client.close()
 
 
