@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 LOG_PAGE = 100  # rows per event-log read: bounds what one socket holds while catching up
 # How often a socket held over its write-buffer limit checks whether the client has read.
 STALL_POLL_SECONDS = 0.05
+# How long a socket closed as too far behind keeps its unread data (and the error frame) on offer.
+CLOSE_GRACE_SECONDS = 3.0
 
 _get_stream = database_sync_to_async(stream_get)
 _fetch_frames = database_sync_to_async(stream_event_frames)
@@ -270,6 +272,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 last_seq=self.last_sent,
             )
         )
+        # Let a client that comes back read the error frame before the close (and the server's abort
+        # one close-handshake timeout later) discards what it has not read; nothing more is written.
+        deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+        while self.write_buffered is not None and self.write_buffered() > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(STALL_POLL_SECONDS)
         await self.close(code=protocol.CLOSE_TOO_FAR_BEHIND)
 
     # --- inbound -------------------------------------------------------------------------------

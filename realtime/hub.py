@@ -59,7 +59,9 @@ _fetch_heads = database_sync_to_async(stream_heads)
 
 class StreamHub:
     def __init__(self, *, redis_url: str, tail_check_seconds: float) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        # One pub/sub connection is all the hub uses; the pool is capped so a reconnect loop can never
+        # pile up connections (a storm of sockets costs the hub no Redis I/O at all).
+        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, max_connections=4)
         self._tail_check_seconds = tail_check_seconds
         self._streams: dict[int, _StreamState] = {}
         self._by_channel: dict[bytes, _StreamState] = {}
@@ -165,6 +167,9 @@ class StreamHub:
             ]
 
     async def _connect(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # give its connection back before taking another
         pubsub = self._redis.pubsub()
         channels = [hub_control_channel(), *(state.channel for state in self._streams.values())]
         await pubsub.subscribe(*channels)

@@ -1,31 +1,17 @@
 """A node dies under load: its clients rediscover a live node, resume with after=, and lose nothing."""
 
 import asyncio
-import uuid
 
 import httpx
 import pytest
 
 from realtime.client import StreamSubscriber
-from tests.support.processes import AsgiNode, wait_until
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CLIENTS = 200
 COMMENTS = 60
-
-
-@pytest.fixture
-def pair(django_db_setup):
-    """Two nodes of their own pool (the test kills one), with a short heartbeat TTL."""
-    pool = f"failover-{uuid.uuid4().hex[:8]}"
-    env = {"CHORUS_NODE_POOL": pool, "CHORUS_NODE_TTL_SECONDS": "2", "CHORUS_NODE_HEARTBEAT_SECONDS": "0.5"}
-    nodes = [AsgiNode("node-fa", env=env).start(), AsgiNode("node-fb", env=env).start()]
-    try:
-        yield [node.wait_ready() for node in nodes]
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 async def _scenario(pair, live, stream, api_user):  # type: ignore[no-untyped-def]
@@ -70,10 +56,10 @@ async def _scenario(pair, live, stream, api_user):  # type: ignore[no-untyped-de
         return clients, posted
 
 
-def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(pair, live, stream, api_user):
+def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(node_pair, live, stream, api_user):
     """200 clients over two nodes, SIGKILL one mid-stream: every client ends with 1..N exactly once, in order."""
-    doomed, survivor = pair
-    clients, posted = asyncio.run(_scenario(pair, live, stream, api_user))
+    doomed, survivor = node_pair
+    clients, posted = asyncio.run(_scenario(node_pair, live, stream, api_user))
 
     for client in clients:
         assert client.seqs == list(range(1, posted + 1))
