@@ -9,8 +9,10 @@ read from Redis (connections per node) and PostgreSQL (publish latency) and the 
 import logging
 from dataclasses import dataclass
 
+from amqp.exceptions import NotFound as AmqpNotFound
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
+from kombu.exceptions import ChannelError as KombuChannelError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -37,8 +39,12 @@ def _celery_queue_depth() -> int | None:
 
     try:
         with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)  # a scrape must not hang on a dead broker
             queue = app.conf.task_default_queue
-            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+            try:
+                return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+            except (KombuChannelError, AmqpNotFound):
+                return 0  # the broker has no such queue yet (Redis: an empty list does not exist)
     except Exception as exc:  # the broker's own errors vary by transport
         logger.warning("celery queue depth unavailable: %s", exc)
         return None
