@@ -164,8 +164,15 @@ class CeleryWorker(ManagedProcess):
         ]  # fmt: skip
         super().__init__(name, argv, env)
 
+    def start(self) -> "CeleryWorker":
+        # Remember where this run's log starts before the worker can print "ready." (a caller may
+        # do other things before wait_ready, and the line must not be missed).
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().start()
+        return self
+
     def wait_ready(self, timeout: float = 60) -> "CeleryWorker":
-        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        start = self.log_start
 
         def ready() -> bool:
             if not self.alive():
