@@ -99,14 +99,21 @@ class ManagedProcess:
 class AsgiNode(ManagedProcess):
     """One ASGI node (daphne by default) on a free port."""
 
-    def __init__(self, name: str, *, server: str = "daphne", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        server: str = "daphne",
+        env: dict[str, str] | None = None,
+        app: str = "project.asgi:application",
+    ) -> None:
         self.port = free_port()
         if server == "daphne":
-            argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"]
+            argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), app]
         elif server == "uvicorn":
             argv = [
                 str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets-sansio",
-                "--loop", "uvloop", "--no-access-log", "project.asgi:application",
+                "--loop", "uvloop", "--no-access-log", app,
             ]  # fmt: skip
         else:
             raise ValueError(server)
