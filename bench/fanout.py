@@ -57,6 +57,9 @@ class Result:
     latency_p99_ms: float = 0.0
     latency_lost: int = 0
     refused_connections: int = 0
+    server_us_per_delivery: float = 0.0  # CPU of both nodes during the burst / deliveries
+    publish_p50_ms: float = 0.0  # POST accepted -> published by the Celery task (Chorus only)
+    publish_p99_ms: float = 0.0
     profile: dict[str, float] = field(default_factory=dict)
 
 
@@ -214,6 +217,23 @@ class NaivePublisher:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _publish_latency(stream_id: int) -> tuple[float, float]:
+    """p50/p99 ms from a comment's acceptance to its publication (the REST view plus the Celery hop)."""
+    from comments.models import Comment
+
+    rows = Comment.objects.filter(stream_id=stream_id, published_at__isnull=False).values_list(
+        "created_at", "published_at"
+    )
+    values = [(published - created).total_seconds() for created, published in rows]
+    return round(1000 * _percentile(values, 0.5), 1), round(1000 * _percentile(values, 0.99), 1)
+
+
 # --- one variant --------------------------------------------------------------------------------
 
 
@@ -285,16 +305,28 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
         result.refused_connections = await load.open([f"{nodes[i % 2].ws}{path}" for i in range(args.subscribers)])
         await asyncio.sleep(1.0)  # let every subscription settle (group_add, hub subscribe)
 
+        # Latency first, on a quiet system: comments at a steady rate.
+        timed = await _timed_run(args, naive, slug, publisher, ctx, base=nodes[0].http, first_seq=1)
+        await load.wait(args.subscribers * args.comments, timeout=60, desc=f"{variant} latency")
+        latencies = [lat for sub in load.subscribers for lat in sub.latencies]
+        result.latency_p50_ms = round(1000 * _percentile(latencies, 0.50), 1)
+        result.latency_p99_ms = round(1000 * _percentile(latencies, 0.99), 1)
+        result.latency_lost = args.subscribers * timed - len(latencies)
+        if not naive:
+            result.publish_p50_ms, result.publish_p99_ms = await asyncio.to_thread(_publish_latency, stream.id)
+        load.reset()
+
         # Saturation: a burst of events back to back.
         profiler = None
         if args.profile:
             profiler = _py_spy(nodes[0].pid(), 8, ctx["profile_dir"] / f"{variant}.txt")
             await asyncio.sleep(0.5)
+        cpu_before = sum(_cpu_seconds(node.pid()) for node in nodes)
         started = time.time()
         if naive:
             from realtime.protocol import event_frame
 
-            numbers = list(range(1, args.burst + 1))
+            numbers = list(range(timed + 1, timed + args.burst + 1))
             frames = [event_frame(seq=n, event_id=str(uuid.uuid4()), event_type="bench", payload={}) for n in numbers]
             sender = asyncio.to_thread(publisher.send, f"naive-{slug}", frames)
         else:
@@ -305,19 +337,12 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
         seqs = numbers if naive else published
         last = max((sub.last_at for sub in load.subscribers), default=started)
         result.deliveries_per_s = load.received / max(last - started, 1e-6)
+        cpu = sum(_cpu_seconds(node.pid()) for node in nodes) - cpu_before
+        result.server_us_per_delivery = round(1e6 * cpu / max(load.received, 1), 1)
         _quality(load, seqs, result)
         if profiler is not None:
             profiler.wait(timeout=60)
             result.profile = _summarise_profile(ctx["profile_dir"] / f"{variant}.txt")
-
-        # Latency: comments at a steady rate.
-        load.reset()
-        timed = await _timed_run(args, naive, slug, publisher, ctx, base=nodes[0].http, first_seq=len(seqs) + 1)
-        await load.wait(args.subscribers * args.comments, timeout=60, desc=f"{variant} latency")
-        latencies = [lat for sub in load.subscribers for lat in sub.latencies]
-        result.latency_p50_ms = round(1000 * _percentile(latencies, 0.50), 1)
-        result.latency_p99_ms = round(1000 * _percentile(latencies, 0.99), 1)
-        result.latency_lost = args.subscribers * timed - len(latencies)
     finally:
         await load.close()
         if publisher is not None:
@@ -376,6 +401,7 @@ def _plot(results: list[Result], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     bars = left.bar(names, [r.deliveries_per_s for r in results], color=["#999", "#2a7", "#27a"][: len(results)])
     left.bar_label(bars, fmt="%.0f")
+    left.margins(y=0.12)
     left.set_title(f"deliveries/s at saturation\n({results[0].subscribers} subscribers, 2 nodes)")
     right.bar(names, [r.latency_p99_ms for r in results], color=["#999", "#2a7", "#27a"][: len(results)])
     right.set_yscale("log")
@@ -422,18 +448,24 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"    {result.deliveries_per_s:,.0f} deliveries/s, lost {result.lost}, duplicated {result.duplicated},"
                 f" reordered {result.reordered}; p50 {result.latency_p50_ms} ms, p99 {result.latency_p99_ms} ms"
-                f" at {args.rate:g}/s (lost {result.latency_lost}); handshakes refused {result.refused_connections}",
+                f" at {args.rate:g}/s (lost {result.latency_lost}); handshakes refused {result.refused_connections}"
+                + (
+                    f"; POST->published p50 {result.publish_p50_ms} ms, p99 {result.publish_p99_ms} ms"
+                    if server
+                    else ""
+                ),
                 flush=True,
             )
     finally:
         worker.stop()
 
     baseline = results[0] if not args.no_baseline else None
-    print("\nvariant               deliveries/s   x baseline   p50 ms   p99 ms   lost  dup  reordered")
+    print("\nvariant               deliveries/s   x baseline   us/delivery   p50 ms   p99 ms   lost  dup  reordered")
     for r in results:
         ratio = f"{r.deliveries_per_s / baseline.deliveries_per_s:10.1f}x" if baseline else "         -"
         print(
-            f"{r.variant:<20} {r.deliveries_per_s:>13,.0f} {ratio}   {r.latency_p50_ms:>6}   {r.latency_p99_ms:>6}"
+            f"{r.variant:<20} {r.deliveries_per_s:>13,.0f} {ratio}   {r.server_us_per_delivery:>11}"
+            f"   {r.latency_p50_ms:>6}   {r.latency_p99_ms:>6}"
             f"   {r.lost + r.latency_lost:>4} {r.duplicated:>4} {r.reordered:>10}"
         )
     for r in results:
