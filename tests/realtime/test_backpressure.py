@@ -16,11 +16,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 STALL_SECONDS = 3
 
 
-@pytest.fixture(scope="module")
-def tight_node(django_db_setup):
-    """A node with small per-socket limits, so a stuck client hits them quickly."""
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def tight_node(request, django_db_setup):
+    """A node (of each ASGI server) with small per-socket limits, so a stuck client hits them quickly."""
     node = AsgiNode(
-        "node-tight",
+        f"node-tight-{request.param}",
+        server=request.param,
         env={
             "CHORUS_WS_MAX_WRITE_BUFFER": str(64 * 1024),
             "CHORUS_WS_SEND_BUFFER": "50",
@@ -78,15 +79,15 @@ def test_inbound_flood_gets_an_error_frame_then_close_4429(live, stream):
 def test_snapshots_coalesce_for_a_lagging_client_and_events_still_all_arrive(tight_node, stream):
     """A client that stops reading gets only the latest snapshot when it reads again, and every event."""
     client = RawWs(tight_node.port, f"/ws/streams/{stream.slug}/?after=0")
-    append_events(stream.id, 300, size=8 * 1024)  # far more than the socket's buffers hold
+    append_events(stream.id, 800, size=16 * 1024)  # far more than the socket's and the kernel's buffers hold
     wait_until(lambda: tight_node.metrics()["chorus_ws_stalled"] >= 1, timeout=20, what="the socket to stall")
     for value in range(30):
         publish_snapshot(stream.id, "test.counts", value)
     wait_until(lambda: tight_node.metrics()["chorus_ws_events_coalesced_total"] >= 25, timeout=10, what="coalescing")
-    frames, _code = client.read_all(timeout=20, stop=lambda f: f.get("seq") == 300)
+    frames, _code = client.read_all(timeout=20, stop=lambda f: f.get("seq") == 800)
     snapshots = [f["value"] for f in frames if f["type"] == "snapshot"]
     assert snapshots[-1] == 29 and len(snapshots) <= 3
-    assert [f["seq"] for f in frames if f["type"] == "event"] == list(range(1, 301))
+    assert [f["seq"] for f in frames if f["type"] == "event"] == list(range(1, 801))
     client.close()
 
 
