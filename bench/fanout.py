@@ -448,10 +448,11 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"    {result.deliveries_per_s:,.0f} deliveries/s, lost {result.lost}, duplicated {result.duplicated},"
                 f" reordered {result.reordered}; p50 {result.latency_p50_ms} ms, p99 {result.latency_p99_ms} ms"
-                f" at {args.rate:g}/s (lost {result.latency_lost}); handshakes refused {result.refused_connections}"
+                f" at {args.rate:g}/s (lost {result.latency_lost}); handshakes refused {result.refused_connections};"
+                f" server CPU {result.server_us_per_delivery} us/delivery"
                 + (
                     f"; POST->published p50 {result.publish_p50_ms} ms, p99 {result.publish_p99_ms} ms"
-                    if server
+                    if variant.startswith("chorus")
                     else ""
                 ),
                 flush=True,

@@ -93,6 +93,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.log_pending = False  # events after last_sent must be read from the log before the buffer
         self.credit: int | None = None  # None until the client opts into flow control
         self.stalled_since: float | None = None
+        self.stall_poll_pending = False
         self.closing = False
         self.write_buffered = write_buffer_probe(self.base_send)
         self.max_write_buffer = settings.CHORUS_WS_MAX_WRITE_BUFFER
@@ -200,9 +201,15 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._set_stalled(False)
             return False
         self._set_stalled(True)
-        # Nothing tells us when the client reads: look again shortly.
-        asyncio.get_running_loop().call_later(STALL_POLL_SECONDS, self.wakeup.set)
+        if not self.stall_poll_pending:
+            # Nothing tells us when the client reads: look again shortly (one timer at a time).
+            self.stall_poll_pending = True
+            asyncio.get_running_loop().call_later(STALL_POLL_SECONDS, self._stall_poll)
         return True
+
+    def _stall_poll(self) -> None:
+        self.stall_poll_pending = False
+        self.wakeup.set()
 
     def _events_blocked(self) -> bool:
         return (self.credit is not None and self.credit <= 0) or self._write_blocked()
