@@ -63,6 +63,7 @@ class ManagedProcess:
         log = self.log_path.open("ab")
         log.write(f"\n===== start {' '.join(self.argv)}\n".encode())
         log.flush()
+        self.log_offset = log.tell()  # where this run's output starts
         self.proc = subprocess.Popen(
             self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -172,20 +173,17 @@ class CeleryWorker(ManagedProcess):
         super().__init__(name, argv, env)
 
     def start(self) -> "CeleryWorker":
-        # Remember where this run's log starts before the worker can print "ready." (a caller may
-        # do other things before wait_ready, and the line must not be missed).
-        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        # Remember where this run's log begins: the worker may be ready before wait_ready is called.
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         super().start()
         return self
 
     def wait_ready(self, timeout: float = 60) -> "CeleryWorker":
-        start = self.log_start
-
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
             with self.log_path.open("rb") as log:
-                log.seek(start)
+                log.seek(self.log_offset)
                 return b" ready." in log.read()
 
         wait_until(ready, timeout=timeout, interval=0.1, what=f"{self.name} to be ready")
