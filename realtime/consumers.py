@@ -30,6 +30,7 @@ from realtime import protocol
 from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
 from realtime.metrics import node_stats
+from realtime.nodes import get_heartbeat
 from realtime.selectors import stream_event_frames, stream_get, stream_heads
 from realtime.token_bucket import TokenBucket
 from realtime.transport import write_buffer_probe
@@ -130,6 +131,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.last_sent = head if after is None else after
         self.lagging = after is not None and after < head
         await self.send(text_data=protocol.hello_frame(stream=self.slug, head=head))
+        viewers = get_heartbeat().presence(stream_id=self.stream_id)
+        if viewers is not None:  # the next heartbeat sends the count that includes this socket
+            await self.send(text_data=protocol.presence_frame(viewers=viewers))
         for kind, provider in snapshot_providers.items():
             snapshot = await provider(self.stream_id)
             if snapshot is not None and kind not in self.snapshots:

@@ -201,6 +201,10 @@ class NodeHeartbeat:
             if stream_id not in local:
                 del self._presence_sent[stream_id]
 
+    def presence(self, *, stream_id: int) -> int | None:
+        """The stream's viewer count as of the last heartbeat (None before the first one)."""
+        return self._presence_sent.get(stream_id)
+
 
 _heartbeat: NodeHeartbeat | None = None
 
