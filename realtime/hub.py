@@ -84,8 +84,7 @@ class StreamHub:
             self._streams[stream_id] = state
             self._by_channel[state.channel.encode()] = state
             try:
-                assert self._pubsub is not None
-                await self._pubsub.subscribe(state.channel)
+                await self._connected_pubsub().subscribe(state.channel)
                 # Read the head only after SUBSCRIBE went out: anything committed later arrives by
                 # pub/sub or, if that publish is lost, by the tail check.
                 state.last_seq = (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0)
@@ -167,20 +166,31 @@ class StreamHub:
             ]
 
     async def _connect(self) -> None:
-        if self._pubsub is not None:
+        old, self._pubsub = self._pubsub, None
+        if old is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # give its connection back before taking another
+                await old.aclose()  # give its connection back before taking another
         pubsub = self._redis.pubsub()
         channels = [hub_control_channel(), *(state.channel for state in self._streams.values())]
-        await pubsub.subscribe(*channels)
+        try:
+            await pubsub.subscribe(*channels)
+        except BaseException:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+            raise
         self._pubsub = pubsub
+
+    def _connected_pubsub(self) -> aioredis.client.PubSub:
+        if self._pubsub is None:
+            # Redis is down and the reader has not reconnected yet: fail like a lost connection.
+            raise ConnectionError("the stream hub has no Redis connection")
+        return self._pubsub
 
     async def _read_loop(self) -> None:
         backoff = 0.1
         while True:
             try:
-                assert self._pubsub is not None
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await self._connected_pubsub().get_message(ignore_subscribe_messages=True, timeout=1.0)
                 backoff = 0.1
                 if message is not None and message["type"] == "message":
                     await self._on_message(message["channel"], message["data"])
@@ -195,6 +205,7 @@ class StreamHub:
                     await self._repair_all()
             except Exception:
                 logger.exception("stream hub failed to handle a message")
+                await asyncio.sleep(0.05)  # never spin on a repeating failure
 
     async def _repair_all(self) -> None:
         states = [state for state in self._streams.values() if state.ready.done()]
