@@ -1,4 +1,4 @@
-.PHONY: run test lint format worker clean
+.PHONY: run test lint format worker clean bench
 
 # Set up everything (venv, services, database, demo data) and run the whole stack in the foreground.
 run:
@@ -25,3 +25,10 @@ worker:
 
 clean:
 	rm -rf .venv staticfiles .pytest_cache .ruff_cache .celerybeat-schedule*
+
+# Fan-out load test against the Channels group_send baseline (a database and Redis DB of its own).
+bench:
+	@scripts/venv.sh requirements-dev.txt
+	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
+	REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
+	.venv/bin/python bench/fanout.py $(BENCH_ARGS)

@@ -10,12 +10,18 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime.auth import SocketUserMiddleware  # noqa: E402
+from realtime.daphne_tuning import daphne_tune  # noqa: E402
+from realtime.nodes import node_registry_middleware  # noqa: E402
 from realtime.origin import browser_origin_validator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": browser_origin_validator(SocketUserMiddleware(URLRouter(websocket_urlpatterns))),
-    }
+daphne_tune()
+
+application = node_registry_middleware(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": browser_origin_validator(SocketUserMiddleware(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

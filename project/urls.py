@@ -8,6 +8,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 
 from gateway.anonymous import ip_rate_limited
 from project.health import healthz
+from realtime.metrics import metrics_view
 from realtime.pages import stream_page
 
 api_v1 = [
@@ -15,6 +16,7 @@ api_v1 = [
     path("", include("sagas.urls")),
     path("auth/token", ip_rate_limited(obtain_auth_token, group="auth-token"), name="auth-token"),
     path("", include("reactions.urls")),
+    path("", include("realtime.urls")),
 ]
 
 urlpatterns = [
@@ -27,6 +29,7 @@ urlpatterns = [
     path("streams/<slug:slug>/", stream_page, name="stream-page"),
     path("healthz", healthz, name="healthz"),
     path("internal/", include("gateway.internal_urls")),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 handler404 = "project.errors.not_found"

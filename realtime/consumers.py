@@ -5,11 +5,19 @@ from the node's hub go into a bounded buffer; the sender delivers them in order,
 already sent and filling any jump from the event log. When the buffer overflows (a slow client or
 a burst) the connection stops buffering and reads the event log instead, so a client that falls
 behind costs a bounded amount of memory and still gets every event.
+
+Backpressure beyond that buffer: ASGI ``send`` never blocks (daphne queues every frame in Twisted's
+write buffer), so the sender measures the socket's unflushed bytes (``realtime.transport``) and
+stops writing while they exceed ``CHORUS_WS_MAX_WRITE_BUFFER``; a socket stalled for
+``CHORUS_WS_STALL_SECONDS`` is closed with 4408 and its last delivered seq. A client may also pace
+the server itself with credit frames (``realtime.protocol``). Inbound frames are rate limited per
+connection.
 """
 
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,11 +30,19 @@ from gateway.services import ws_frame_admit
 from realtime import protocol
 from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
+from realtime.metrics import node_stats
+from realtime.nodes import get_heartbeat
 from realtime.selectors import stream_event_frames, stream_get, stream_heads
+from realtime.token_bucket import TokenBucket
+from realtime.transport import write_buffer_probe
 
 logger = logging.getLogger(__name__)
 
-LOG_PAGE = 500
+LOG_PAGE = 100  # rows per event-log read: bounds what one socket holds while catching up
+# How often a socket held over its write-buffer limit checks whether the client has read.
+STALL_POLL_SECONDS = 0.05
+# How long a socket closed as too far behind keeps its unread data (and the error frame) on offer.
+CLOSE_GRACE_SECONDS = 3.0
 
 _get_stream = database_sync_to_async(stream_get)
 _fetch_frames = database_sync_to_async(stream_event_frames)
@@ -79,11 +95,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.send_lock = asyncio.Lock()
         self.sender: asyncio.Task[None] | None = None
         self.subscribed = False
+        self.log_pending = False  # events after last_sent must be read from the log before the buffer
+        self.credit: int | None = None  # None until the client opts into flow control
+        self.stalled_since: float | None = None
+        self.stall_poll_pending = False
+        self.closing = False
+        self.write_buffered = write_buffer_probe(self.base_send)
+        self.max_write_buffer = settings.CHORUS_WS_MAX_WRITE_BUFFER
+        self.inbound = TokenBucket(rate=settings.CHORUS_WS_INBOUND_RATE, burst=settings.CHORUS_WS_INBOUND_BURST)
+        self.strikes = 0
+        self.counted = True
+        node_stats.connections += 1
         await self.accept()
 
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
             after = parse_after(query["after"][0]) if "after" in query else None
+            if "credit" in query:
+                # Same as a credit frame sent at once, without the race against the first events.
+                self.credit = min(parse_after(query["credit"][0], name="credit"), protocol.CREDIT_MAX)
         except BadRequest as exc:
             await self._refuse("bad_request", str(exc), protocol.CLOSE_BAD_REQUEST)
             return
@@ -105,6 +135,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.last_sent = head if after is None else after
         self.lagging = after is not None and after < head
         await self.send(text_data=protocol.hello_frame(stream=self.slug, head=head))
+        viewers = get_heartbeat().presence(stream_id=self.stream_id)
+        if viewers is not None:  # the next heartbeat sends the count that includes this socket
+            await self.send(text_data=protocol.presence_frame(viewers=viewers))
         for kind, provider in snapshot_providers.items():
             snapshot = await provider(self.stream_id)
             if snapshot is not None and kind not in self.snapshots:
@@ -117,7 +150,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.close(code=close_code)
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            node_stats.connections -= 1
+        self._set_stalled(False)
         if self.subscribed:
+            self.subscribed = False
             get_hub().unsubscribe(stream_id=self.stream_id, subscriber=self)
         if self.sender is not None:
             self.sender.cancel()
@@ -132,55 +170,137 @@ class StreamConsumer(AsyncWebsocketConsumer):
             # Drop what is buffered: the sender re-reads the event log from last_sent instead.
             self.buffer.clear()
             self.lagging = True
+            node_stats.log_fallbacks += 1
         else:
             self.buffer.append((seq, frame))
         self.wakeup.set()
 
     def offer_snapshot(self, kind: str, frame: str) -> None:
         """Keep only the latest snapshot of each kind: a slow client gets fewer, never stale, ones."""
+        if kind in self.snapshots:
+            node_stats.events_coalesced += 1
         self.snapshots[kind] = frame
         self.wakeup.set()
 
     async def _sender_loop(self) -> None:
         try:
-            while True:
+            while not self.closing:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 async with self.send_lock:
-                    if self.lagging:
-                        self.buffer.clear()
-                        self.lagging = False
-                        await self._send_from_log()
-                    while self.buffer:
-                        seq, frame = self.buffer.popleft()
-                        if seq <= self.last_sent:
-                            continue
-                        if seq > self.last_sent + 1:
-                            await self._send_from_log(upto=seq - 1)
-                        await self.send(text_data=frame)
-                        self.last_sent = seq
-                    while self.snapshots:
-                        _kind, frame = self.snapshots.popitem()
-                        await self.send(text_data=frame)
+                    await self._drain()
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("stream sender failed for %s", self.slug)
             await self.close(code=1011)
 
-    async def _send_from_log(self, *, upto: int | None = None) -> None:
-        """Send every logged event after ``last_sent`` (up to ``upto``), page by page."""
-        while True:
-            frames = await _fetch_frames(stream_id=self.stream_id, after=self.last_sent, upto=upto, limit=LOG_PAGE)
-            for seq, frame in frames:
-                await self.send(text_data=frame)
-                self.last_sent = seq
-            if len(frames) < LOG_PAGE:
-                return
+    def _set_stalled(self, stalled: bool) -> None:
+        if stalled and self.stalled_since is None:
+            self.stalled_since = time.monotonic()
+            node_stats.stalled_sockets += 1
+        elif not stalled and self.stalled_since is not None:
+            self.stalled_since = None
+            node_stats.stalled_sockets -= 1
+
+    def _write_blocked(self) -> bool:
+        """True while the client has not read what was already written (checked before every frame)."""
+        if self.write_buffered is None or self.write_buffered() <= self.max_write_buffer:
+            self._set_stalled(False)
+            return False
+        self._set_stalled(True)
+        if not self.stall_poll_pending:
+            # Nothing tells us when the client reads: look again shortly (one timer at a time).
+            self.stall_poll_pending = True
+            asyncio.get_running_loop().call_later(STALL_POLL_SECONDS, self._stall_poll)
+        return True
+
+    def _stall_poll(self) -> None:
+        self.stall_poll_pending = False
+        self.wakeup.set()
+
+    def _events_blocked(self) -> bool:
+        return (self.credit is not None and self.credit <= 0) or self._write_blocked()
+
+    async def _drain(self) -> None:
+        """Send what the socket may send now: snapshots, then events in order, within the limits."""
+        if self._write_blocked():
+            await self._check_too_far_behind()
+            return
+        while self.snapshots:
+            _kind, frame = self.snapshots.popitem()
+            await self._send_frame(frame)
+        while not self._events_blocked():
+            if self.lagging:
+                # From here offer() buffers again; anything older comes from the log, duplicates
+                # are dropped by sequence number.
+                self.lagging = False
+                self.buffer.clear()
+                self.log_pending = True
+            if self.log_pending:
+                self.log_pending = await self._send_log_page()
+                continue
+            if not self.buffer:
+                break
+            seq, frame = self.buffer[0]
+            if seq <= self.last_sent:
+                self.buffer.popleft()
+                continue
+            if seq > self.last_sent + 1:
+                self.log_pending = True  # a jump: fill it from the log first
+                continue
+            self.buffer.popleft()
+            await self._send_event(seq, frame)
+        await self._check_too_far_behind()
+
+    async def _send_log_page(self) -> bool:
+        """Send one page of logged events after ``last_sent``; True if the log may hold more."""
+        limit = LOG_PAGE if self.credit is None else max(1, min(LOG_PAGE, self.credit))
+        frames = await _fetch_frames(stream_id=self.stream_id, after=self.last_sent, limit=limit)
+        for seq, frame in frames:
+            if self._events_blocked():
+                return True
+            await self._send_event(seq, frame)
+        return len(frames) == limit
+
+    async def _send_event(self, seq: int, frame: str) -> None:
+        await self._send_frame(frame)
+        self.last_sent = seq
+        if self.credit is not None:
+            self.credit -= 1
+
+    async def _send_frame(self, frame: str) -> None:
+        await self.send(text_data=frame)
+        node_stats.frames_sent += 1
+
+    async def _check_too_far_behind(self) -> None:
+        """Close a client that cannot keep up, telling it where to resume from the event log."""
+        if self.stalled_since is None or time.monotonic() - self.stalled_since <= settings.CHORUS_WS_STALL_SECONDS:
+            return
+        self.closing = True
+        node_stats.slow_disconnects += 1
+        logger.info("closing a socket of %s that stopped reading, at seq %s", self.slug, self.last_sent)
+        await self.send(
+            text_data=protocol.error_frame(
+                code="too_far_behind",
+                message=f"client stopped reading; reconnect with ?after={self.last_sent}",
+                last_seq=self.last_sent,
+            )
+        )
+        # Let a client that comes back read the error frame before the close (and the server's abort
+        # one close-handshake timeout later) discards what it has not read; nothing more is written.
+        deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+        while self.write_buffered is not None and self.write_buffered() > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(STALL_POLL_SECONDS)
+        await self.close(code=protocol.CLOSE_TOO_FAR_BEHIND)
 
     # --- inbound -------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.inbound.take():
+            await self._rate_limited()
+            return
+        self.strikes = 0
         refusal = await ws_frame_admit(scope=self.scope)
         if refusal is not None:
             await self.send(text_data=protocol.error_frame(code=refusal.code, message=refusal.message))
@@ -188,7 +308,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         try:
             frame = self._parse_frame(text_data, bytes_data)
             kind = frame.get("type")
-            if kind == "resync":
+            if kind == "credit":
+                self._add_credit(frame.get("n"))
+            elif kind == "resync":
                 await self._resync(parse_after(frame.get("after"), name="after"))
             elif kind == "ping":
                 await self.send(text_data=protocol.PONG_FRAME)
@@ -198,10 +320,32 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 if reply is not None:
                     await self.send(text_data=reply)
             else:
-                expected = ", ".join(repr(t) for t in ["resync", "ping", *inbound_handlers])
+                expected = ", ".join(repr(t) for t in ["resync", "ping", "credit", *inbound_handlers])
                 raise BadRequest(f"unknown frame type {kind!r}; expected one of {expected}")
         except FrameRejected as exc:
             await self.send(text_data=protocol.error_frame(code="bad_frame", message=str(exc)))
+
+    async def _rate_limited(self) -> None:
+        """Drop a frame over the rate; say so once, and close a client that keeps going."""
+        node_stats.rate_limited_frames += 1
+        self.strikes += 1
+        if self.strikes == 1:
+            await self.send(
+                text_data=protocol.error_frame(
+                    code="rate_limited",
+                    message=f"more than {settings.CHORUS_WS_INBOUND_RATE:g} frames per second; frames are dropped",
+                )
+            )
+        elif self.strikes > settings.CHORUS_WS_INBOUND_STRIKES and not self.closing:
+            self.closing = True
+            node_stats.rate_limit_disconnects += 1
+            await self.close(code=protocol.CLOSE_RATE_LIMITED)
+
+    def _add_credit(self, raw: Any) -> None:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= protocol.CREDIT_MAX:
+            raise BadRequest(f"'n' must be an integer from 1 to {protocol.CREDIT_MAX}")
+        self.credit = min((self.credit or 0) + raw, protocol.CREDIT_MAX)
+        self.wakeup.set()
 
     def _parse_frame(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:

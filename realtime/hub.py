@@ -59,7 +59,9 @@ _fetch_heads = database_sync_to_async(stream_heads)
 
 class StreamHub:
     def __init__(self, *, redis_url: str, tail_check_seconds: float) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2)
+        # One pub/sub connection is all the hub uses; the pool is capped so a reconnect loop can never
+        # pile up connections (a storm of sockets costs the hub no Redis I/O at all).
+        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, max_connections=4)
         self._tail_check_seconds = tail_check_seconds
         self._streams: dict[int, _StreamState] = {}
         self._by_channel: dict[bytes, _StreamState] = {}
@@ -82,8 +84,7 @@ class StreamHub:
             self._streams[stream_id] = state
             self._by_channel[state.channel.encode()] = state
             try:
-                assert self._pubsub is not None
-                await self._pubsub.subscribe(state.channel)
+                await self._connected_pubsub().subscribe(state.channel)
                 # Read the head only after SUBSCRIBE went out: anything committed later arrives by
                 # pub/sub or, if that publish is lost, by the tail check.
                 state.last_seq = (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0)
@@ -171,17 +172,31 @@ class StreamHub:
             ]
 
     async def _connect(self) -> None:
+        old, self._pubsub = self._pubsub, None
+        if old is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await old.aclose()  # give its connection back before taking another
         pubsub = self._redis.pubsub()
         channels = [hub_control_channel(), *(state.channel for state in self._streams.values())]
-        await pubsub.subscribe(*channels)
+        try:
+            await pubsub.subscribe(*channels)
+        except BaseException:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+            raise
         self._pubsub = pubsub
+
+    def _connected_pubsub(self) -> aioredis.client.PubSub:
+        if self._pubsub is None:
+            # Redis is down and the reader has not reconnected yet: fail like a lost connection.
+            raise ConnectionError("the stream hub has no Redis connection")
+        return self._pubsub
 
     async def _read_loop(self) -> None:
         backoff = 0.1
         while True:
             try:
-                assert self._pubsub is not None
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await self._connected_pubsub().get_message(ignore_subscribe_messages=True, timeout=1.0)
                 backoff = 0.1
                 if message is not None and message["type"] == "message":
                     await self._on_message(message["channel"], message["data"])
@@ -196,6 +211,7 @@ class StreamHub:
                     await self._repair_all()
             except Exception:
                 logger.exception("stream hub failed to handle a message")
+                await asyncio.sleep(0.05)  # never spin on a repeating failure
 
     async def _repair_all(self) -> None:
         states = [state for state in self._streams.values() if state.ready.done()]
@@ -225,6 +241,22 @@ class StreamHub:
                 if self._pubsub is not None:
                     with contextlib.suppress(RedisError, OSError):
                         await self._pubsub.unsubscribe(state.channel)
+
+    def offer_local_snapshot(self, *, stream_id: int, kind: str, frame: str) -> None:
+        """Hand a snapshot made on this node (presence) to the stream's local subscribers."""
+        state = self._streams.get(stream_id)
+        if state is not None:
+            for subscriber in tuple(state.subscribers):
+                subscriber.offer_snapshot(kind, frame)
+
+    def head(self, *, stream_id: int) -> int:
+        """The last sequence number this node delivered for the stream (0 if not subscribed)."""
+        state = self._streams.get(stream_id)
+        return state.last_seq if state is not None else 0
+
+    def stream_counts(self) -> dict[int, int]:
+        """Local subscribers per stream (what the node registry and presence report)."""
+        return {state.stream_id: len(state.subscribers) for state in self._streams.values()}
 
     def stats(self) -> dict[str, int]:
         return {

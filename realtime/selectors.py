@@ -25,3 +25,7 @@ def stream_event_frames(
         (seq, event_frame(seq=seq, event_id=str(event_id), event_type=event_type, payload=payload))
         for seq, event_id, event_type, payload in rows
     ]
+
+
+def stream_slugs(*, stream_ids: list[int]) -> dict[int, str]:
+    return dict(Stream.objects.filter(id__in=stream_ids).values_list("id", "slug"))

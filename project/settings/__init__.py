@@ -7,4 +7,5 @@ from project.settings.channels import *  # noqa: F403
 from project.settings.database import *  # noqa: F403
 from project.settings.gateway import *  # noqa: F403
 from project.settings.reactions import *  # noqa: F403
+from project.settings.realtime import *  # noqa: F403
 from project.settings.replication import *  # noqa: F403

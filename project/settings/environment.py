@@ -125,3 +125,25 @@ HOT_STREAM_SHARDS = _int("CHORUS_HOT_STREAM_SHARDS", 8)
 REACTION_COALESCE_MS = _int("CHORUS_REACTION_COALESCE_MS", 250)
 # Name of this region/replica in comment edit version vectors (must differ between regions).
 REGION = os.environ.get("CHORUS_REGION", "local")
+# --- real-time tier at scale (backpressure, discovery, presence) ---
+# Bytes a socket may have written but not yet flushed to the client before the server stops sending to it.
+WS_MAX_WRITE_BUFFER = _int("CHORUS_WS_MAX_WRITE_BUFFER", 256 * 1024)
+# Seconds a socket may stay over that limit before it is closed as too far behind (close code 4408).
+WS_STALL_SECONDS = float(os.environ.get("CHORUS_WS_STALL_SECONDS", "10"))
+# Inbound frames per second a socket may send (token bucket refill) and the burst it may send at once.
+WS_INBOUND_RATE = float(os.environ.get("CHORUS_WS_INBOUND_RATE", "20"))
+WS_INBOUND_BURST = _int("CHORUS_WS_INBOUND_BURST", 40)
+# Frames refused by the rate limit, in a row, after which the socket is closed (close code 4429).
+WS_INBOUND_STRIKES = _int("CHORUS_WS_INBOUND_STRIKES", 20)
+# This node's identity and public WebSocket base URL in the node registry (discovery).
+NODE_ID = os.environ.get("CHORUS_NODE_ID", "")
+NODE_WS_URL = os.environ.get("CHORUS_NODE_WS_URL", "")
+# Registry namespace: nodes of one pool are offered by discovery together.
+NODE_POOL = os.environ.get("CHORUS_NODE_POOL", "default")
+# A node whose heartbeat is older than this disappears from the registry.
+NODE_TTL_SECONDS = _int("CHORUS_NODE_TTL_SECONDS", 4)
+NODE_HEARTBEAT_SECONDS = float(os.environ.get("CHORUS_NODE_HEARTBEAT_SECONDS", "1"))
+# Connections above which discovery sends a stream's new clients to the least-loaded node instead.
+NODE_MAX_CONNECTIONS = _int("CHORUS_NODE_MAX_CONNECTIONS", 5000)
+# Connections of the node's own async Redis pool (registry, presence); pub/sub uses one more.
+NODE_REDIS_POOL_SIZE = _int("CHORUS_NODE_REDIS_POOL_SIZE", 8)

@@ -100,13 +100,27 @@ class ManagedProcess:
 class AsgiNode(ManagedProcess):
     """One ASGI node (daphne by default) on a free port."""
 
-    def __init__(self, name: str, *, server: str = "daphne", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        server: str = "daphne",
+        env: dict[str, str] | None = None,
+        app: str = "project.asgi:application",
+    ) -> None:
         self.port = free_port()
         if server == "daphne":
-            argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "project.asgi:application"]
+            argv = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), app]
+        elif server == "uvicorn":
+            argv = [
+                str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets-sansio",
+                "--loop", "uvloop", "--no-access-log", app,
+            ]  # fmt: skip
         else:
             raise ValueError(server)
-        super().__init__(name, argv, env)
+        # Registered in the node registry under its own name and address (discovery).
+        node_env = {"CHORUS_NODE_ID": name, "CHORUS_NODE_WS_URL": f"ws://127.0.0.1:{self.port}"}
+        super().__init__(name, argv, {**node_env, **(env or {})})
 
     @property
     def http(self) -> str:
@@ -115,6 +129,27 @@ class AsgiNode(ManagedProcess):
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process (Linux /proc)."""
+        for line in Path(f"/proc/{self.pid()}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    def metrics(self) -> dict[str, float]:
+        """This node's /metrics samples without labels, by name."""
+        text = httpx.get(f"{self.http}/metrics", timeout=5).text
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
 
     def wait_ready(self, timeout: float = 30) -> "AsgiNode":
         def ready() -> bool:

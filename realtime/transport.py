@@ -1,0 +1,41 @@
+"""How many bytes a WebSocket has written that the client has not yet taken off the wire.
+
+ASGI's ``send`` never pushes back: daphne hands every frame to Twisted, which appends it to the
+transport's write buffer and returns at once, so a client that never reads grows the server's
+memory without limit. The buffer is still there to be measured. This module finds the transport
+behind an ASGI ``send`` callable (daphne passes ``partial(server.handle_reply, protocol)``;
+uvicorn passes a bound method of its protocol object) and reports its unflushed bytes, so the
+consumer can stop writing to a socket that is not draining.
+"""
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+WriteBufferProbe = Callable[[], int]
+
+
+def _twisted_pending(transport: Any) -> int:
+    # twisted.internet.abstract.FileDescriptor keeps written data in dataBuffer (from offset on)
+    # plus _tempDataBuffer (not yet joined); both are released only when the kernel takes them.
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def write_buffer_probe(send: Callable[..., Any]) -> WriteBufferProbe | None:
+    """A function returning the unflushed bytes of the connection behind ``send``, or None if unknown."""
+    protocol: Any = None
+    if isinstance(send, partial) and send.args:
+        protocol = send.args[0]  # daphne
+    elif hasattr(send, "__self__"):
+        protocol = send.__self__  # uvicorn (websockets, websockets-sansio, wsproto)
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return None
+    if hasattr(transport, "get_write_buffer_size"):  # asyncio transports
+        return transport.get_write_buffer_size
+    if all(hasattr(transport, name) for name in ("dataBuffer", "offset", "_tempDataLen")):
+        return partial(_twisted_pending, transport)
+    inner = getattr(transport, "transport", None)  # TLS wrapper over the TCP transport
+    if inner is not None and hasattr(inner, "dataBuffer"):
+        return partial(_twisted_pending, inner)
+    return None

@@ -1,0 +1,70 @@
+"""Discovery on real nodes: the node registry, GET /api/v1/realtime/connect, manage.py realtime_nodes."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from realtime.nodes import NodeInfo, node_choose, node_list
+from tests.support.processes import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _node(node_id: str, connections: int, limit: int = 100) -> NodeInfo:
+    return NodeInfo(node_id, f"ws://{node_id}", connections, limit, {}, 0.0)
+
+
+def test_connect_returns_a_live_node_and_is_sticky_per_stream(live, stream, http):
+    """Every node answers with the same live node for a stream, and its URL is that stream's socket."""
+    wait_until(lambda: {"node-a", "node-b"} <= {n.node_id for n in node_list()}, timeout=10, what="registration")
+    answers = {http.get(f"{n.http}/api/v1/realtime/connect", params={"stream": stream.slug}).json()["url"]
+               for n in live.nodes for _ in range(3)}  # fmt: skip
+    assert len(answers) == 1
+    (url,) = answers
+    assert url in {f"{n.ws}/ws/streams/{stream.slug}/" for n in live.nodes}
+
+
+def test_connect_rejects_missing_and_unknown_streams(live, http):
+    """No stream parameter is a 400 naming it; an unknown stream is a 404; never a 500."""
+    base = live.nodes[0].http
+    missing = http.get(f"{base}/api/v1/realtime/connect")
+    assert missing.status_code == 400 and "stream" in missing.json()["fields"]
+    bad = http.get(f"{base}/api/v1/realtime/connect", params={"stream": "not a slug!"})
+    assert bad.status_code == 400 and "stream" in bad.json()["fields"]
+    unknown = http.get(f"{base}/api/v1/realtime/connect", params={"stream": "no-such-stream"})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+
+
+def test_connect_is_503_with_retry_after_when_no_node_is_alive(client, stream):
+    """With no live node in the pool discovery answers 503 and Retry-After."""
+    with override_settings(CHORUS_NODE_POOL="empty-pool"):
+        response = client.get("/api/v1/realtime/connect", {"stream": stream.slug})
+    assert response.status_code == 503
+    assert response["Retry-After"] == "2" and response.json()["code"] == "no_live_node"
+
+
+def test_choice_falls_back_to_the_least_loaded_node_when_the_first_is_full():
+    """Rendezvous picks the same node for a stream; a node over its limit gives way to the least loaded."""
+    nodes = [_node("a", 10), _node("b", 20), _node("c", 30)]
+    first = node_choose(nodes=nodes, slug="news")
+    assert all(node_choose(nodes=list(reversed(nodes)), slug="news") == first for _ in range(3))
+    spread = {node_choose(nodes=nodes, slug=f"s{i}").node_id for i in range(50)}
+    assert spread == {"a", "b", "c"}
+    full = [_node(n.node_id, 100 if n == first else n.connections) for n in nodes]
+    assert (
+        node_choose(nodes=full, slug="news").node_id
+        == min((n for n in full if n.node_id != first.node_id), key=lambda n: n.connections).node_id
+    )
+
+
+def test_realtime_nodes_command_lists_nodes_connections_and_age(live):
+    """manage.py realtime_nodes shows each live node with its URL, connections and heartbeat age."""
+    wait_until(lambda: len(node_list()) >= 2, timeout=10, what="registration")
+    out = io.StringIO()
+    call_command("realtime_nodes", stdout=out)
+    text = out.getvalue()
+    for node in live.nodes:
+        assert node.name in text and node.ws in text
+    assert "node(s)" in text

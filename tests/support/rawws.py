@@ -1,0 +1,86 @@
+"""A bare WebSocket client on a plain socket: it can stop reading entirely, like a stuck browser tab."""
+
+import base64
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class RawWs:
+    def __init__(self, port: int, path: str, *, rcvbuf: int = 4096) -> None:
+        self.sock = socket.socket()
+        # A small receive window, so the server's buffers (not this client's) hold the backlog.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self.pending = b""
+        while b"\r\n\r\n" not in self.pending:
+            chunk = self.sock.recv(1)  # byte by byte: read nothing past the handshake
+            assert chunk, "connection closed during the handshake"
+            self.pending += chunk
+        assert self.pending.startswith(b"HTTP/1.1 101"), self.pending
+        self.pending = b""
+
+    def read_all(
+        self, *, timeout: float, stop: Callable[[dict[str, Any]], bool] | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Read until the server closes, ``stop(frame)`` is true, or ``timeout``: text frames, close code."""
+        frames: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        buf, pos = bytearray(), 0
+        self.sock.settimeout(0.5)
+        while time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            del buf[:pos]
+            buf += chunk
+            pos = 0
+            while True:
+                parsed = _parse_frame(buf, pos)
+                if parsed is None:
+                    break
+                opcode, payload, pos = parsed
+                if opcode == 1:
+                    frames.append(json.loads(payload))
+                    if stop is not None and stop(frames[-1]):
+                        return frames, None
+                elif opcode == 8:
+                    return frames, struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+        return frames, None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _parse_frame(buf: bytearray, pos: int) -> tuple[int, bytes, int] | None:
+    """One unmasked server frame at ``pos``: (opcode, payload, position after it), or None if incomplete."""
+    if len(buf) < pos + 2:
+        return None
+    opcode, length, offset = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
+    if length == 126:
+        if len(buf) < pos + 4:
+            return None
+        length, offset = struct.unpack_from("!H", buf, pos + 2)[0], pos + 4
+    elif length == 127:
+        if len(buf) < pos + 10:
+            return None
+        length, offset = struct.unpack_from("!Q", buf, pos + 2)[0], pos + 10
+    if len(buf) < offset + length:
+        return None
+    return opcode, bytes(buf[offset : offset + length]), offset + length
