@@ -5,6 +5,7 @@ Everything here talks to real PostgreSQL and Redis. If either is missing the run
 """
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,29 @@ def _recreate_database() -> None:
         name = sql.Identifier(config["NAME"])
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Between tests the database is emptied with TRUNCATE while real workers may still be finishing
+    a task (a publish that only re-broadcasts, a counter flush). TRUNCATE then can lose a deadlock to
+    them; PostgreSQL aborts one side, and the worker retries its task. The flush retries too."""
+    from django.core.management.base import CommandError
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+
+    def _fixture_teardown(self):  # type: ignore[no-untyped-def]
+        for attempt in range(10):
+            try:
+                return original(self)
+            except CommandError as exc:
+                if attempt == 9 or not isinstance(exc.__cause__, OperationalError):
+                    raise
+                time.sleep(0.2)
+        return None
+
+    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
