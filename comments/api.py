@@ -20,6 +20,7 @@ from comments.services import (
     CommentNotFound,
     IdempotencyKeyReused,
     InvalidParent,
+    StreamClosed,
     VersionMismatch,
     comment_accept,
     comment_delete,
@@ -143,6 +144,8 @@ def comment_accept_response(request: Request, slug: str, *, author_id: int) -> R
         raise exceptions.ValidationError({"parent": [str(exc)]}) from None
     except IdempotencyKeyReused:
         return idempotency_key_reused_response()
+    except StreamClosed as exc:
+        return Response({"code": "stream_closed", "detail": f"{exc}."}, status=status.HTTP_409_CONFLICT)
     return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
 
 

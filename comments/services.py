@@ -36,6 +36,10 @@ class IdempotencyKeyReused(Exception):
         self.comment = comment
 
 
+class StreamClosed(Exception):
+    """The stream is closed: it takes no new comments."""
+
+
 class InvalidParent(Exception):
     """The parent comment does not exist on this stream or is not published."""
 
@@ -60,6 +64,8 @@ def comment_accept(
     The publish task is recorded in the same transaction (the outbox) and handed to Celery after
     commit, or by the outbox sweep if the broker is down, so an accepted comment is never lost.
     """
+    if stream.closed_at is not None:
+        raise StreamClosed(f"stream '{stream.slug}' is closed")
     if (
         parent_id is not None
         and not Comment.objects.filter(id=parent_id, stream_id=stream.id, status=CommentStatus.PUBLISHED).exists()

@@ -1,20 +1,23 @@
-"""The /internal/ API for other services: open streams, post system comments.
+"""The /internal/ API for other services: open and close streams, post system comments, moderate.
 
 Thin views: authentication by service token only, the ``internal`` tier's own bucket, and the
 same services (and the same comment path) as the public API.
 """
 
+import uuid
+
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments.api import AcceptedSerializer, CommentCreateSerializer, comment_accept_response
+from comments.services import comment_delete
 from gateway.internal_auth import IsInternalCaller, ServiceTokenAuthentication
 from gateway.services import system_user_ensure
 from gateway.throttles import InternalThrottle
-from realtime.services import stream_create
+from realtime.services import stream_close, stream_open
 
 
 class InternalView(APIView):
@@ -30,20 +33,69 @@ class StreamOpenSerializer(serializers.Serializer):
 
 StreamSerializer = inline_serializer(
     "InternalStream",
-    {"slug": serializers.SlugField(), "title": serializers.CharField(), "head": serializers.IntegerField()},
+    {
+        "slug": serializers.SlugField(),
+        "title": serializers.CharField(),
+        "head": serializers.IntegerField(),
+        "closed": serializers.BooleanField(),
+    },
 )
 
 
 class InternalStreamsView(InternalView):
     @extend_schema(operation_id="internal_stream_open", request=StreamOpenSerializer, responses={201: StreamSerializer})
     def post(self, request: Request) -> Response:
-        """Open a stream; idempotent by slug (an existing stream is returned unchanged)."""
+        """Open a stream, or reopen a closed one; idempotent by slug."""
         payload = StreamOpenSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        stream = stream_create(slug=payload.validated_data["slug"], title=payload.validated_data["title"])
-        return Response(
-            {"slug": stream.slug, "title": stream.title, "head": stream.last_seq}, status=status.HTTP_201_CREATED
-        )
+        stream = stream_open(slug=payload.validated_data["slug"], title=payload.validated_data["title"])
+        return Response(_stream_json(stream), status=status.HTTP_201_CREATED)
+
+
+def _stream_json(stream) -> dict:  # type: ignore[no-untyped-def]
+    return {"slug": stream.slug, "title": stream.title, "head": stream.last_seq, "closed": stream.closed_at is not None}
+
+
+class InternalStreamCloseView(InternalView):
+    @extend_schema(operation_id="internal_stream_close", request=None, responses={200: StreamSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        """Close a stream to new comments (subscribers get ``stream.closed``); idempotent."""
+        stream = stream_close(slug=slug)
+        if stream is None:
+            raise exceptions.NotFound(f"No stream '{slug}'.")
+        return Response(_stream_json(stream))
+
+
+class BulkDeleteSerializer(serializers.Serializer):
+    comment_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=500)
+
+
+BulkDeleteResultSerializer = inline_serializer(
+    "InternalBulkDeleteResult",
+    {
+        "deleted": serializers.ListField(child=serializers.UUIDField()),
+        "unchanged": serializers.ListField(
+            child=serializers.UUIDField(), help_text="Already deleted, or no such comment."
+        ),
+    },
+)
+
+
+class InternalBulkDeleteView(InternalView):
+    @extend_schema(
+        operation_id="internal_moderation_bulk_delete",
+        request=BulkDeleteSerializer,
+        responses={200: BulkDeleteResultSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        """Delete up to 500 comments (each a ``comment.deleted`` event); idempotent per comment."""
+        payload = BulkDeleteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        deleted: list[uuid.UUID] = []
+        unchanged: list[uuid.UUID] = []
+        for comment_id in dict.fromkeys(payload.validated_data["comment_ids"]):
+            (deleted if comment_delete(comment_id=comment_id) else unchanged).append(comment_id)
+        return Response({"deleted": deleted, "unchanged": unchanged})
 
 
 class InternalSystemCommentsView(InternalView):

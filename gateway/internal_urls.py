@@ -2,7 +2,12 @@
 
 from django.urls import re_path
 
-from gateway.internal_api import InternalStreamsView, InternalSystemCommentsView
+from gateway.internal_api import (
+    InternalBulkDeleteView,
+    InternalStreamCloseView,
+    InternalStreamsView,
+    InternalSystemCommentsView,
+)
 
 urlpatterns = [
     re_path(r"^streams/?$", InternalStreamsView.as_view(), name="internal-streams"),
@@ -11,4 +16,8 @@ urlpatterns = [
         InternalSystemCommentsView.as_view(),
         name="internal-system-comments",
     ),
+    re_path(
+        r"^streams/(?P<slug>[-a-zA-Z0-9_]+)/close/?$", InternalStreamCloseView.as_view(), name="internal-stream-close"
+    ),
+    re_path(r"^moderation/bulk-delete/?$", InternalBulkDeleteView.as_view(), name="internal-bulk-delete"),
 ]

@@ -15,6 +15,8 @@ class Stream(models.Model):
     title = models.CharField(max_length=200)
     last_seq = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the stream is closed: it stays readable, but takes no new comments.
+    closed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.slug

@@ -5,14 +5,50 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from realtime.events import event_broadcast
 from realtime.models import Stream, StreamEvent
 from realtime.protocol import event_frame
 
+STREAM_OPENED = "stream.opened"
+STREAM_CLOSED = "stream.closed"
+
 
 def stream_create(*, slug: str, title: str) -> Stream:
     stream, _ = Stream.objects.get_or_create(slug=slug, defaults={"title": title})
+    return stream
+
+
+def _stream_state_event(stream: Stream, event_type: str) -> None:
+    closed_at = stream.closed_at.isoformat().replace("+00:00", "Z") if stream.closed_at else None
+    stream_event_append(
+        stream_id=stream.id,
+        event_type=event_type,
+        event_id=uuid.uuid4(),
+        payload={"stream": stream.slug, "closed_at": closed_at},
+    )
+
+
+@transaction.atomic
+def stream_open(*, slug: str, title: str) -> Stream:
+    """Create a stream, or reopen a closed one (``stream.opened`` event); idempotent."""
+    stream = stream_create(slug=slug, title=title)
+    if Stream.objects.filter(id=stream.id, closed_at__isnull=False).update(closed_at=None):
+        stream.refresh_from_db()
+        _stream_state_event(stream, STREAM_OPENED)
+    return stream
+
+
+@transaction.atomic
+def stream_close(*, slug: str) -> Stream | None:
+    """Close a stream to new comments (``stream.closed`` event); idempotent. None if unknown."""
+    stream = Stream.objects.filter(slug=slug).first()
+    if stream is None:
+        return None
+    if Stream.objects.filter(id=stream.id, closed_at__isnull=True).update(closed_at=timezone.now()):
+        stream.refresh_from_db()
+        _stream_state_event(stream, STREAM_CLOSED)
     return stream
 
 

@@ -13,16 +13,19 @@ NAME = "comment_and_react"
 
 def post_comment(ctx: SagaContext) -> Result:
     """Accept and publish the comment now (the reaction needs it published); idempotent per key."""
-    from comments.services import comment_accept, comment_publish
+    from comments.services import StreamClosed, comment_accept, comment_publish
     from delivery.reliable import PermanentError
     from realtime.models import Stream
 
     stream = Stream.objects.filter(id=ctx.stream_id).first()
     if stream is None:
         raise PermanentError("the stream no longer exists")
-    comment, _ = comment_accept(
-        stream=stream, author_id=ctx.user_id, body=ctx.input["body"], idempotency_key=ctx.key("comment")
-    )
+    try:
+        comment, _ = comment_accept(
+            stream=stream, author_id=ctx.user_id, body=ctx.input["body"], idempotency_key=ctx.key("comment")
+        )
+    except StreamClosed as exc:
+        raise PermanentError(str(exc)) from exc
     event = comment_publish(comment_id=comment.id)
     if event is None:
         raise PermanentError("the comment was deleted before it could be published")

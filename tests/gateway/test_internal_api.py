@@ -23,7 +23,7 @@ def test_service_opens_a_stream_and_posts_a_system_comment_that_gets_published(l
     client = Client()
     opened = client.post("/internal/streams", {"slug": "launch", "title": "Launch"}, "application/json", **SERVICE)
     assert opened.status_code == 201
-    assert opened.json() == {"slug": "launch", "title": "Launch", "head": 0}
+    assert opened.json() == {"slug": "launch", "title": "Launch", "head": 0, "closed": False}
     assert opened["RateLimit-Limit"] == "500"  # the internal tier's own bucket
 
     posted = client.post(
