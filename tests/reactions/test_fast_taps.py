@@ -9,7 +9,8 @@ from rest_framework.authtoken.models import Token
 
 from reactions.counters import counter_state_read, counts_of
 from tests.factories import StreamFactory, UserFactory
-from tests.support.processes import wait_until
+from tests.support.processes import AsgiNode, wait_until
+from tests.support.stores import RedisServer
 
 CSRF = "a" * 32
 
@@ -156,3 +157,23 @@ def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_u
         interval=0.2,
         what="the deleted token to be 401",
     )
+
+
+def test_redis_down_is_503_on_both_paths(live, api_user, stream, http):
+    """With the node's Redis killed, the token lane and Django both answer 503 service_unavailable."""
+    store = RedisServer("fast-taps-redis").start().wait_ready()
+    node = AsgiNode("fast-taps-node", env={"REDIS_URL": store.url}).start()
+    try:
+        node.wait_ready()
+        url = _url(node, stream.slug)
+        assert http.post(url, json={"kind": "laugh"}, headers=api_user.headers).status_code == 202
+        store.kill()
+        cookies = _session_cookies(api_user.user)
+        with httpx.Client(timeout=15, cookies=cookies, headers={"X-CSRFToken": CSRF}) as session:
+            slow = session.post(url, json={"kind": "laugh"})
+        fast = http.post(url, json={"kind": "laugh"}, headers=api_user.headers)
+        assert not _via_django(fast) and _via_django(slow)
+        assert _shape(fast) == _shape(slow) == (503, "service_unavailable", []), (fast.text, slow.text)
+    finally:
+        node.stop()
+        store.stop()
