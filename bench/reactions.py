@@ -27,6 +27,9 @@ os.environ["DATABASE_URL"] = os.environ.get("CHORUS_BENCH_DATABASE_URL", _test_d
 os.environ["REDIS_URL"] = os.environ.get("CHORUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 os.environ["CHORUS_REDIS_PREFIX"] = os.environ.get("CHORUS_REDIS_PREFIX", "chorus") + "-bench"
 os.environ["CHORUS_REACTION_TAPS_PER_SECOND"] = "1000000000"
+# The gateway buckets are spent on every tap and frame (as in production) but must not refuse here.
+os.environ["CHORUS_RATE_LIMITS"] = '{"regular": {"reactions": [1e9, 1e9], "ws_messages": [1e9, 1e9]}}'
+os.environ["CHORUS_TIER_HOT_ABOVE"] = "1000000000"
 os.environ["CHORUS_LOG_LEVEL"] = "WARNING"
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 

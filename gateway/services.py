@@ -4,13 +4,16 @@
 ``gateway.throttles``, the WebSocket consumer, the internal API).
 """
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import pybreaker
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import transaction
 
@@ -19,7 +22,7 @@ from gateway.breakers import breaker_retry_after, redis_breaker
 from gateway.local_bucket import local_buckets
 from gateway.models import Tier, UserTier
 from gateway.overload import load_shed_check
-from gateway.token_bucket import TIERS, TokenBucket
+from gateway.token_bucket import TIERS, BucketResult, TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -82,17 +85,7 @@ def rate_limit_check(*, subject: str, service: str, tier: str | None = None, cos
         raise ValueError(f"unknown rate-limited service {service!r}")
     try:
         result = redis_breaker.call(
-            _bucket().take,
-            bucket_key=keys.bucket_key(subject=subject, service=service),
-            subject_key=keys.subject_key(subject=subject),
-            pin_key=keys.pin_key(subject=subject),
-            limits=_limits(service),
-            forced_tier=tier or "",
-            cost=cost,
-            hot_above=settings.CHORUS_TIER_HOT_ABOVE,
-            regular_below=settings.CHORUS_TIER_REGULAR_BELOW,
-            hold_seconds=settings.CHORUS_TIER_HOLD_SECONDS,
-            window_seconds=settings.CHORUS_TIER_WINDOW_SECONDS,
+            _bucket().take, **_take_arguments(subject=subject, service=service, tier=tier, cost=cost)
         )
     except (redis.RedisError, pybreaker.CircuitBreakerError) as exc:
         mode = settings.CHORUS_RATELIMIT_WHEN_REDIS_DOWN
@@ -102,6 +95,25 @@ def rate_limit_check(*, subject: str, service: str, tier: str | None = None, cos
         if mode == "local":
             return _local_decision(subject=subject, service=service, tier=tier or "regular", cost=cost)
         raise RateLimiterUnavailable(breaker_retry_after(redis_breaker)) from exc
+    return _decision(result)
+
+
+def _take_arguments(*, subject: str, service: str, tier: str | None, cost: int) -> dict[str, Any]:
+    return {
+        "bucket_key": keys.bucket_key(subject=subject, service=service),
+        "subject_key": keys.subject_key(subject=subject),
+        "pin_key": keys.pin_key(subject=subject),
+        "limits": _limits(service),
+        "forced_tier": tier or "",
+        "cost": cost,
+        "hot_above": settings.CHORUS_TIER_HOT_ABOVE,
+        "regular_below": settings.CHORUS_TIER_REGULAR_BELOW,
+        "hold_seconds": settings.CHORUS_TIER_HOLD_SECONDS,
+        "window_seconds": settings.CHORUS_TIER_WINDOW_SECONDS,
+    }
+
+
+def _decision(result: BucketResult) -> RateDecision:
     return RateDecision(
         allowed=result.allowed,
         limit=result.limit,
@@ -128,8 +140,45 @@ def _local_decision(*, subject: str, service: str, tier: str, cost: int) -> Rate
     )
 
 
+_async_buckets: dict[int, TokenBucket] = {}
+
+
+def _async_bucket() -> TokenBucket:
+    """One bucket over an asyncio client per event loop (an asyncio pool must not cross loops)."""
+    loop_id = id(asyncio.get_running_loop())
+    bucket = _async_buckets.get(loop_id)
+    if bucket is None:
+        client = aioredis.Redis.from_url(
+            settings.CHORUS_GATEWAY_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
+        bucket = _async_buckets[loop_id] = TokenBucket(client)
+    return bucket
+
+
+def _nothing() -> None:
+    return None
+
+
 async def rate_limit_check_async(*, subject: str, service: str, tier: str | None = None, cost: int = 1) -> RateDecision:
-    """``rate_limit_check`` for async code (the WebSocket consumer): runs it off the event loop."""
+    """``rate_limit_check`` for async code, on the event loop while the limiter's Redis answers.
+
+    The same script and arguments over an asyncio client, so a healthy check costs no thread hop.
+    While the breaker is not closed, or when this call fails, the sync path decides off the loop:
+    it counts the failure in ``redis_breaker`` and applies ``CHORUS_RATELIMIT_WHEN_REDIS_DOWN``
+    exactly as for every other caller (the failed call is tried once more there).
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown rate-limited service {service!r}")
+    if redis_breaker.current_state == pybreaker.STATE_CLOSED:
+        arguments = _take_arguments(subject=subject, service=service, tier=tier, cost=cost)
+        try:
+            result = await _async_bucket().take(**arguments)
+        except (redis.RedisError, OSError):
+            pass
+        else:
+            if redis_breaker.fail_counter:
+                redis_breaker.call(_nothing)  # failures count only while consecutive
+            return _decision(result)
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(rate_limit_check, thread_sensitive=False)(

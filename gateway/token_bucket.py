@@ -5,9 +5,13 @@ Redis sees the same bucket: no clock skew between nodes can mint extra tokens. R
 scripts by their effects, which is what makes reading ``TIME`` inside a script allowed.
 """
 
+import inspect
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 # KEYS[1] bucket hash {t: tokens, ts: last refill}      (per subject and service)
 # KEYS[2] subject hash {r: decayed request count, ts, tier: automatic tier, calm: since when calm}
@@ -86,7 +90,7 @@ class BucketResult:
 class TokenBucket:
     """Runs the script (by SHA, loading it once) against one Redis client."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | aioredis.Redis) -> None:
         self.script = client.register_script(SCRIPT)
 
     def take(
@@ -102,20 +106,33 @@ class TokenBucket:
         regular_below: float,
         hold_seconds: float,
         window_seconds: float,
-    ) -> BucketResult:
-        """Spend ``cost`` tokens if the bucket holds them. ``limits`` maps tier to (capacity, rate)."""
+    ) -> Any:
+        """Spend ``cost`` tokens if the bucket holds them. ``limits`` maps tier to (capacity, rate).
+
+        Returns a ``BucketResult``; on a bucket built over an asyncio client, an awaitable of one
+        (``await bucket.take(...)``), so both kinds of caller share the script and its arguments.
+        """
         args: list[object] = [cost, forced_tier, hot_above, regular_below, hold_seconds, window_seconds]
         for tier in TIERS:
             args.extend(limits[tier])
-        allowed, tokens, retry, reset, tier, rate, capacity = self.script(
-            keys=[bucket_key, subject_key, pin_key], args=args
-        )
-        return BucketResult(
-            allowed=bool(allowed),
-            limit=int(float(capacity)),
-            remaining=int(float(tokens)),
-            retry_after=float(retry),
-            reset_after=float(reset),
-            tier=tier.decode() if isinstance(tier, bytes) else tier,
-            recent_rate=float(rate),
-        )
+        raw = self.script(keys=[bucket_key, subject_key, pin_key], args=args)
+        if inspect.isawaitable(raw):
+            return _awaited_result(raw)
+        return _result(raw)
+
+
+async def _awaited_result(raw: Awaitable[list[Any]]) -> BucketResult:
+    return _result(await raw)
+
+
+def _result(raw: list[Any]) -> BucketResult:
+    allowed, tokens, retry, reset, tier, rate, capacity = raw
+    return BucketResult(
+        allowed=bool(allowed),
+        limit=int(float(capacity)),
+        remaining=int(float(tokens)),
+        retry_after=float(retry),
+        reset_after=float(reset),
+        tier=tier.decode() if isinstance(tier, bytes) else tier,
+        recent_rate=float(rate),
+    )

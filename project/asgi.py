@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, Channels for WebSockets."""
+"""ASGI entry point: Django for HTTP (live taps with a token take a fast lane first), Channels for WebSockets."""
 
 import os
 
@@ -9,6 +9,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from reactions.fast_taps import FastTaps  # noqa: E402
 from realtime.auth import SocketUserMiddleware  # noqa: E402
 from realtime.daphne_tuning import daphne_tune  # noqa: E402
 from realtime.nodes import node_registry_middleware  # noqa: E402
@@ -20,7 +21,7 @@ daphne_tune()
 application = node_registry_middleware(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": FastTaps(django_asgi_app),
             "websocket": browser_origin_validator(SocketUserMiddleware(URLRouter(websocket_urlpatterns))),
         }
     )

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments.api import comment_uuid_or_404
+from gateway.throttles import ReactionsThrottle
 from project.api_errors import ServiceUnavailable
 from reactions.selectors import comment_reaction_counts, comment_reaction_set
 from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add, comment_reaction_remove
@@ -42,7 +43,10 @@ TapAcceptedSerializer = inline_serializer(
 
 
 class StreamReactionsView(APIView):
+    """The reference path; token-authenticated JSON taps are answered by ``reactions.fast_taps`` first."""
+
     permission_classes = [IsAuthenticated]
+    throttle_classes = [ReactionsThrottle]
 
     @extend_schema(
         operation_id="stream_reactions_tap",

@@ -29,7 +29,7 @@ def tap_rate_check(*, user_id: int) -> float | None:
 
 
 async def tap_rate_check_async(*, user_id: int) -> float | None:
-    wait = await async_redis_client().eval(
-        TAP_LIMIT_SCRIPT, 1, _limit_key(user_id), settings.CHORUS_REACTION_TAPS_PER_SECOND
-    )
+    # By SHA (EVALSHA, loaded on first use): a tap then sends no script text.
+    script = async_redis_client().register_script(TAP_LIMIT_SCRIPT)
+    wait = await script(keys=[_limit_key(user_id)], args=[settings.CHORUS_REACTION_TAPS_PER_SECOND])
     return None if wait is None else float(wait)

@@ -11,6 +11,7 @@ import logging
 from functools import lru_cache
 
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 
 from realtime.channels import stream_channel
@@ -70,6 +71,14 @@ def snapshot_broadcast(*, stream_id: int, kind: str, frame: str) -> None:
     """
     try:
         _redis().publish(stream_channel(stream_id), encode_snapshot(kind, frame))
+    except redis.RedisError:
+        logger.warning("snapshot %s of stream %s not published", kind, stream_id)
+
+
+async def snapshot_broadcast_async(*, client: aioredis.Redis, stream_id: int, kind: str, frame: str) -> None:
+    """``snapshot_broadcast`` from the event loop on the caller's asyncio client (same URL), no thread hop."""
+    try:
+        await client.publish(stream_channel(stream_id), encode_snapshot(kind, frame))
     except redis.RedisError:
         logger.warning("snapshot %s of stream %s not published", kind, stream_id)
 

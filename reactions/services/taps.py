@@ -30,7 +30,7 @@ from reactions.counters import (
 from reactions.frames import SNAPSHOT_KIND, counts_frame
 from reactions.hot import hot_streams
 from reactions.limits import tap_rate_check, tap_rate_check_async
-from realtime.events import snapshot_broadcast
+from realtime.events import snapshot_broadcast, snapshot_broadcast_async
 
 RATE_KEY_TTL = 5
 
@@ -80,12 +80,18 @@ def _queue_tap(pipe: Any, *, stream_id: int, user_id: int, kind: str, hot: bool)
 TAP_COMMANDS = 4  # commands queued before the version and the shard reads
 
 
+def _counts_after_tap(results: list[Any]) -> tuple[dict[str, int], str]:
+    """A cold stream's counts after the tap and the snapshot frame to broadcast."""
+    version = int(results[TAP_COMMANDS])
+    counts = counts_of(state_from_hashes(results[TAP_COMMANDS + 1 :]))
+    return counts, counts_frame(counts=counts, version=version)
+
+
 def _after_tap(*, stream_id: int, hot: bool, results: list[Any]) -> TapResult:
     if hot:
         return TapResult(hot=True, counts=None)
-    version = int(results[TAP_COMMANDS])
-    counts = counts_of(state_from_hashes(results[TAP_COMMANDS + 1 :]))
-    snapshot_broadcast(stream_id=stream_id, kind=SNAPSHOT_KIND, frame=counts_frame(counts=counts, version=version))
+    counts, frame = _counts_after_tap(results)
+    snapshot_broadcast(stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame)
     return TapResult(hot=False, counts=counts)
 
 
@@ -108,7 +114,8 @@ def reaction_tap(*, stream_id: int, user_id: int, kind: str) -> TapResult:
 
 
 async def reaction_tap_async(*, stream_id: int, user_id: int, kind: str) -> TapResult:
-    """``reaction_tap`` for the event loop (WebSocket frames): the same pipeline, awaited."""
+    """``reaction_tap`` for the event loop (WebSocket frames, the HTTP fast lane): the same pipeline and
+    broadcast, awaited; only the hot-stream refresh (once a second) leaves the loop."""
     reaction_kind_check(kind)
     if (wait := await tap_rate_check_async(user_id=user_id)) is not None:
         raise TapLimited(wait)
@@ -116,9 +123,12 @@ async def reaction_tap_async(*, stream_id: int, user_id: int, kind: str) -> TapR
         await asyncio.to_thread(hot_streams.refresh)
     hot_streams.note_tap(stream_id)
     hot = hot_streams.is_hot(stream_id)
-    pipe = async_redis_client().pipeline(transaction=not hot)
+    client = async_redis_client()
+    pipe = client.pipeline(transaction=not hot)
     _queue_tap(pipe, stream_id=stream_id, user_id=user_id, kind=kind, hot=hot)
     results = await pipe.execute()
     if hot:
         return TapResult(hot=True, counts=None)
-    return await asyncio.to_thread(_after_tap, stream_id=stream_id, hot=hot, results=results)
+    counts, frame = _counts_after_tap(results)
+    await snapshot_broadcast_async(client=client, stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame)
+    return TapResult(hot=False, counts=counts)

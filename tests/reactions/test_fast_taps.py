@@ -1,0 +1,179 @@
+"""The HTTP fast lane for live taps (``reactions/fast_taps.py``) answers exactly as the DRF view does."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from django.conf import settings
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from reactions.counters import counter_state_read, counts_of
+from tests.factories import StreamFactory, UserFactory
+from tests.support.processes import AsgiNode, wait_until
+from tests.support.stores import RedisServer
+
+CSRF = "a" * 32
+
+
+def _url(node, slug: str) -> str:  # type: ignore[no-untyped-def]
+    return f"{node.http}/api/v1/streams/{slug}/reactions"
+
+
+def _session_cookies(user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(user)
+    return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value, "csrftoken": CSRF}
+
+
+def _via_django(response: httpx.Response) -> bool:
+    # DRF's APIView adds ``Allow``; the fast lane answers without it.
+    return "allow" in response.headers
+
+
+def _shape(response: httpx.Response) -> tuple[int, object, object]:
+    body = response.json()
+    return response.status_code, body.get("code", body.get("kind")), sorted(body.get("fields", {}))
+
+
+def test_every_status_code_matches_the_drf_view(live, api_user, stream, http):
+    """202, 400 (each bad body), 401, 404 and 415: the token lane and Django give the same answers."""
+    url = _url(live.nodes[0], stream.slug)
+    token = {**api_user.headers}
+    session = httpx.Client(timeout=15, cookies=_session_cookies(api_user.user), headers={"X-CSRFToken": CSRF})
+    json_type = {"Content-Type": "application/json"}
+    bodies = [
+        b'{"kind": "heart"}',
+        b'{"kind": "thumbsdown"}',
+        b"{}",
+        b'{"kind": null}',
+        b'{"kind": ["heart"]}',
+        b"not json",
+        b"[1, 2]",
+        b'"heart"',
+    ]
+    for body in bodies:
+        fast = http.post(url, content=body, headers={**token, **json_type})
+        slow = session.post(url, content=body, headers=json_type)
+        assert not _via_django(fast) and _via_django(slow), body
+        assert _shape(fast) == _shape(slow), (body, fast.text, slow.text)
+        assert fast.status_code in (202, 400)
+    missing = _url(live.nodes[1], "no-such-stream")
+    fast = http.post(missing, json={"kind": "heart"}, headers=token)
+    slow = session.post(missing, json={"kind": "heart"})
+    assert not _via_django(fast) and _shape(fast) == _shape(slow) == (404, "not_found", [])
+    # 401: a wrong token on the fast lane, and the same token through Django (other media type)
+    bad = {"Authorization": "Token nope"}
+    fast = http.post(url, json={"kind": "heart"}, headers=bad)
+    slow = http.post(url, content=b"kind=heart", headers={**bad, "Content-Type": "application/x-www-form-urlencoded"})
+    assert not _via_django(fast) and _via_django(slow)
+    assert _shape(fast) == _shape(slow) == (401, "authentication_failed", [])
+    assert fast.headers["WWW-Authenticate"] == slow.headers["WWW-Authenticate"] == "Token"
+    # 415: not JSON is never taken by the fast lane
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert http.post(url, content=b"kind=heart", headers={**token, **form}).status_code == 415
+    assert session.post(url, content=b"kind=heart", headers=form).status_code == 415
+    # over 1 KiB: refused before parsing, never a 500
+    big = http.post(url, content=b'{"kind": "heart", "pad": "' + b"x" * 2000 + b'"}', headers={**token, **json_type})
+    assert big.status_code == 413 and big.json()["code"] == "too_large"
+    session.close()
+    assert counts_of(counter_state_read(stream_id=stream.id)) == {"heart": 2}
+
+
+def test_rate_limits_answer_429_with_retry_after_on_both_paths(live, stream, http):
+    """Over the per-user tap limit both paths say 429 ``rate_limited`` with Retry-After; the headers match."""
+    url = _url(live.nodes[0], stream.slug)
+    fast_user, slow_user = UserFactory(), UserFactory()
+    token = {"Authorization": f"Token {Token.objects.create(user=fast_user).key}"}
+    session = httpx.Client(timeout=15, cookies=_session_cookies(slow_user), headers={"X-CSRFToken": CSRF})
+    taps = settings.CHORUS_REACTION_TAPS_PER_SECOND + 25
+    fast = [http.post(url, json={"kind": "fire"}, headers=token) for _ in range(taps)]
+    slow = [session.post(url, json={"kind": "fire"}) for _ in range(taps)]
+    session.close()
+    for responses in (fast, slow):
+        limited = [r for r in responses if r.status_code == 429]
+        assert limited and {r.status_code for r in responses} == {202, 429}
+        assert limited[0].json()["code"] == "rate_limited" and int(limited[0].headers["Retry-After"]) >= 1
+        assert "RateLimit-Limit" in responses[0].headers and "RateLimit-Remaining" in limited[0].headers
+    accepted = sum(r.status_code == 202 for r in fast + slow)
+    assert counts_of(counter_state_read(stream_id=stream.id)) == {"fire": accepted}
+
+
+def test_many_concurrent_taps_on_both_nodes_are_counted_exactly(live, stream, http):
+    """240 token taps from 8 users over both nodes at once: every 202 is counted once."""
+    users = [UserFactory() for _ in range(8)]
+    tokens = [Token.objects.create(user=u).key for u in users]
+
+    def send(i: int) -> int:
+        with httpx.Client(timeout=15) as client:
+            ok = 0
+            for n in range(30):
+                node = live.nodes[(i + n) % 2]
+                headers = {"Authorization": f"Token {tokens[i]}"}
+                response = client.post(_url(node, stream.slug), json={"kind": "clap"}, headers=headers)
+                assert response.status_code in (202, 429), response.text
+                ok += response.status_code == 202
+            return ok
+
+    with ThreadPoolExecutor(8) as pool:
+        accepted = sum(pool.map(send, range(8)))
+    assert accepted > 0
+    assert counts_of(counter_state_read(stream_id=stream.id)) == {"clap": accepted}
+
+
+def test_session_requests_go_through_django_and_need_csrf(live, api_user, stream):
+    """A session cookie without the CSRF header is refused by Django (403), even with a token header."""
+    url = _url(live.nodes[0], stream.slug)
+    cookies = _session_cookies(api_user.user)
+    with httpx.Client(timeout=15, cookies=cookies) as client:
+        refused = client.post(url, json={"kind": "heart"})
+        assert refused.status_code == 403 and "CSRF" in refused.json()["detail"] and _via_django(refused)
+        with_token = client.post(url, json={"kind": "heart"}, headers=api_user.headers)
+        assert _via_django(with_token) and with_token.status_code == 202
+        accepted = client.post(url, json={"kind": "heart"}, headers={"X-CSRFToken": CSRF})
+        assert accepted.status_code == 202 and _via_django(accepted)
+    assert counts_of(counter_state_read(stream_id=stream.id)) == {"heart": 2}
+
+
+def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_user, http):
+    """After deletion the lane answers 401 / 404 within CHORUS_FAST_TAP_CACHE_SECONDS."""
+    doomed = StreamFactory(slug="doomed-fast-lane")
+    url = _url(live.nodes[0], doomed.slug)
+    assert http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 202
+    doomed.delete()
+    bound = settings.CHORUS_FAST_TAP_CACHE_SECONDS + 5
+    wait_until(
+        lambda: http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 404,
+        timeout=bound,
+        interval=0.2,
+        what="the deleted stream to be 404",
+    )
+    live_stream = StreamFactory(slug="kept-fast-lane")
+    url = _url(live.nodes[0], live_stream.slug)
+    assert http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 202
+    Token.objects.filter(key=api_user.token).delete()
+    wait_until(
+        lambda: http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 401,
+        timeout=bound,
+        interval=0.2,
+        what="the deleted token to be 401",
+    )
+
+
+def test_redis_down_is_503_on_both_paths(live, api_user, stream, http):
+    """With the node's Redis killed, the token lane and Django both answer 503 service_unavailable."""
+    store = RedisServer("fast-taps-redis").start().wait_ready()
+    node = AsgiNode("fast-taps-node", env={"REDIS_URL": store.url}).start()
+    try:
+        node.wait_ready()
+        url = _url(node, stream.slug)
+        assert http.post(url, json={"kind": "laugh"}, headers=api_user.headers).status_code == 202
+        store.kill()
+        cookies = _session_cookies(api_user.user)
+        with httpx.Client(timeout=15, cookies=cookies, headers={"X-CSRFToken": CSRF}) as session:
+            slow = session.post(url, json={"kind": "laugh"})
+        fast = http.post(url, json={"kind": "laugh"}, headers=api_user.headers)
+        assert not _via_django(fast) and _via_django(slow)
+        assert _shape(fast) == _shape(slow) == (503, "service_unavailable", []), (fast.text, slow.text)
+    finally:
+        node.stop()
+        store.stop()
