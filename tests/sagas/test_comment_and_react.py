@@ -5,10 +5,10 @@ import signal
 import uuid
 
 import pytest
-from reactions.models import CommentReaction
 
 from comments.models import Comment, CommentStatus
 from delivery.models import DeadLetter
+from reactions.models import CommentReaction
 from realtime.models import StreamEvent
 from sagas.comment_and_react import delete_comment, remove_reaction
 from sagas.definitions import SagaContext
@@ -262,3 +262,37 @@ def test_bad_input_and_other_users(saga_stack, api_user, stream, http):
     assert http.get(f"{base}/sagas/{started['id']}", headers=other.headers).status_code == 404
     assert http.post(f"{base}/sagas/{started['id']}/retry", headers=other.headers).status_code == 404
     assert http.get(f"{base}/sagas/not-a-uuid", headers=api_user.headers).status_code == 404
+
+
+def test_the_periodic_sweep_resumes_a_saga_whose_worker_died_between_steps(api_user, stream, http):
+    """With redelivery out of reach (a long visibility timeout), beat's stalled-saga sweep finishes it."""
+    import os
+
+    from tests.delivery.conftest import start_fault_stack
+    from tests.sagas.conftest import FAULTS
+    from tests.support.processes import CeleryBeat
+
+    stack = start_fault_stack(
+        "redis",
+        os.environ["REDIS_URL"],
+        CHORUS_FAULT_INJECT=FAULTS,
+        CELERY_VISIBILITY_TIMEOUT="600",
+        CHORUS_SAGA_CLAIM_LEASE_SECONDS="2",
+        CHORUS_SAGA_STALL_SECONDS="2",
+    )
+    try:
+        started = _start(http, stack, stream, api_user, "hang-react")
+        wait_until(
+            lambda: _steps(_report(http, stack, api_user, started["id"]))["react"]["state"] == "running",
+            timeout=30,
+            what="step 2 to start",
+        )
+        stack.worker.kill(signal.SIGKILL)
+        stack.restart_worker(CHORUS_FAULT_INJECT="")
+        stack.start(CeleryBeat("saga-beat", env=stack.env))
+        report = _wait_state(http, stack, api_user, started["id"], states={"succeeded"})
+        assert f"saga {started['id']} stalled" in stack.worker.log_text()
+        assert _live_reactions(_steps(report)["comment"]["result"]["comment_id"]) == 1
+        assert Comment.objects.filter(stream=stream).count() == 1
+    finally:
+        stack.stop()
