@@ -47,7 +47,7 @@ def _read_depth(client: redis.Redis) -> int:
 def queue_depth() -> int:
     """Tasks waiting in the broker, at most ``DEPTH_TTL`` seconds old; 0 when it cannot be read.
 
-    An unreadable broker does not shed (the broker's own breaker and the pending sweep cover it).
+    An unreadable broker does not shed (the broker's own breaker and the outbox sweep cover it).
     """
     global _depth
     depth, read_at = _depth
