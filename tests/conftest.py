@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
             except CommandError as exc:
                 if attempt == 9 or not isinstance(exc.__cause__, OperationalError):
                     raise
-                time.sleep(0.2)
+                time.sleep(0.2)  # backoff between retries; the deadlock has already been resolved
         return None
 
     TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[method-assign]

@@ -183,15 +183,21 @@ def test_retry_after_compensation_runs_the_saga_again_as_a_new_generation(saga_s
         saga_stack.restart_worker()
 
 
-def test_worker_killed_between_steps_is_resumed(saga_stack, api_user, stream, http):
-    """The worker dies as step 2 starts (after step 1 committed); the saga resumes and finishes once."""
-    started = _start(http, saga_stack, stream, api_user, "hang-react")
+def _kill_worker_as_step_2_starts(http, stack, stream, user) -> dict:
+    """Start a saga whose step 2 hangs, and SIGKILL the worker once step 1 committed and step 2 began."""
+    started = _start(http, stack, stream, user, "hang-react")
     wait_until(
-        lambda: _steps(_report(http, saga_stack, api_user, started["id"]))["react"]["state"] == "running",
+        lambda: _steps(_report(http, stack, user, started["id"]))["react"]["state"] == "running",
         timeout=30,
         what="step 2 to start",
     )
-    saga_stack.worker.kill(signal.SIGKILL)
+    stack.worker.kill(signal.SIGKILL)
+    return started
+
+
+def test_worker_killed_between_steps_is_resumed(saga_stack, api_user, stream, http):
+    """The worker dies as step 2 starts (after step 1 committed); the saga resumes and finishes once."""
+    started = _kill_worker_as_step_2_starts(http, saga_stack, stream, api_user)
     saga_stack.restart_worker(CHORUS_FAULT_INJECT="")
     try:
         # The message comes back after the visibility timeout; an operator can also resume at once.
@@ -281,13 +287,7 @@ def test_the_periodic_sweep_resumes_a_saga_whose_worker_died_between_steps(api_u
         CHORUS_SAGA_STALL_SECONDS="2",
     )
     try:
-        started = _start(http, stack, stream, api_user, "hang-react")
-        wait_until(
-            lambda: _steps(_report(http, stack, api_user, started["id"]))["react"]["state"] == "running",
-            timeout=30,
-            what="step 2 to start",
-        )
-        stack.worker.kill(signal.SIGKILL)
+        started = _kill_worker_as_step_2_starts(http, stack, stream, api_user)
         stack.restart_worker(CHORUS_FAULT_INJECT="")
         stack.start(CeleryBeat("saga-beat", env=stack.env))
         report = _wait_state(http, stack, api_user, started["id"], states={"succeeded"})
