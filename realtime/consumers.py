@@ -34,7 +34,7 @@ from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
 from realtime.selectors import stream_event_frames, stream_get, stream_heads
 from realtime.token_bucket import TokenBucket
-from realtime.transport import write_buffer_probe
+from realtime.transport import PEER_GONE_ERRORS, write_buffer_probe
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +191,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
                     await self._drain()
         except asyncio.CancelledError:
             raise
+        except PEER_GONE_ERRORS:
+            # The client left while a frame was on its way; disconnect() cleans up.
+            logger.debug("client of %s left during a send", self.slug)
         except Exception:
             logger.exception("stream sender failed for %s", self.slug)
             await self.close(code=1011)

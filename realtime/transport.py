@@ -39,3 +39,31 @@ def write_buffer_probe(send: Callable[..., Any]) -> WriteBufferProbe | None:
     if inner is not None and hasattr(inner, "dataBuffer"):
         return partial(_twisted_pending, inner)
     return None
+
+
+def _peer_gone_errors() -> tuple[type[BaseException], ...]:
+    """What each supported server raises on a send after the client went away."""
+    errors: list[type[BaseException]] = []
+    try:
+        from autobahn.exception import Disconnected  # daphne
+
+        errors.append(Disconnected)
+    except ImportError:
+        pass
+    try:
+        from uvicorn.protocols.utils import ClientDisconnected  # uvicorn
+
+        errors.append(ClientDisconnected)
+    except ImportError:
+        pass
+    try:
+        from websockets.exceptions import ConnectionClosed  # uvicorn's websockets implementations
+
+        errors.append(ConnectionClosed)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+# A send can race the client's disconnect: the socket is closed before the consumer hears of it.
+PEER_GONE_ERRORS = _peer_gone_errors()
