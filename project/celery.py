@@ -2,7 +2,8 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
@@ -14,3 +15,13 @@ app.autodiscover_tasks()
 from delivery.worker import DeadLetterConsumer  # noqa: E402
 
 app.steps["consumer"].add(DeadLetterConsumer)
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _return_database_connections(**_: object) -> None:
+    """Give the connection back to the pool between tasks, as Django does between requests.
+
+    Also drops a connection an error left unusable, so the next task gets a healthy one.
+    """
+    close_old_connections()
