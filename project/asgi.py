@@ -8,7 +8,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
+from project.process_tuning import freeze_startup_heap, shorten_gil_switch_interval  # noqa: E402
 from reactions.fast_taps import FastTaps  # noqa: E402
 from realtime.auth import SocketUserMiddleware  # noqa: E402
 from realtime.daphne_tuning import daphne_tune  # noqa: E402
@@ -26,3 +28,9 @@ application = node_registry_middleware(
         }
     )
 )
+
+# Load the URLconf (and with it every view) now rather than on the first request, then take all
+# of it out of the garbage collector's way (project/process_tuning.py).
+get_resolver().url_patterns  # noqa: B018
+freeze_startup_heap()
+shorten_gil_switch_interval()

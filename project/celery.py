@@ -17,6 +17,15 @@ from delivery.worker import DeadLetterConsumer  # noqa: E402
 app.steps["consumer"].add(DeadLetterConsumer)
 
 
+@signals.worker_process_init.connect
+@signals.worker_ready.connect
+def _freeze_startup_heap(**_: object) -> None:
+    """Each pool process (and the main process, which runs the tasks of a threads pool) is loaded now."""
+    from project.process_tuning import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
 @signals.task_prerun.connect
 @signals.task_postrun.connect
 def _return_database_connections(**_: object) -> None:

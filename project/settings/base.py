@@ -5,12 +5,16 @@ from project.settings.environment import (
     BASE_DIR,
     CSRF_TRUSTED_ORIGINS,
     DEBUG,
+    GC_FREEZE,
+    GIL_SWITCH_INTERVAL,
     LOG_LEVEL,
     SECRET_KEY,
 )
 
 # Re-exported as Django settings.
 _ = (ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, DEBUG, SECRET_KEY)
+CHORUS_GC_FREEZE = GC_FREEZE
+CHORUS_GIL_SWITCH_INTERVAL = GIL_SWITCH_INTERVAL
 
 INSTALLED_APPS = [
     "daphne",

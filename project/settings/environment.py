@@ -68,6 +68,11 @@ WS_MAX_INBOUND_FRAME = _int("CHORUS_WS_MAX_INBOUND_FRAME", 4096)
 # How often each node compares what it delivered with the event log (the safety net for lost publishes).
 HUB_TAIL_CHECK_SECONDS = float(os.environ.get("CHORUS_HUB_TAIL_CHECK_SECONDS", "2"))
 LOG_LEVEL = os.environ.get("CHORUS_LOG_LEVEL", "INFO")
+# Interpreter tuning of nodes and workers (project/process_tuning.py): exempt what a process
+# loaded at startup from garbage collection, and how long a thread may hold the GIL while another
+# waits (seconds; 0 keeps CPython's 0.005).
+GC_FREEZE = _bool("CHORUS_GC_FREEZE", True)
+GIL_SWITCH_INTERVAL = float(os.environ.get("CHORUS_GIL_SWITCH_INTERVAL", "0.0005"))
 
 # --- gateway: rate limits, internal API, overload protection -----------------------------------
 # Redis holding the token buckets (defaults to REDIS_URL); its own URL lets it live elsewhere.
