@@ -15,6 +15,7 @@ connection.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -34,7 +35,7 @@ from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
 from realtime.selectors import stream_event_frames, stream_get, stream_heads
 from realtime.token_bucket import TokenBucket
-from realtime.transport import PEER_GONE_ERRORS, write_buffer_probe
+from realtime.transport import PEER_GONE_ERRORS, write_buffer_probe, write_mode, writes_through
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.stall_poll_pending = False
         self.closing = False
         self.write_buffered = write_buffer_probe(self.base_send)
+        # Where a send reaches the socket at once, the hub writes to an idle socket directly; where
+        # it only fills a buffer (Twisted untuned), the sender's batched writes are cheaper.
+        self.direct_sends = writes_through(self.base_send) and self.write_buffered is not None
         self.max_write_buffer = settings.CHORUS_WS_MAX_WRITE_BUFFER
         self.inbound = TokenBucket(rate=settings.CHORUS_WS_INBOUND_RATE, burst=settings.CHORUS_WS_INBOUND_BURST)
         self.strikes = 0
@@ -174,6 +178,46 @@ class StreamConsumer(AsyncWebsocketConsumer):
         else:
             self.buffer.append((seq, frame))
         self.wakeup.set()
+
+    def can_send_now(self, seq: int) -> bool:
+        """Idle, caught up, within its credit and with nothing unflushed: the hub may write directly.
+
+        An empty write buffer also means the server is not pausing writes to this socket, so the
+        send completes without waiting (uvicorn's send waits only while writing is paused).
+        """
+        if (
+            not self.direct_sends
+            or self.sender is None
+            or self.closing
+            or self.send_lock.locked()
+            or self.lagging
+            or self.log_pending
+            or self.buffer
+            or self.snapshots
+            or seq != self.last_sent + 1
+            or (self.credit is not None and self.credit <= 0)
+            or self.write_buffered() != 0  # type: ignore[misc]
+        ):
+            return False
+        self._set_stalled(False)
+        return True
+
+    async def send_now(self, seq: int, frame: str) -> None:
+        try:
+            async with self.send_lock:  # free (can_send_now checked): taken without waiting
+                if seq == self.last_sent + 1:
+                    write_mode.immediate = True
+                    try:
+                        await self._send_event(seq, frame)
+                    finally:
+                        write_mode.immediate = False
+        except PEER_GONE_ERRORS:
+            logger.debug("client of %s left during a send", self.slug)
+        except Exception:
+            logger.exception("direct send failed for %s", self.slug)
+            self.closing = True
+            with contextlib.suppress(Exception):
+                await self.close(code=1011)
 
     def offer_snapshot(self, kind: str, frame: str) -> None:
         """Keep only the latest snapshot of each kind: a slow client gets fewer, never stale, ones."""

@@ -12,6 +12,19 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+
+class _WriteMode:
+    """Whether the write being made should reach the socket at once (see ``realtime.daphne_tuning``).
+
+    Set only around the hub's direct writes to idle sockets: there a frame should leave now. The
+    senders' writes keep Twisted's buffering, which joins a burst's frames into one system call.
+    """
+
+    immediate = False
+
+
+write_mode = _WriteMode()
+
 WriteBufferProbe = Callable[[], int]
 
 
@@ -21,14 +34,31 @@ def _twisted_pending(transport: Any) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
-def write_buffer_probe(send: Callable[..., Any]) -> WriteBufferProbe | None:
-    """A function returning the unflushed bytes of the connection behind ``send``, or None if unknown."""
+def _transport(send: Callable[..., Any]) -> Any:
     protocol: Any = None
     if isinstance(send, partial) and send.args:
         protocol = send.args[0]  # daphne
     elif hasattr(send, "__self__"):
         protocol = send.__self__  # uvicorn (websockets, websockets-sansio, wsproto)
-    transport = getattr(protocol, "transport", None)
+    return getattr(protocol, "transport", None)
+
+
+def writes_through(send: Callable[..., Any]) -> bool:
+    """True if a frame sent on an idle connection goes to the socket during the ``send`` call.
+
+    asyncio transports (uvicorn) try the system call at once. Twisted (daphne) only appends to its
+    buffer and writes on the reactor's next turn, unless ``realtime.daphne_tuning`` made its TCP
+    transport write through.
+    """
+    transport = _transport(send)
+    if hasattr(transport, "get_write_buffer_size"):
+        return True
+    return bool(getattr(getattr(type(transport), "write", None), "chorus_write_through", False))
+
+
+def write_buffer_probe(send: Callable[..., Any]) -> WriteBufferProbe | None:
+    """A function returning the unflushed bytes of the connection behind ``send``, or None if unknown."""
+    transport = _transport(send)
     if transport is None:
         return None
     if hasattr(transport, "get_write_buffer_size"):  # asyncio transports

@@ -73,6 +73,8 @@ LOG_LEVEL = os.environ.get("CHORUS_LOG_LEVEL", "INFO")
 # waits (seconds; 0 keeps CPython's 0.005).
 GC_FREEZE = _bool("CHORUS_GC_FREEZE", True)
 GIL_SWITCH_INTERVAL = float(os.environ.get("CHORUS_GIL_SWITCH_INTERVAL", "0.0005"))
+# Under daphne, send a frame at once when nothing is buffered (realtime/daphne_tuning.py).
+DAPHNE_WRITE_THROUGH = _bool("CHORUS_DAPHNE_WRITE_THROUGH", True)
 
 # --- gateway: rate limits, internal API, overload protection -----------------------------------
 # Redis holding the token buckets (defaults to REDIS_URL); its own URL lets it live elsewhere.

@@ -1,6 +1,7 @@
 """The real-time tier at scale: per-socket backpressure, the node registry, presence."""
 
 from project.settings.environment import (
+    DAPHNE_WRITE_THROUGH,
     NODE_HEARTBEAT_SECONDS,
     NODE_ID,
     NODE_MAX_CONNECTIONS,
@@ -16,6 +17,7 @@ from project.settings.environment import (
 )
 
 CHORUS_WS_MAX_WRITE_BUFFER = WS_MAX_WRITE_BUFFER
+CHORUS_DAPHNE_WRITE_THROUGH = DAPHNE_WRITE_THROUGH
 CHORUS_WS_STALL_SECONDS = WS_STALL_SECONDS
 CHORUS_WS_INBOUND_RATE = WS_INBOUND_RATE
 CHORUS_WS_INBOUND_BURST = WS_INBOUND_BURST
