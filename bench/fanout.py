@@ -37,8 +37,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 import django  # noqa: E402
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
-import websockets  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+from bench.load_client import LoadClient, SocketReport  # noqa: E402
 
 # The load client posts from one user at the measured rate: lift the gateway's per-user limits
 # (and keep that user out of the stricter "hot" tier) so the run measures delivery, not throttling.
@@ -70,104 +71,45 @@ class Result:
     profile: dict[str, float] = field(default_factory=dict)
 
 
-class Subscriber:
-    """One socket: records sequence numbers and, for timed events, the latency of each receipt."""
-
-    __slots__ = ("last_at", "latencies", "seqs", "ws")
-
-    def __init__(self, ws: websockets.ClientConnection) -> None:
-        self.ws = ws
-        self.seqs: list[int] = []
-        self.latencies: list[float] = []
-        self.last_at = 0.0
-
-
-def _field(text: str, key: str) -> str | None:
-    """A number after ``key`` in a raw frame, found without parsing the JSON (the client must be cheap)."""
-    start = text.find(key)
-    if start < 0:
-        return None
-    start += len(key)
-    end = start
-    while end < len(text) and (text[end].isdigit() or text[end] == "."):
-        end += 1
-    return text[start:end]
-
-
 class Load:
-    def __init__(self) -> None:
+    """The subscribers (``bench.load_client``: several processes) and the progress of a phase."""
+
+    def __init__(self, processes: int) -> None:
+        self.client = LoadClient(processes)
         self.received = 0
-        self.subscribers: list[Subscriber] = []
-        self.readers: list[asyncio.Task[None]] = []
+        self.reports: list[SocketReport] = []
 
     async def open(self, urls: list[str]) -> int:
-        """Open every socket (in waves of 50, retrying refused handshakes); returns how many were refused."""
-        refused = 0
-
-        async def one(url: str) -> Subscriber:
-            nonlocal refused
-            for _attempt in range(20):
-                try:
-                    # A browser's Origin: the tutorial's AllowedHostsOriginValidator refuses sockets without one.
-                    ws = await websockets.connect(
-                        url, max_size=None, open_timeout=120, compression=None, origin="http://127.0.0.1"
-                    )
-                    return Subscriber(ws)
-                except websockets.InvalidStatus:
-                    refused += 1  # the baseline's Redis pool overflows under a storm of group_add (HTTP 500)
-                    await asyncio.sleep(0.2)
-            raise RuntimeError(f"{url} kept refusing connections")
-
-        self.subscribers = []
-        for start in range(0, len(urls), 50):
-            self.subscribers += await asyncio.gather(*(one(url) for url in urls[start : start + 50]))
-        self.readers = [asyncio.create_task(self._read(sub)) for sub in self.subscribers]
-        return refused
-
-    async def _read(self, sub: Subscriber) -> None:
-        try:
-            async for text in sub.ws:
-                now = time.time()
-                seq = _field(text, '"seq":')
-                if seq is None:
-                    continue
-                sub.seqs.append(int(seq))
-                sub.last_at = now
-                self.received += 1
-                stamp = _field(text, "@t=")
-                if stamp:
-                    sub.latencies.append(now - float(stamp))
-        except websockets.ConnectionClosed:
-            pass
-
-    def reset(self) -> None:
-        for sub in self.subscribers:
-            sub.seqs.clear()
-            sub.latencies.clear()
-        self.received = 0
+        """Open every socket; returns how many handshakes were refused (and retried)."""
+        return await self.client.open(urls)
 
     async def wait(self, expected: int, *, timeout: float, desc: str) -> None:
+        """Until ``expected`` frames arrived, or nothing more arrived for 5 s (the rest is lost)."""
         deadline = time.monotonic() + timeout
         quiet_since = time.monotonic()
         last = -1
         with tqdm(total=expected, desc=desc, unit="msg", unit_scale=True, leave=False) as bar:
             while self.received < expected and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
+                self.received = await self.client.received()
                 bar.update(self.received - bar.n)
                 if self.received != last:
                     last, quiet_since = self.received, time.monotonic()
-                elif time.monotonic() - quiet_since > 5:  # nothing more is coming: the rest is lost
+                elif time.monotonic() - quiet_since > 5:
                     break
+        self.reports = await self.client.collect()
+
+    async def reset(self) -> None:
+        await self.client.reset()
+        self.received, self.reports = 0, []
 
     async def close(self) -> None:
-        for task in self.readers:
-            task.cancel()
-        await asyncio.gather(*(sub.ws.close() for sub in self.subscribers), return_exceptions=True)
+        await self.client.close()
 
 
 def _quality(load: Load, seqs: list[int], result: Result) -> None:
     expected = set(seqs)
-    for sub in load.subscribers:
+    for sub in load.reports:
         got = [s for s in sub.seqs if s in expected]
         unique = set(got)
         result.lost += len(expected - unique)
@@ -302,10 +244,10 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
     slug = f"bench-{variant}-{uuid.uuid4().hex[:6]}"
     stream = await asyncio.to_thread(stream_create, slug=slug, title=slug)
     nodes = await asyncio.to_thread(
-        _start_nodes, variant, server, "bench.naive:application" if naive else "project.asgi:application"
+        _start_nodes, variant, server, "bench.naive_group_send:application" if naive else "project.asgi:application"
     )
     result = Result(variant=variant, subscribers=args.subscribers, burst=args.burst, rate=args.rate)
-    load = Load()
+    load = Load(args.client_processes)
     publisher = NaivePublisher() if naive else None
     try:
         path = f"/ws/naive/{slug}/" if naive else f"/ws/streams/{slug}/"
@@ -315,13 +257,13 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
         # Latency first, on a quiet system: comments at a steady rate.
         timed = await _timed_run(args, naive, slug, publisher, ctx, base=nodes[0].http, first_seq=1)
         await load.wait(args.subscribers * args.comments, timeout=60, desc=f"{variant} latency")
-        latencies = [lat for sub in load.subscribers for lat in sub.latencies]
+        latencies = [lat for sub in load.reports for lat in sub.latencies]
         result.latency_p50_ms = round(1000 * _percentile(latencies, 0.50), 1)
         result.latency_p99_ms = round(1000 * _percentile(latencies, 0.99), 1)
         result.latency_lost = args.subscribers * timed - len(latencies)
         if not naive:
             result.publish_p50_ms, result.publish_p99_ms = await asyncio.to_thread(_publish_latency, stream.id)
-        load.reset()
+        await load.reset()
 
         # Saturation: a burst of events back to back.
         profiler = None
@@ -342,7 +284,7 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
         await load.wait(args.subscribers * args.burst, timeout=120, desc=f"{variant} burst")
         published = await sender_task
         seqs = numbers if naive else published
-        last = max((sub.last_at for sub in load.subscribers), default=started)
+        last = max((sub.last_at for sub in load.reports), default=started)
         result.deliveries_per_s = load.received / max(last - started, 1e-6)
         cpu = sum(_cpu_seconds(node.pid()) for node in nodes) - cpu_before
         result.server_us_per_delivery = round(1e6 * cpu / max(load.received, 1), 1)
@@ -428,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--comments", type=int, default=200, help="comments for the latency run")
     parser.add_argument("--rate", type=float, default=20.0, help="comments per second in the latency run")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--client-processes", type=int, default=2, help="processes holding the subscribers")
     parser.add_argument("--profile", action="store_true", help="py-spy the first node of each variant")
     parser.add_argument("--plot", type=Path, help="write a PNG of the results here")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")

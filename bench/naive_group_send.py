@@ -2,7 +2,7 @@
 
 One channel-layer group per stream, one consumer per socket that joins the group on connect, and a
 publisher that calls ``group_send``; channels-redis then pushes one message per receiving channel
-through Redis. Served as ``bench.naive:application`` only by ``bench/fanout.py``; production never
+through Redis. Served as ``bench.naive_group_send:application`` only by ``bench/fanout.py``; production never
 routes here.
 """
 
