@@ -27,7 +27,7 @@ def outbox_enqueue(
     if not connection.in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the transaction of the change it belongs to")
     message = OutboxMessage.objects.create(task_name=task_name, args=args or [], kwargs=kwargs or {})
-    transaction.on_commit(lambda: outbox_relay(ids=[message.id]), robust=True)
+    transaction.on_commit(lambda: _relay_committed(message), robust=True)
     return message
 
 
@@ -37,8 +37,37 @@ def _send(message: OutboxMessage) -> None:
     app.send_task(message.task_name, args=message.args, kwargs=message.kwargs, task_id=str(message.message_id))
 
 
-def outbox_relay(*, ids: list[int] | None = None, older_than_seconds: float = 0, limit: int = 500) -> int:
-    """Hand undispatched outbox messages to the broker; returns how many were sent.
+def _record_failure(message: OutboxMessage, exc: Exception) -> None:
+    logger.warning("broker did not take outbox message %s: %s", message.message_id, exc)
+    OutboxMessage.objects.filter(id=message.id).update(
+        attempts=F("attempts") + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]
+    )
+
+
+def _relay_committed(message: OutboxMessage) -> None:
+    """Hand a message to the broker right after its transaction committed (on every accepted write).
+
+    The row is in memory and no one else sends it yet (the sweep leaves rows younger than its grace
+    period), so this sends it and marks it without claiming it first: one statement instead of a
+    transaction with ``SELECT ... FOR UPDATE``, on the latency path of every comment. A send slower
+    than the grace period may be repeated by the sweep; tasks are idempotent.
+    """
+    try:
+        # Behind the broker's circuit breaker: while the broker is down, requests do not each wait
+        # out a connection timeout; the row stays for the sweep.
+        broker_breaker.call(_send, message)
+    except pybreaker.CircuitBreakerError:
+        return
+    except Exception as exc:  # kombu and redis-py raise many types for "broker down"
+        _record_failure(message, exc)
+        return
+    OutboxMessage.objects.filter(id=message.id, dispatched_at__isnull=True).update(
+        dispatched_at=timezone.now(), attempts=F("attempts") + 1
+    )
+
+
+def outbox_relay(*, older_than_seconds: float = 0, limit: int = 500) -> int:
+    """Hand undispatched outbox messages to the broker (the sweep); returns how many were sent.
 
     Rows are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED``, so relays on many processes never
     wait for each other or send a row at the same time. A row is marked dispatched only after the
@@ -47,22 +76,15 @@ def outbox_relay(*, ids: list[int] | None = None, older_than_seconds: float = 0,
     sent: list[int] = []
     with transaction.atomic():
         rows = OutboxMessage.objects.select_for_update(skip_locked=True).filter(dispatched_at__isnull=True)
-        if ids is not None:
-            rows = rows.filter(id__in=ids)
         if older_than_seconds:
             rows = rows.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds))
         for message in rows.order_by("id")[:limit]:
             try:
-                # Behind the broker's circuit breaker: while the broker is down, requests do not
-                # each wait out a connection timeout; the rows stay for the sweep.
                 broker_breaker.call(_send, message)
             except pybreaker.CircuitBreakerError:
                 break
-            except Exception as exc:  # kombu and redis-py raise many types for "broker down"
-                logger.warning("broker did not take outbox message %s: %s", message.message_id, exc)
-                OutboxMessage.objects.filter(id=message.id).update(
-                    attempts=F("attempts") + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000]
-                )
+            except Exception as exc:
+                _record_failure(message, exc)
                 break
             sent.append(message.id)
         if sent:
