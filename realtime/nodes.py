@@ -5,17 +5,22 @@ count, connections per stream, connection limit) with a TTL of ``CHORUS_NODE_TTL
 ``CHORUS_NODE_HEARTBEAT_SECONDS``, and adds its id to the set ``{prefix}:nodes:{pool}``. Redis
 expires the key of a node that stops (SIGKILL included), so a dead node disappears within the TTL
 with no clock comparison between machines; readers prune ids whose key is gone. Heartbeat age is
-``TTL - remaining TTL``, again by Redis' own clock.
+``TTL - remaining TTL``, again by Redis' own clock. A node that shuts down cleanly removes its
+entry at once.
 
 The same loop pushes presence (viewers per stream, summed over live nodes) to local sockets.
 """
 
 import asyncio
+import atexit
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import socket
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -136,6 +141,7 @@ class NodeHeartbeat:
         )
         self._task: asyncio.Task[None] | None = None
         self._presence_sent: dict[int, int] = {}
+        self._deregistered = False
 
     def ensure_started(self, scope: dict[str, Any]) -> None:
         if self._task is not None:
@@ -147,6 +153,28 @@ class NodeHeartbeat:
             host, port = server[0], server[1]
             self.url = f"ws://{host}:{port}"
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-heartbeat")
+        _on_clean_shutdown(self.deregister)
+
+    def deregister(self) -> None:
+        """Leave the registry now, on a clean shutdown: discovery stops offering this node at once.
+
+        A node that dies without running this (SIGKILL, power loss) still disappears when its
+        entry's TTL runs out. Never raises: at worst the TTL does the job.
+        """
+        if self._deregistered:
+            return
+        self._deregistered = True
+        if self._task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop may already be closed (atexit)
+                self._task.cancel()
+        try:
+            pipe = _redis().pipeline(transaction=False)
+            pipe.delete(_node_key(self.node_id))
+            pipe.srem(_set_key(), self.node_id)
+            pipe.execute()
+            logger.info("node %s left the registry", self.node_id)
+        except (RedisError, OSError) as exc:
+            logger.warning("node %s could not leave the registry (%s); its entry expires", self.node_id, exc)
 
     async def _run(self) -> None:
         while True:
@@ -163,6 +191,8 @@ class NodeHeartbeat:
     async def beat(self) -> None:
         from realtime.hub import get_hub
 
+        if self._deregistered:
+            return
         counts = get_hub().stream_counts()
         data = {
             "url": self.url,
@@ -206,6 +236,19 @@ class NodeHeartbeat:
         return self._presence_sent.get(stream_id)
 
 
+def _on_clean_shutdown(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when the server shuts down cleanly, as early as the server allows.
+
+    daphne (Twisted) runs it when shutdown begins, before it closes the connections; uvicorn sends
+    the ASGI lifespan shutdown (``node_registry_middleware``); any other server that exits normally
+    runs it at interpreter exit.
+    """
+    atexit.register(callback)
+    reactor = sys.modules.get("twisted.internet.reactor")  # imported only when daphne runs us
+    if reactor is not None:
+        reactor.addSystemEventTrigger("before", "shutdown", callback)  # type: ignore[attr-defined]
+
+
 _heartbeat: NodeHeartbeat | None = None
 
 
@@ -217,11 +260,29 @@ def get_heartbeat() -> NodeHeartbeat:
 
 
 def node_registry_middleware(application):  # type: ignore[no-untyped-def]
-    """Starts the node's heartbeat on its first request of any kind (a health check included)."""
+    """Starts the node's heartbeat on its first request of any kind (a health check included).
+
+    Also answers the ASGI lifespan protocol (uvicorn): on shutdown the node leaves the registry.
+    """
 
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return None
         if scope["type"] in ("http", "websocket"):
             get_heartbeat().ensure_started(scope)
         return await application(scope, receive, send)
 
     return app
+
+
+async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if _heartbeat is not None:
+                _heartbeat.deregister()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

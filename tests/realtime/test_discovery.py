@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from realtime.nodes import NodeInfo, node_choose, node_list
-from tests.support.processes import wait_until
+from tests.support.processes import AsgiNode, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,3 +68,15 @@ def test_realtime_nodes_command_lists_nodes_connections_and_age(live):
     for node in live.nodes:
         assert node.name in text and node.ws in text
     assert "node(s)" in text
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_a_node_that_shuts_down_cleanly_leaves_the_registry_at_once(server, transactional_db):
+    """SIGTERM: the node's entry is gone when the process has exited, not a TTL later."""
+    node = AsgiNode(f"leaving-{server}", server=server).start().wait_ready()  # /healthz starts the heartbeat
+    try:
+        wait_until(lambda: node.name in {n.node_id for n in node_list()}, timeout=10, what="the node to register")
+    finally:
+        node.stop()
+    assert node.name not in {n.node_id for n in node_list()}
+    assert "left the registry" in node.log_text()
