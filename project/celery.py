@@ -28,9 +28,12 @@ def _freeze_startup_heap(**_: object) -> None:
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def _return_database_connections(**_: object) -> None:
+def _return_database_connections(sender: object = None, **_: object) -> None:
     """Give the connection back to the pool between tasks, as Django does between requests.
 
-    Also drops a connection an error left unusable, so the next task gets a healthy one.
+    Also drops a connection an error left unusable, so the next task gets a healthy one. A task
+    applied eagerly runs inside its caller's transaction, which must stay open.
     """
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
     close_old_connections()

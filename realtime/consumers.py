@@ -205,12 +205,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def send_now(self, seq: int, frame: str) -> None:
         try:
             async with self.send_lock:  # free (can_send_now checked): taken without waiting
-                if seq == self.last_sent + 1:
-                    write_mode.immediate = True
-                    try:
-                        await self._send_event(seq, frame)
-                    finally:
-                        write_mode.immediate = False
+                if seq != self.last_sent + 1:  # cannot happen without an await in between; never drop
+                    self.offer(seq, frame)
+                    return
+                write_mode.immediate = True
+                try:
+                    await self._send_event(seq, frame)
+                finally:
+                    write_mode.immediate = False
         except PEER_GONE_ERRORS:
             logger.debug("client of %s left during a send", self.slug)
         except Exception:
