@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -94,6 +95,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.lagging = False
         self.wakeup = asyncio.Event()
         self.send_lock = asyncio.Lock()
+        # Holders of send_lock plus those waiting for it: the hub writes directly only when it is 0
+        # (an asyncio.Lock reads as free while a woken waiter has not yet taken it).
+        self.send_claims = 0
         self.sender: asyncio.Task[None] | None = None
         self.subscribed = False
         self.log_pending = False  # events after last_sent must be read from the log before the buffer
@@ -189,7 +193,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             not self.direct_sends
             or self.sender is None
             or self.closing
-            or self.send_lock.locked()
+            or self.send_claims
             or self.lagging
             or self.log_pending
             or self.buffer
@@ -204,8 +208,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def send_now(self, seq: int, frame: str) -> None:
         try:
-            async with self.send_lock:  # free (can_send_now checked): taken without waiting
-                if seq != self.last_sent + 1:  # cannot happen without an await in between; never drop
+            async with self._sending():  # unclaimed (can_send_now checked): taken without waiting
+                if seq != self.last_sent + 1:  # the hub checked it with no await since; never drop
                     self.offer(seq, frame)
                     return
                 write_mode.immediate = True
@@ -221,6 +225,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
             with contextlib.suppress(Exception):
                 await self.close(code=1011)
 
+    @contextlib.asynccontextmanager
+    async def _sending(self) -> AsyncIterator[None]:
+        """Hold the send lock, counted from the moment of asking (see ``send_claims``)."""
+        self.send_claims += 1
+        try:
+            async with self.send_lock:
+                yield
+        finally:
+            self.send_claims -= 1
+
     def offer_snapshot(self, kind: str, frame: str) -> None:
         """Keep only the latest snapshot of each kind: a slow client gets fewer, never stale, ones."""
         if kind in self.snapshots:
@@ -233,7 +247,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             while not self.closing:
                 await self.wakeup.wait()
                 self.wakeup.clear()
-                async with self.send_lock:
+                async with self._sending():
                     await self._drain()
         except asyncio.CancelledError:
             raise
@@ -413,7 +427,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """Re-send the range the client says it missed: events after ``after`` already delivered."""
         if not hasattr(self, "last_sent"):
             return
-        async with self.send_lock:
+        async with self._sending():
             cursor = after
             while cursor < self.last_sent:
                 frames = await _fetch_frames(

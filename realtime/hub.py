@@ -63,6 +63,9 @@ class _StreamState:
     subscribers: set[Subscriber] = field(default_factory=set)
     idle_since: float | None = None
     last_fan_out: float = 0.0
+    # One fan-out of the stream at a time: a fan-out yields to the loop part-way, and the tail
+    # check's repair must not hand out the next event to some subscribers before this one.
+    fan_out_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 _fetch_frames = database_sync_to_async(stream_event_frames)
@@ -136,6 +139,10 @@ class StreamHub:
         to wake per socket, which is most of what a delivery cost besides the write itself. The
         others (behind, paced by credit, not draining) get it queued for their own sender.
         """
+        async with state.fan_out_lock:
+            await self._fan_out_locked(state, seq, frame)
+
+    async def _fan_out_locked(self, state: _StreamState, seq: int, frame: str) -> None:
         if seq <= state.last_seq:
             return
         state.last_seq = seq
