@@ -47,10 +47,11 @@ def _record_failure(message: OutboxMessage, exc: Exception) -> None:
 def _relay_committed(message: OutboxMessage) -> None:
     """Hand a message to the broker right after its transaction committed (on every accepted write).
 
-    The row is in memory and no one else sends it yet (the sweep leaves rows younger than its grace
-    period), so this sends it and marks it without claiming it first: one statement instead of a
-    transaction with ``SELECT ... FOR UPDATE``, on the latency path of every comment. A send slower
-    than the grace period may be repeated by the sweep; tasks are idempotent.
+    The row is in memory and the sweep leaves rows younger than its grace period alone, so this
+    sends first and marks the row after: the task is on its way before any further round trip.
+    The mark skips a row the sweep has claimed meanwhile (its transaction ran longer than the
+    grace period, or the hosts' clocks differ): the sweep sends it again and marks it, and the
+    idempotent task absorbs the duplicate. Nothing waits on the sweep's lock.
     """
     try:
         # Behind the broker's circuit breaker: while the broker is down, requests do not each wait
@@ -61,9 +62,15 @@ def _relay_committed(message: OutboxMessage) -> None:
     except Exception as exc:  # kombu and redis-py raise many types for "broker down"
         _record_failure(message, exc)
         return
-    OutboxMessage.objects.filter(id=message.id, dispatched_at__isnull=True).update(
-        dispatched_at=timezone.now(), attempts=F("attempts") + 1
-    )
+    with transaction.atomic():
+        unclaimed = (
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(id=message.id, dispatched_at__isnull=True)
+            .values_list("id", flat=True)
+        )
+        OutboxMessage.objects.filter(id__in=list(unclaimed)).update(
+            dispatched_at=timezone.now(), attempts=F("attempts") + 1
+        )
 
 
 def outbox_relay(*, older_than_seconds: float = 0, limit: int = 500) -> int:
