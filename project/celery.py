@@ -17,10 +17,10 @@ from delivery.worker import DeadLetterConsumer  # noqa: E402
 app.steps["consumer"].add(DeadLetterConsumer)
 
 
-@signals.worker_process_init.connect
-@signals.worker_ready.connect
+@signals.worker_init.connect
 def _freeze_startup_heap(**_: object) -> None:
-    """Each pool process (and the main process, which runs the tasks of a threads pool) is loaded now."""
+    """The worker has loaded its tasks and not yet forked its pool: prefork children inherit the
+    frozen heap without a collection of their own touching (and so copying) every inherited page."""
     from project.process_tuning import freeze_startup_heap
 
     freeze_startup_heap()

@@ -7,7 +7,9 @@ Two pauses land in the tail of a comment's way from ``POST`` to its subscribers:
   inside a request or a task stops every thread of the process for tens of milliseconds (measured:
   72 ms in the middle of a ``POST /comments``). What a process loads at startup lives until it
   exits: ``gc.freeze()`` moves it to the permanent generation, which collections skip, so they only
-  walk what was allocated since. Everything else is collected as before, so nothing leaks.
+  walk what was allocated since. Everything allocated later is collected as before; only a cycle
+  among startup objects that later becomes unreachable would stay (startup state is module-level
+  and lives as long as the process anyway).
 - A node's event loop fans each event out to hundreds of sockets while Django's synchronous views
   run in threads beside it. A thread waiting for the GIL gets it only when the holder releases it
   or the switch interval (5 ms by default) expires, and a request does a dozen I/O calls, each
@@ -26,7 +28,8 @@ def freeze_startup_heap() -> None:
     """Collect once, then exempt everything alive now from future collections.
 
     Call it when a process has finished loading: an ASGI node once its application is built, a
-    Celery pool process once it started. ``CHORUS_GC_FREEZE=0`` turns it off.
+    Celery worker once its tasks are loaded (before it forks its pool). ``CHORUS_GC_FREEZE=0`` turns
+    it off.
     """
     if not settings.CHORUS_GC_FREEZE:
         return

@@ -35,6 +35,7 @@ def _write_through(buffered_write: Any) -> Any:
             or self.disconnecting
             or not self.connected
             or self._writeDisconnected
+            or getattr(self, "_aborting", False)
             or self._tempDataLen
             or len(self.dataBuffer) != self.offset
         ):
