@@ -217,6 +217,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                     await self._send_event(seq, frame)
                 finally:
                     write_mode.immediate = False
+                node_stats.frames_direct += 1
         except PEER_GONE_ERRORS:
             logger.debug("client of %s left during a send", self.slug)
         except Exception:

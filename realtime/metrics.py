@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 class NodeStats:
     connections: int = 0  # open stream sockets on this node
     frames_sent: int = 0  # event and snapshot frames written to sockets
+    frames_direct: int = 0  # of those, event frames the hub wrote itself to idle sockets
     events_coalesced: int = 0  # snapshot frames replaced by a newer one before they were sent
     log_fallbacks: int = 0  # times a socket's buffer overflowed and it switched to the event log
     slow_disconnects: int = 0  # sockets closed as too far behind (4408)
@@ -79,6 +80,11 @@ class ChorusCollector:
         yield GaugeMetricFamily("chorus_ws_stalled", "Sockets held over their write-buffer limit.", s.stalled_sockets)
         for name, doc, value in [
             ("chorus_ws_frames_sent", "Event and snapshot frames written to sockets.", s.frames_sent),
+            (
+                "chorus_ws_frames_direct",
+                "Event frames the hub wrote itself to idle sockets; the rest went through each socket's sender.",
+                s.frames_direct,
+            ),
             ("chorus_ws_events_coalesced", "Snapshots replaced by a newer one unsent.", s.events_coalesced),
             ("chorus_ws_log_fallbacks", "Socket buffer overflows answered from the event log.", s.log_fallbacks),
             ("chorus_ws_slow_disconnects", "Sockets closed as too far behind (4408).", s.slow_disconnects),
