@@ -6,7 +6,7 @@ in Redis (``P:rx:emit:<stream>``, a value naming the node process, expiring afte
 intervals). Only the holder reads the stream's counters (all shards merged) and, if they changed,
 publishes one ``reactions`` snapshot with the next version. If the holder dies its lease expires
 and another node takes over within three intervals; during a handover two frames may overlap,
-which the version number makes harmless (clients keep the highest).
+which the version number makes harmless: each node forwards only versions newer than the last.
 """
 
 import asyncio
@@ -73,7 +73,9 @@ class CountsEmitter:
                 continue
             version = int(await client.incr(version_key(stream_id)))
             frame = counts_frame(counts=counts, version=version)
-            await asyncio.to_thread(snapshot_broadcast, stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame)
+            await asyncio.to_thread(
+                snapshot_broadcast, stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame, version=version
+            )
             self._last[stream_id] = counts
         for gone in set(self._last) - hot:
             del self._last[gone]

@@ -2,7 +2,9 @@
 
 An event is published as ``"<seq>\\n<frame>"`` on its stream's Redis channel: every node decodes
 the sequence number once and forwards the pre-encoded frame to its local subscribers untouched.
-A snapshot (latest-wins state such as reaction counts) is published as ``"~<kind>\\n<frame>"``.
+A snapshot (latest-wins state such as reaction counts) is published as ``"~<kind>\\n<frame>"``, or
+``"~<kind>@<version>\\n<frame>"`` when its publisher numbers its versions: publishers on several
+nodes can cross in Redis, and each node then forwards only versions newer than the last it did.
 Publishing is best effort by design: a lost publish is repaired by every node from the event log
 (gap detection and the periodic tail check in ``realtime.hub``), never trusted to arrive.
 """
@@ -33,8 +35,15 @@ def encode_published(seq: int, frame: str) -> bytes:
     return f"{seq}\n{frame}".encode()
 
 
-def encode_snapshot(kind: str, frame: str) -> bytes:
-    return SNAPSHOT_MARK + f"{kind}\n{frame}".encode()
+def encode_snapshot(kind: str, frame: str, *, version: int | None = None) -> bytes:
+    head = kind if version is None else f"{kind}@{version}"
+    return SNAPSHOT_MARK + f"{head}\n{frame}".encode()
+
+
+def snapshot_kind_version(head: str) -> tuple[str, int | None]:
+    """Split a decoded snapshot head (``kind`` or ``kind@version``)."""
+    kind, _, version = head.partition("@")
+    return kind, int(version) if version else None
 
 
 def encode_user_frame(user_id: int, kind: str, frame: str) -> bytes:
@@ -48,7 +57,7 @@ def decode_user_frame(message: bytes) -> tuple[int, str, str]:
 
 
 def decode_published(message: bytes) -> tuple[int | str, str]:
-    """``(seq, frame)`` for a sequenced event, ``(kind, frame)`` for a snapshot."""
+    """``(seq, frame)`` for a sequenced event, ``(head, frame)`` for a snapshot (``snapshot_kind_version``)."""
     head, _, frame = message.partition(b"\n")
     if head.startswith(SNAPSHOT_MARK):
         return head[1:].decode(), frame.decode()
@@ -63,22 +72,24 @@ def event_broadcast(*, stream_id: int, seq: int, frame: str) -> None:
         logger.warning("publish of stream %s #%s failed; nodes will repair from the event log", stream_id, seq)
 
 
-def snapshot_broadcast(*, stream_id: int, kind: str, frame: str) -> None:
+def snapshot_broadcast(*, stream_id: int, kind: str, frame: str, version: int | None = None) -> None:
     """Publish a coalescable snapshot frame (reaction counts, presence): unsequenced, latest wins.
 
     Snapshots are not in the event log; a client that misses one gets the next, or the current one
     on reconnect from the registered snapshot provider (``realtime.extensions``). Never raises.
     """
     try:
-        _redis().publish(stream_channel(stream_id), encode_snapshot(kind, frame))
+        _redis().publish(stream_channel(stream_id), encode_snapshot(kind, frame, version=version))
     except redis.RedisError:
         logger.warning("snapshot %s of stream %s not published", kind, stream_id)
 
 
-async def snapshot_broadcast_async(*, client: aioredis.Redis, stream_id: int, kind: str, frame: str) -> None:
+async def snapshot_broadcast_async(
+    *, client: aioredis.Redis, stream_id: int, kind: str, frame: str, version: int | None = None
+) -> None:
     """``snapshot_broadcast`` from the event loop on the caller's asyncio client (same URL), no thread hop."""
     try:
-        await client.publish(stream_channel(stream_id), encode_snapshot(kind, frame))
+        await client.publish(stream_channel(stream_id), encode_snapshot(kind, frame, version=version))
     except redis.RedisError:
         logger.warning("snapshot %s of stream %s not published", kind, stream_id)
 

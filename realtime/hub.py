@@ -24,7 +24,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from realtime.channels import hub_control_channel, stream_channel
-from realtime.events import USER_MARK, decode_published, decode_user_frame
+from realtime.events import USER_MARK, decode_published, decode_user_frame, snapshot_kind_version
 from realtime.selectors import stream_event_frames, stream_heads
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class _StreamState:
     # One fan-out of the stream at a time: a fan-out yields to the loop part-way, and the tail
     # check's repair must not hand out the next event to some subscribers before this one.
     fan_out_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    snapshot_versions: dict[str, int] = field(default_factory=dict)  # last forwarded version per kind
 
 
 _fetch_frames = database_sync_to_async(stream_event_frames)
@@ -181,8 +182,13 @@ class StreamHub:
             return
         seq, frame = decode_published(data)
         if isinstance(seq, str):
+            kind, version = snapshot_kind_version(seq)
+            if version is not None:
+                if version <= state.snapshot_versions.get(kind, -1):
+                    return  # an older state overtaken in Redis by a newer one from another publisher
+                state.snapshot_versions[kind] = version
             for subscriber in tuple(state.subscribers):
-                subscriber.offer_snapshot(seq, frame)
+                subscriber.offer_snapshot(kind, frame)
             return
         if seq <= state.last_seq:
             return

@@ -80,18 +80,18 @@ def _queue_tap(pipe: Any, *, stream_id: int, user_id: int, kind: str, hot: bool)
 TAP_COMMANDS = 4  # commands queued before the version and the shard reads
 
 
-def _counts_after_tap(results: list[Any]) -> tuple[dict[str, int], str]:
-    """A cold stream's counts after the tap and the snapshot frame to broadcast."""
+def _counts_after_tap(results: list[Any]) -> tuple[dict[str, int], str, int]:
+    """A cold stream's counts after the tap, the snapshot frame to broadcast and its version."""
     version = int(results[TAP_COMMANDS])
     counts = counts_of(state_from_hashes(results[TAP_COMMANDS + 1 :]))
-    return counts, counts_frame(counts=counts, version=version)
+    return counts, counts_frame(counts=counts, version=version), version
 
 
 def _after_tap(*, stream_id: int, hot: bool, results: list[Any]) -> TapResult:
     if hot:
         return TapResult(hot=True, counts=None)
-    counts, frame = _counts_after_tap(results)
-    snapshot_broadcast(stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame)
+    counts, frame, version = _counts_after_tap(results)
+    snapshot_broadcast(stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame, version=version)
     return TapResult(hot=False, counts=counts)
 
 
@@ -129,6 +129,6 @@ async def reaction_tap_async(*, stream_id: int, user_id: int, kind: str) -> TapR
     results = await pipe.execute()
     if hot:
         return TapResult(hot=True, counts=None)
-    counts, frame = _counts_after_tap(results)
-    await snapshot_broadcast_async(client=client, stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame)
+    counts, frame, version = _counts_after_tap(results)
+    await snapshot_broadcast_async(client=client, stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame, version=version)
     return TapResult(hot=False, counts=counts)

@@ -145,3 +145,16 @@ def test_snapshots_reach_every_node_and_are_not_sequenced(live, stream):
         client.wait_for(lambda frames: {"type": "test", "n": 1} in frames, timeout=10, what="snapshot")
         client.close()
     assert Stream.objects.get(id=stream.id).last_seq == 0
+
+
+def test_a_snapshot_overtaken_by_a_newer_version_is_not_forwarded(live, stream):
+    """Publishers on several nodes can cross in Redis: a node forwards only newer versions of a kind."""
+    from realtime.events import snapshot_broadcast
+
+    client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
+    client.wait_for(lambda frames: any(f.get("type") == "hello" for f in frames), timeout=10, what="hello")
+    for version in (5, 3, 5, 6):  # 3 arrives after 5 (late), then 5 again (a duplicate)
+        snapshot_broadcast(stream_id=stream.id, kind="test", frame=f'{{"type":"test","v":{version}}}', version=version)
+    client.wait_for(lambda frames: {"type": "test", "v": 6} in frames, timeout=10, what="version 6")
+    assert [f["v"] for f in client.frames if f.get("type") == "test"] in ([5, 6], [6])
+    client.close()
