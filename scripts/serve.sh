@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# One ASGI node on port $1: daphne (the default) or uvicorn (CHORUS_ASGI_SERVER=uvicorn).
+# One ASGI node on port $1: uvicorn (the default) or daphne (CHORUS_ASGI_SERVER=daphne).
 # Both serve the same application; docs/BENCHMARKS.md compares them.
 set -euo pipefail
 port="${1:?usage: scripts/serve.sh PORT}"
 bind="${CHORUS_BIND:-127.0.0.1}"
-case "${CHORUS_ASGI_SERVER:-daphne}" in
+case "${CHORUS_ASGI_SERVER:-uvicorn}" in
   daphne)
     exec daphne -b "$bind" -p "$port" project.asgi:application ;;
   uvicorn)
