@@ -30,12 +30,13 @@ logger = logging.getLogger(__name__)
 
 _UNAVAILABLE = (redis.RedisError, pybreaker.CircuitBreakerError)
 
-# Counters move only from head-1 to head (the event this publish appended), else a read recomputes.
+# Counters move only from first-1 to last (the events this publish appended, all comments), else
+# a read recomputes.
 _COUNTERS_ADVANCE = """
 local head = tonumber(redis.call('HGET', KEYS[1], 'head'))
 if head ~= nil and head == tonumber(ARGV[1]) - 1 then
-  redis.call('HSET', KEYS[1], 'head', ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'comments', 1)
+  redis.call('HSET', KEYS[1], 'head', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'comments', tonumber(ARGV[2]) - tonumber(ARGV[1]) + 1)
   return 1
 end
 return 0
@@ -112,9 +113,10 @@ def stream_counters(*, stream: Stream) -> dict[str, int]:
     return {"head": stream.last_seq, "comments": count}
 
 
-def stream_counters_comment_published(*, stream_id: int, seq: int) -> None:
-    """Write-through after a comment's event ``seq`` committed; never raises (reads repair)."""
+def stream_counters_comments_published(*, stream_id: int, first_seq: int, last_seq: int) -> None:
+    """Write-through after comments' events ``first_seq``..``last_seq`` committed; never raises
+    (reads repair)."""
     try:
-        cache_breaker.call(_redis().eval, _COUNTERS_ADVANCE, 1, counters_key(stream_id=stream_id), seq)
+        cache_breaker.call(_redis().eval, _COUNTERS_ADVANCE, 1, counters_key(stream_id=stream_id), first_seq, last_seq)
     except _UNAVAILABLE:
-        logger.info("counters of stream %s not advanced to %s: Redis unavailable", stream_id, seq)
+        logger.info("counters of stream %s not advanced to %s: Redis unavailable", stream_id, last_seq)

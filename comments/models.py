@@ -35,6 +35,9 @@ class Comment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    # A pending comment whose publication failed on its own: left out of its stream's batches and
+    # published by its own retrying task (then dead-lettered), so it never blocks the stream.
+    publish_isolated = models.BooleanField(default=False)
     # Replicated edits (see comments/replication.py): the merged version vector of every edit
     # applied here, and the id and rank of the edit whose body is current.
     vector = models.JSONField(default=dict, blank=True)
@@ -47,7 +50,15 @@ class Comment(models.Model):
             models.UniqueConstraint(fields=["author", "idempotency_key"], name="comment_author_idempotency_key_unique"),
             models.UniqueConstraint(fields=["stream", "seq"], name="comment_stream_seq_unique"),
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="comment_status_created_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="comment_status_created_idx"),
+            # The sequencer's work list: small (pending comments only), read per stream in accept order.
+            models.Index(
+                fields=["stream", "created_at"],
+                name="comment_pending_idx",
+                condition=models.Q(status="pending"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"

@@ -1,8 +1,10 @@
 """Reads of comments."""
 
 import uuid
+from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
 from comments.replication import revision_reason
@@ -27,4 +29,49 @@ def comment_history(*, comment: Comment) -> list[tuple[str, str, str]]:
     return [
         (edit_id, body, revision_reason(revision_vector=vector, current_vector=comment.edit_vector))
         for edit_id, body, vector in comment.revisions.order_by("edit_id").values_list("edit_id", "body", "vector")
+    ]
+
+
+@dataclass(frozen=True)
+class PendingStream:
+    """Comments of one stream accepted and not yet published (set-aside ones counted apart)."""
+
+    stream_id: int
+    slug: str
+    pending: int
+    isolated: int
+    oldest_age_seconds: float
+
+
+def comments_pending_oldest_age() -> float:
+    """Seconds the oldest comment waiting for its stream's sequencer has waited (0 if none): the
+    publish lag. Comments set aside from the batches wait on their own task and are not counted."""
+    oldest = Comment.objects.filter(status=CommentStatus.PENDING, publish_isolated=False).aggregate(
+        oldest=Min("created_at")
+    )["oldest"]
+    return 0.0 if oldest is None else max(0.0, (timezone.now() - oldest).total_seconds())
+
+
+def comments_pending_by_stream() -> list[PendingStream]:
+    """Every stream with comments not yet published, the longest-waiting first."""
+    now = timezone.now()
+    rows = (
+        Comment.objects.filter(status=CommentStatus.PENDING)
+        .values("stream_id", "stream__slug")
+        .annotate(
+            pending=Count("id", filter=Q(publish_isolated=False)),
+            isolated=Count("id", filter=Q(publish_isolated=True)),
+            oldest=Min("created_at"),
+        )
+        .order_by("oldest")
+    )
+    return [
+        PendingStream(
+            stream_id=row["stream_id"],
+            slug=row["stream__slug"],
+            pending=row["pending"],
+            isolated=row["isolated"],
+            oldest_age_seconds=max(0.0, (now - row["oldest"]).total_seconds()),
+        )
+        for row in rows
     ]

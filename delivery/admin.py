@@ -89,8 +89,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "task_name", "message_id", "created_at", "dispatched_at", "attempts")
-    list_filter = ("task_name", ("dispatched_at", admin.EmptyFieldListFilter))
+    list_display = ("id", "task_name", "message_id", "created_at", "dispatched_at", "attempts", "redrive_at", "done_at")
+    list_filter = ("task_name", ("done_at", admin.EmptyFieldListFilter))
     search_fields = ("message_id", "task_name")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

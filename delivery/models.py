@@ -8,8 +8,11 @@ from django.db import models
 class OutboxMessage(models.Model):
     """A task to hand to Celery, written in the same transaction as the change that needs it.
 
-    ``message_id`` becomes the Celery task id. A row is dispatched at least once (on commit, or by
-    the periodic sweep if the broker did not take it), so the task it names must be idempotent.
+    ``message_id`` becomes the Celery task id. The row stays open until the task has finished
+    (``done_at``: succeeded, or handed to the dead-letter queue): "the broker took it" is not "it
+    happened". Until then the sweep sends it again whenever ``redrive_at`` passes, so the task it
+    names must be idempotent. The task itself pushes ``redrive_at`` forward while it runs and
+    while it waits for a retry (``delivery.reliable``).
     """
 
     message_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -17,17 +20,15 @@ class OutboxMessage(models.Model):
     args = models.JSONField(default=list)
     kwargs = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="last handed to the broker")
+    redrive_at = models.DateTimeField(null=True, help_text="sent again after this unless done by then")
+    done_at = models.DateTimeField(null=True, blank=True, help_text="the task finished (or was dead-lettered)")
+    attempts = models.PositiveIntegerField(default=0, help_text="times handed to the broker")
     last_error = models.TextField(blank=True)
 
     class Meta:
         indexes = [
-            models.Index(
-                fields=["created_at"],
-                name="outbox_undispatched_idx",
-                condition=models.Q(dispatched_at__isnull=True),
-            )
+            models.Index(fields=["redrive_at"], name="outbox_open_idx", condition=models.Q(done_at__isnull=True))
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,10 @@ a ``PermanentError``, the message is dead-lettered:
 
 Either way ``delivery.worker.DeadLetterConsumer`` records it for the admin. Tasks built on this
 must be idempotent: delivery is at least once and a dead letter may be replayed.
+
+A task whose message came through the outbox reports on its row: started (do not re-send it for
+``CHORUS_TASK_LEASE_SECONDS``), retrying (not before the retry is due), done (never again), so
+the outbox sweep re-sends exactly the messages that were lost on the way.
 """
 
 import logging
@@ -19,9 +23,11 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject, Retry
 from django.conf import settings
+from django.db import DatabaseError
 
 from delivery.failures import failure_note
 from delivery.queues import dead_letter_queue
+from delivery.services import OUTBOX_HEADER, outbox_message_done, outbox_message_retrying, outbox_message_running
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +54,9 @@ class ReliableTask(Task):
         return self.max_retries if self.max_retries is not None else settings.CHORUS_TASK_MAX_RETRIES
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._outbox_report(outbox_message_running, lease_seconds=settings.CHORUS_TASK_LEASE_SECONDS)
         try:
-            return super().__call__(*args, **kwargs)
+            result = super().__call__(*args, **kwargs)
         except (Retry, Reject):
             raise
         except PermanentError as exc:
@@ -62,6 +69,7 @@ class ReliableTask(Task):
                 logger.warning(
                     "%s[%s] attempt %d failed (%s); retry in %.1fs", self.name, self.request.id, attempts, exc, delay
                 )
+                self._outbox_report(outbox_message_retrying, countdown=delay)
                 try:
                     self.retry(exc=exc, countdown=delay, max_retries=self._max_retries())
                 except Retry:
@@ -72,6 +80,21 @@ class ReliableTask(Task):
                     logger.exception("%s[%s] retry not published; requeueing", self.name, self.request.id)
                     raise Reject(exc, requeue=True) from None
             return self._dead_letter(exc, args, kwargs, details)
+        self._outbox_report(outbox_message_done)
+        return result
+
+    def _outbox_report(self, report: Any, **arguments: Any) -> None:
+        """Tell the outbox row of this message (if it came through the outbox) how it is going.
+
+        Best effort: if the database cannot take it, the sweep may send the message once more,
+        which the task's idempotency absorbs.
+        """
+        if self.request.is_eager or not getattr(self.request, OUTBOX_HEADER, None):
+            return
+        try:
+            report(message_id=self._message_id(), **arguments)
+        except DatabaseError as exc:
+            logger.warning("%s[%s] could not update its outbox row: %s", self.name, self.request.id, exc)
 
     def on_final_failure(self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         """Called once retries are exhausted (or at once for a PermanentError).
@@ -92,11 +115,13 @@ class ReliableTask(Task):
         try:
             if self.on_final_failure(exc, args, kwargs):
                 logger.warning("%s[%s] failed for good and was handled: %r", self.name, self.request.id, exc)
+                self._outbox_report(outbox_message_done)
                 return None
         except Exception:
             logger.exception("%s[%s] failure handler failed; dead-lettering", self.name, self.request.id)
         logger.error("%s[%s] dead-lettered after %s attempts: %r", self.name, self.request.id, details["attempts"], exc)
         if self._broker_has_dead_letter_exchange():
+            self._outbox_report(outbox_message_done)  # from here the dead-letter queue holds it
             raise Reject(exc, requeue=False)
         try:
             self._publish_dead_letter(args, kwargs, details)
@@ -104,6 +129,7 @@ class ReliableTask(Task):
             # Not recorded anywhere yet: give the message back to the queue rather than lose it.
             logger.exception("could not publish dead letter %s; requeueing it", self.request.id)
             raise Reject(exc, requeue=True) from None
+        self._outbox_report(outbox_message_done)
         return None
 
     def _broker_has_dead_letter_exchange(self) -> bool:

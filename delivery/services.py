@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pybreaker
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -16,17 +17,32 @@ from gateway.breakers import broker_breaker
 logger = logging.getLogger(__name__)
 
 
+# Marks a message that came through the outbox, so its task reports back on the row.
+OUTBOX_HEADER = "chorus_outbox"
+# Until the on-commit relay has handed a new message over, the sweep leaves it alone this long.
+RELAY_GRACE = timedelta(seconds=1)
+# A re-sent message that is still not done waits twice as long before the next re-send, up to this.
+REDRIVE_BACKOFF_MAX = timedelta(minutes=10)
+
+
+def _redrive_after() -> timedelta:
+    return timedelta(seconds=settings.CHORUS_PUBLISH_REDRIVE_SECONDS)
+
+
 def outbox_enqueue(
     *, task_name: str, kwargs: dict[str, Any] | None = None, args: list[Any] | None = None
 ) -> OutboxMessage:
     """Record a task in the caller's transaction; it goes to Celery after commit.
 
     Must run inside a transaction: the task exists if and only if the change that needs it
-    commits. Delivery is at least once, so the task must be idempotent.
+    commits. Delivery is at least once, until the task reports it finished, so the task must be
+    idempotent.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the transaction of the change it belongs to")
-    message = OutboxMessage.objects.create(task_name=task_name, args=args or [], kwargs=kwargs or {})
+    message = OutboxMessage.objects.create(
+        task_name=task_name, args=args or [], kwargs=kwargs or {}, redrive_at=timezone.now() + RELAY_GRACE
+    )
     transaction.on_commit(lambda: _relay_committed(message), robust=True)
     return message
 
@@ -34,7 +50,13 @@ def outbox_enqueue(
 def _send(message: OutboxMessage) -> None:
     from project.celery import app
 
-    app.send_task(message.task_name, args=message.args, kwargs=message.kwargs, task_id=str(message.message_id))
+    app.send_task(
+        message.task_name,
+        args=message.args,
+        kwargs=message.kwargs,
+        task_id=str(message.message_id),
+        headers={OUTBOX_HEADER: "1"},
+    )
 
 
 def _record_failure(message: OutboxMessage, exc: Exception) -> None:
@@ -45,13 +67,12 @@ def _record_failure(message: OutboxMessage, exc: Exception) -> None:
 
 
 def _relay_committed(message: OutboxMessage) -> None:
-    """Hand a message to the broker right after its transaction committed (on every accepted write).
+    """Hand a message to the broker right after its transaction committed.
 
-    The row is in memory and the sweep leaves rows younger than its grace period alone, so this
-    sends first and marks the row after: the task is on its way before any further round trip.
-    The mark skips a row the sweep has claimed meanwhile (its transaction ran longer than the
-    grace period, or the hosts' clocks differ): the sweep sends it again and marks it, and the
-    idempotent task absorbs the duplicate. Nothing waits on the sweep's lock.
+    Sends first and then pushes the row's ``redrive_at`` out (the sweep leaves rows alone for
+    ``RELAY_GRACE`` meanwhile). The update skips a row the sweep has claimed in between: the
+    sweep sends it again, and the idempotent task absorbs the duplicate. Nothing waits on the
+    sweep's lock.
     """
     try:
         # Behind the broker's circuit breaker: while the broker is down, requests do not each wait
@@ -62,30 +83,37 @@ def _relay_committed(message: OutboxMessage) -> None:
     except Exception as exc:  # kombu and redis-py raise many types for "broker down"
         _record_failure(message, exc)
         return
+    now = timezone.now()
     with transaction.atomic():
         unclaimed = (
             OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(id=message.id, dispatched_at__isnull=True)
+            .filter(id=message.id, done_at__isnull=True, redrive_at__lte=now + RELAY_GRACE)
             .values_list("id", flat=True)
         )
-        OutboxMessage.objects.filter(id__in=list(unclaimed)).update(
-            dispatched_at=timezone.now(), attempts=F("attempts") + 1
+        OutboxMessage.objects.filter(id__in=list(unclaimed), done_at__isnull=True).update(
+            dispatched_at=now, redrive_at=now + _redrive_after(), attempts=F("attempts") + 1
         )
 
 
-def outbox_relay(*, older_than_seconds: float = 0, limit: int = 500) -> int:
-    """Hand undispatched outbox messages to the broker (the sweep); returns how many were sent.
+def _redrive_backoff(attempts: int) -> timedelta:
+    return min(REDRIVE_BACKOFF_MAX, _redrive_after() * 2 ** min(attempts, 10))
 
-    Rows are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED``, so relays on many processes never
-    wait for each other or send a row at the same time. A row is marked dispatched only after the
-    broker took it; a crash in between sends it again later (at least once).
+
+def outbox_relay(*, limit: int = 500) -> int:
+    """Send every open outbox message whose ``redrive_at`` has passed (the sweep); returns how many.
+
+    That is a message the broker never took (down at commit time, or we crashed), and one it took
+    but whose task has not finished in time: lost with the broker's memory, purged, or with a
+    worker that died. Rows are claimed with ``SELECT ... FOR UPDATE SKIP LOCKED``, so sweeps on
+    many processes never wait for each other or send a row at the same time. Each re-send waits
+    twice as long for the task as the one before, so a backlog is not multiplied.
     """
-    sent: list[int] = []
+    sent: list[OutboxMessage] = []
     with transaction.atomic():
-        rows = OutboxMessage.objects.select_for_update(skip_locked=True).filter(dispatched_at__isnull=True)
-        if older_than_seconds:
-            rows = rows.filter(created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds))
-        for message in rows.order_by("id")[:limit]:
+        rows = OutboxMessage.objects.select_for_update(skip_locked=True).filter(
+            done_at__isnull=True, redrive_at__lte=timezone.now()
+        )
+        for message in rows.order_by("redrive_at")[:limit]:
             try:
                 broker_breaker.call(_send, message)
             except pybreaker.CircuitBreakerError:
@@ -93,14 +121,40 @@ def outbox_relay(*, older_than_seconds: float = 0, limit: int = 500) -> int:
             except Exception as exc:
                 _record_failure(message, exc)
                 break
-            sent.append(message.id)
-        if sent:
-            OutboxMessage.objects.filter(id__in=sent).update(dispatched_at=timezone.now(), attempts=F("attempts") + 1)
+            if message.attempts:
+                logger.warning(
+                    "outbox message %s (%s) not done in time: sent again", message.message_id, message.task_name
+                )
+            sent.append(message)
+        now = timezone.now()
+        for message in sent:
+            OutboxMessage.objects.filter(id=message.id).update(
+                dispatched_at=now, redrive_at=now + _redrive_backoff(message.attempts), attempts=F("attempts") + 1
+            )
     return len(sent)
 
 
-def outbox_purge_dispatched(*, older_than: timedelta = timedelta(days=1)) -> int:
-    deleted, _ = OutboxMessage.objects.filter(dispatched_at__lt=timezone.now() - older_than).delete()
+def outbox_message_running(*, message_id: str, lease_seconds: float) -> None:
+    """The task of an outbox message started: do not send it again for ``lease_seconds``."""
+    OutboxMessage.objects.filter(message_id=message_id, done_at__isnull=True).update(
+        redrive_at=timezone.now() + timedelta(seconds=lease_seconds)
+    )
+
+
+def outbox_message_retrying(*, message_id: str, countdown: float) -> None:
+    """The task failed and retries in ``countdown`` seconds: the re-drive waits for that retry."""
+    OutboxMessage.objects.filter(message_id=message_id, done_at__isnull=True).update(
+        redrive_at=timezone.now() + timedelta(seconds=countdown) + _redrive_after()
+    )
+
+
+def outbox_message_done(*, message_id: str) -> None:
+    """The task finished (or its message went to the dead-letter queue): never send it again."""
+    OutboxMessage.objects.filter(message_id=message_id, done_at__isnull=True).update(done_at=timezone.now())
+
+
+def outbox_purge_done(*, older_than: timedelta = timedelta(days=1)) -> int:
+    deleted, _ = OutboxMessage.objects.filter(done_at__lt=timezone.now() - older_than).delete()
     return deleted
 
 

@@ -31,7 +31,7 @@ def _breaker(name: str) -> pybreaker.CircuitBreaker:
 
 
 redis_breaker = _breaker("redis")  # the limiter's Redis
-cache_breaker = _breaker("cache")  # Redis behind read caches (falls back to PostgreSQL, never 503)
+cache_breaker = _breaker("cache")  # Redis behind read caches and the publish schedule (never a 503)
 broker_breaker = _breaker("broker")
 database_breaker = _breaker("database")
 

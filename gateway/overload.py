@@ -1,9 +1,12 @@
 """Load shedding by priority: refuse cheap-to-lose work first when the system falls behind.
 
-Two signals, both per node and cheap: the Celery queue depth in the Redis broker (read at most
-every ``DEPTH_TTL`` seconds) and this node's average API latency. ``low`` work (reaction taps,
-WebSocket frames such as presence pings) is shed at the lower thresholds, ``normal`` work
-(comments) only at the higher ones; the internal API is never shed.
+Three signals, all per node and cheap: the publish lag (how long the oldest accepted comment has
+waited for its stream's sequencer, read from PostgreSQL at most every ``DEPTH_TTL`` seconds), the
+Celery queue depth in the Redis broker (as often) and this node's average API latency. A burst
+the sequencer absorbs raises none of them much: comments are refused only when the pipeline
+behind them really falls behind. ``low`` work (reaction taps, WebSocket frames such as presence
+pings) is shed at the lower thresholds, ``normal`` work (comments) only at the higher ones; the
+internal API is never shed.
 """
 
 import logging
@@ -14,7 +17,9 @@ from functools import lru_cache
 import pybreaker
 import redis
 from django.conf import settings
+from django.db import DatabaseError
 
+from comments.selectors import comments_pending_oldest_age
 from gateway.breakers import broker_breaker
 
 logger = logging.getLogger(__name__)
@@ -26,6 +31,7 @@ PRIORITIES = ("low", "normal", "critical")
 
 _lock = threading.Lock()
 _depth = (0, 0.0)  # (queue depth, monotonic time read)
+_lag = (0.0, 0.0)  # (publish lag in seconds, monotonic time read)
 _latency_ms = 0.0
 
 
@@ -66,6 +72,23 @@ def queue_depth() -> int:
     return depth
 
 
+def publish_lag() -> float:
+    """Seconds the oldest comment has waited for publication, at most ``DEPTH_TTL`` seconds old;
+    0 when it cannot be read (the database breaker answers for a database that is down)."""
+    global _lag
+    lag, read_at = _lag
+    now = time.monotonic()
+    if now - read_at < DEPTH_TTL:
+        return lag
+    try:
+        lag = comments_pending_oldest_age()
+    except DatabaseError:
+        lag = 0.0
+    with _lock:
+        _lag = (lag, now)
+    return lag
+
+
 def latency_record(*, milliseconds: float) -> None:
     """Feed one API request's duration into this node's moving average."""
     global _latency_ms
@@ -79,9 +102,21 @@ def load_shed_check(*, priority: str) -> int | None:
         return None
     if priority not in PRIORITIES:
         raise ValueError(f"unknown priority {priority!r}")
-    factor = 1 if priority == "low" else 2
-    depth_limit = settings.CHORUS_SHED_QUEUE_LOW if priority == "low" else settings.CHORUS_SHED_QUEUE_HIGH
-    if queue_depth() >= depth_limit or _latency_ms >= settings.CHORUS_SHED_LATENCY_MS * factor:
-        logger.info("shedding %s-priority work (queue %s, latency %.0f ms)", priority, _depth[0], _latency_ms)
+    low = priority == "low"
+    factor = 1 if low else 2
+    depth_limit = settings.CHORUS_SHED_QUEUE_LOW if low else settings.CHORUS_SHED_QUEUE_HIGH
+    lag_limit = settings.CHORUS_SHED_PUBLISH_LAG_LOW if low else settings.CHORUS_SHED_PUBLISH_LAG_HIGH
+    if (
+        publish_lag() >= lag_limit
+        or queue_depth() >= depth_limit
+        or _latency_ms >= settings.CHORUS_SHED_LATENCY_MS * factor
+    ):
+        logger.info(
+            "shedding %s-priority work (publish lag %.1f s, queue %s, latency %.0f ms)",
+            priority,
+            _lag[0],
+            _depth[0],
+            _latency_ms,
+        )
         return SHED_RETRY_AFTER
     return None

@@ -10,21 +10,15 @@ Publishing is best effort by design: a lost publish is repaired by every node fr
 """
 
 import logging
-from functools import lru_cache
+from collections.abc import Sequence
 
 import redis
 import redis.asyncio as aioredis
-from django.conf import settings
 
+from project.redis import redis_client as _redis
 from realtime.channels import stream_channel
 
 logger = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=1)
-def _redis() -> redis.Redis:
-    # redis-py pools reset themselves after fork, so one client per process is safe in Celery.
-    return redis.Redis.from_url(settings.CHORUS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
 SNAPSHOT_MARK = b"~"
@@ -66,10 +60,29 @@ def decode_published(message: bytes) -> tuple[int | str, str]:
 
 def event_broadcast(*, stream_id: int, seq: int, frame: str) -> None:
     """Publish an already-committed event to every node; never raises."""
+    events_broadcast(stream_id=stream_id, frames=[(seq, frame)])
+
+
+def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]]) -> None:
+    """Publish already-committed events of one stream, in order, in one round trip; never raises.
+
+    Each event stays its own message, so every node handles a batch exactly like single events.
+    """
+    if not frames:
+        return
+    channel = stream_channel(stream_id)
     try:
-        _redis().publish(stream_channel(stream_id), encode_published(seq, frame))
+        with _redis().pipeline(transaction=False) as pipe:
+            for seq, frame in frames:
+                pipe.publish(channel, encode_published(seq, frame))
+            pipe.execute()
     except redis.RedisError:
-        logger.warning("publish of stream %s #%s failed; nodes will repair from the event log", stream_id, seq)
+        logger.warning(
+            "publish of stream %s #%s-#%s failed; nodes will repair from the event log",
+            stream_id,
+            frames[0][0],
+            frames[-1][0],
+        )
 
 
 def snapshot_broadcast(*, stream_id: int, kind: str, frame: str, version: int | None = None) -> None:

@@ -67,6 +67,28 @@ def _publish_latency() -> tuple[float, float, int] | None:
     return (float(p50 or 0), float(p99 or 0), int(count))
 
 
+def _pending_work():  # type: ignore[no-untyped-def]
+    """Work accepted and not yet done: what an alert on a stuck pipeline watches."""
+    from comments.selectors import comments_pending_oldest_age
+    from delivery.selectors import outbox_open_oldest_age
+
+    try:
+        lag, outbox = comments_pending_oldest_age(), outbox_open_oldest_age()
+    except DatabaseError as exc:
+        logger.warning("pending work unavailable: %s", exc)
+        return
+    yield GaugeMetricFamily(
+        "chorus_comments_pending_oldest_age_seconds",
+        "Seconds the oldest comment accepted and not yet published has waited (the publish lag).",
+        value=lag,
+    )
+    yield GaugeMetricFamily(
+        "chorus_outbox_open_oldest_age_seconds",
+        "Seconds the oldest outbox message whose task has not finished has waited.",
+        value=outbox,
+    )
+
+
 class ChorusCollector:
     def collect(self):  # type: ignore[no-untyped-def]
         from realtime.hub import get_hub
@@ -101,6 +123,7 @@ class ChorusCollector:
         depth = _celery_queue_depth()
         if depth is not None:
             yield GaugeMetricFamily("chorus_celery_queue_depth", "Tasks waiting in the default queue.", value=depth)
+        yield from _pending_work()
         latency = _publish_latency()
         if latency is not None:
             p50, p99, count = latency

@@ -1,13 +1,14 @@
 """Writes to streams and their event log."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from realtime.events import event_broadcast
+from realtime.events import event_broadcast, events_broadcast
 from realtime.models import Stream, StreamEvent
 from realtime.protocol import event_frame
 
@@ -52,21 +53,61 @@ def stream_close(*, slug: str) -> Stream | None:
     return stream
 
 
-def _next_seq(stream_id: int) -> int:
-    # One statement takes the stream's row lock and hands out the next number; the lock is held
-    # until the caller's transaction ends, so sequence numbers are assigned in commit order.
+def _advance_head(stream_id: int, count: int) -> int:
+    """Hand out ``count`` sequence numbers; returns the last. Takes the stream's row lock.
+
+    One statement takes the lock and moves the head; the lock is held until the caller's
+    transaction ends, so numbers are assigned in commit order and a rollback takes them back.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE realtime_stream SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
-            [stream_id],
+            "UPDATE realtime_stream SET last_seq = last_seq + %s WHERE id = %s RETURNING last_seq",
+            [count, stream_id],
         )
         row = cursor.fetchone()
     if row is None:
         raise Stream.DoesNotExist(f"stream {stream_id} does not exist")
-    return row[0]
+    return int(row[0])
 
 
 Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append: ``payload_factory`` gets the sequence number the event is given."""
+
+    event_type: str
+    event_id: uuid.UUID
+    payload_factory: Callable[[int], Payload]
+
+
+def stream_events_append(*, stream_id: int, events: Sequence[NewEvent]) -> list[StreamEvent]:
+    """Append events with the stream's next sequence numbers, in order; broadcast them after commit.
+
+    Must run inside the caller's transaction (the one that makes the changes the events describe).
+    One update of the stream head and one multi-row insert, however many events: the sequencer's
+    group commit. ``event_id`` is unique: appending the same cause twice fails with IntegrityError
+    and rolls the whole transaction back, sequence numbers included.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("stream_events_append must run inside a transaction")
+    if not events:
+        return []
+    last = _advance_head(stream_id, len(events))
+    rows: list[StreamEvent] = []
+    frames: list[tuple[int, str]] = []
+    for seq, new in enumerate(events, start=last - len(events) + 1):
+        payload = new.payload_factory(seq)
+        frames.append(
+            (seq, event_frame(seq=seq, event_id=str(new.event_id), event_type=new.event_type, payload=payload))
+        )
+        rows.append(
+            StreamEvent(stream_id=stream_id, seq=seq, event_id=new.event_id, type=new.event_type, payload=payload)
+        )
+    StreamEvent.objects.bulk_create(rows)
+    transaction.on_commit(lambda: events_broadcast(stream_id=stream_id, frames=frames), robust=True)
+    return rows
 
 
 def stream_event_append(
@@ -77,26 +118,21 @@ def stream_event_append(
     payload: Payload | None = None,
     payload_factory: Callable[[int], Payload] | None = None,
 ) -> StreamEvent:
-    """Append an event with the stream's next sequence number; broadcast it after commit.
-
-    Must run inside the caller's transaction (the one that makes the change the event describes).
-    ``event_id`` is unique: appending the same cause twice fails with IntegrityError and rolls the
-    whole transaction back, sequence number included. Pass ``payload_factory`` when the payload
-    must contain the sequence number it is given.
-    """
-    if not connection.in_atomic_block:
-        raise RuntimeError("stream_event_append must run inside a transaction")
-    seq = _next_seq(stream_id)
-    if payload_factory is not None:
-        payload = payload_factory(seq)
-    if payload is None:
-        raise ValueError("stream_event_append needs a payload or a payload_factory")
-    frame = event_frame(seq=seq, event_id=str(event_id), event_type=event_type, payload=payload)
-    event = StreamEvent.objects.create(
-        stream_id=stream_id, seq=seq, event_id=event_id, type=event_type, payload=payload
+    """Append one event (``stream_events_append`` of one); pass ``payload_factory`` when the
+    payload must contain the sequence number it is given."""
+    if payload_factory is None:
+        if payload is None:
+            raise ValueError("stream_event_append needs a payload or a payload_factory")
+        payload_factory = _constant(payload)
+    (event,) = stream_events_append(
+        stream_id=stream_id,
+        events=[NewEvent(event_type=event_type, event_id=event_id, payload_factory=payload_factory)],
     )
-    transaction.on_commit(lambda: event_broadcast(stream_id=stream_id, seq=seq, frame=frame), robust=True)
     return event
+
+
+def _constant(payload: Payload) -> Callable[[int], Payload]:
+    return lambda _seq: payload
 
 
 def stream_event_rebroadcast(*, event: StreamEvent) -> None:

@@ -17,6 +17,7 @@ os.environ.setdefault("CHORUS_TASK_QUEUE", "chorus-test")
 os.environ.setdefault("CHORUS_TASK_RETRY_BACKOFF_BASE", "0.2")
 os.environ.setdefault("CHORUS_TASK_RETRY_BACKOFF_MAX", "1")
 os.environ.setdefault("CHORUS_OUTBOX_SWEEP_SECONDS", "1")
+os.environ.setdefault("CHORUS_PUBLISH_REDRIVE_SECONDS", "3")
 
 # The suite's servers admit everything: tests of other features post hundreds of comments a
 # second from one user. Gateway tests start their own nodes with small, known limits.

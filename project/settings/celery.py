@@ -10,10 +10,14 @@ from project.settings.environment import (
     CELERY_VISIBILITY_TIMEOUT,
     FAULT_INJECT,
     OUTBOX_SWEEP_SECONDS,
+    PUBLISH_BATCH,
+    PUBLISH_REDRIVE_SECONDS,
+    PUBLISH_TASK_BUDGET_SECONDS,
     REACTION_FLUSH_SECONDS,
     RETRY_AFTER_SECONDS,
     SAGA_CLAIM_LEASE_SECONDS,
     SAGA_STALL_SECONDS,
+    TASK_LEASE_SECONDS,
     TASK_MAX_RETRIES,
     TASK_QUEUE,
     TASK_RETRY_BACKOFF_BASE,
@@ -56,6 +60,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "delivery.tasks.outbox_sweep_task",
         "schedule": OUTBOX_SWEEP_SECONDS,
     },
+    "comments-pending-redrive": {
+        "task": "comments.tasks.comments_pending_redrive_task",
+        "schedule": max(1.0, PUBLISH_REDRIVE_SECONDS / 2),
+    },
     "sagas-resume-stalled": {
         "task": "sagas.tasks.saga_resume_stalled_task",
         "schedule": max(1.0, SAGA_STALL_SECONDS / 3),
@@ -69,9 +77,13 @@ CELERY_BEAT_SCHEDULE = {
 # Retry policy of every task built on delivery.reliable.ReliableTask. The longest backoff stays
 # far below the visibility timeout, or a waiting retry would be handed out twice.
 CHORUS_TASK_MAX_RETRIES = TASK_MAX_RETRIES
+CHORUS_TASK_LEASE_SECONDS = TASK_LEASE_SECONDS
 CHORUS_TASK_RETRY_BACKOFF_BASE = TASK_RETRY_BACKOFF_BASE
 CHORUS_TASK_RETRY_BACKOFF_MAX = min(TASK_RETRY_BACKOFF_MAX, CELERY_VISIBILITY_TIMEOUT / 4)
 CHORUS_FAULT_INJECT = FAULT_INJECT
+CHORUS_PUBLISH_REDRIVE_SECONDS = PUBLISH_REDRIVE_SECONDS
+CHORUS_PUBLISH_BATCH = PUBLISH_BATCH
+CHORUS_PUBLISH_TASK_BUDGET_SECONDS = PUBLISH_TASK_BUDGET_SECONDS
 CHORUS_RETRY_AFTER_SECONDS = RETRY_AFTER_SECONDS
 CHORUS_SAGA_CLAIM_LEASE_SECONDS = SAGA_CLAIM_LEASE_SECONDS
 CHORUS_SAGA_STALL_SECONDS = SAGA_STALL_SECONDS

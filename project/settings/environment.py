@@ -41,12 +41,23 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_VISIBILITY_TIMEOUT = _int("CELERY_VISIBILITY_TIMEOUT", 600)
 # Name of the Celery task queue (its dead-letter queue is "<name>.dead_letter").
 TASK_QUEUE = os.environ.get("CHORUS_TASK_QUEUE", "chorus")
+# A task of an outbox message that has run this long without finishing is presumed lost with its
+# worker, and its message is sent again (the task is idempotent).
+TASK_LEASE_SECONDS = _int("CHORUS_TASK_LEASE_SECONDS", 60)
 # Retries of a failing task before it is dead-lettered, and the cap of the backoff between them.
 TASK_MAX_RETRIES = _int("CHORUS_TASK_MAX_RETRIES", 6)
 TASK_RETRY_BACKOFF_BASE = float(os.environ.get("CHORUS_TASK_RETRY_BACKOFF_BASE", "1"))
 TASK_RETRY_BACKOFF_MAX = float(os.environ.get("CHORUS_TASK_RETRY_BACKOFF_MAX", "60"))
 # How often Celery beat sweeps the outbox for messages the broker did not take.
 OUTBOX_SWEEP_SECONDS = float(os.environ.get("CHORUS_OUTBOX_SWEEP_SECONDS", "5"))
+# Work accepted but not done after this many seconds is re-driven from PostgreSQL, whatever the
+# broker says (lost in a Redis restart or failover, purged, or with a worker that died): pending
+# comments and outbox messages alike. Beat checks every half of it.
+PUBLISH_REDRIVE_SECONDS = _int("CHORUS_PUBLISH_REDRIVE_SECONDS", 10)
+# The sequencer publishes at most this many comments of a stream per transaction (group commit)...
+PUBLISH_BATCH = _int("CHORUS_PUBLISH_BATCH", 500)
+# ...and a stream's task hands over to a fresh one after this many seconds, so busy streams share workers.
+PUBLISH_TASK_BUDGET_SECONDS = float(os.environ.get("CHORUS_PUBLISH_TASK_BUDGET_SECONDS", "2"))
 # Deliberate failures for fault drills, e.g. "comment_publish:poison" (see delivery/faults.py).
 FAULT_INJECT = os.environ.get("CHORUS_FAULT_INJECT", "")
 # A saga step claimed longer ago than this (its worker died) may be claimed again; a saga with no
@@ -98,6 +109,10 @@ BREAKER_RESET_SECONDS = _int("CHORUS_BREAKER_RESET_SECONDS", 5)
 # Load shedding: Celery queue length at which reactions/presence (LOW) and then comments (HIGH) are refused.
 SHED_QUEUE_LOW = _int("CHORUS_SHED_QUEUE_LOW", 5000)
 SHED_QUEUE_HIGH = _int("CHORUS_SHED_QUEUE_HIGH", 20000)
+# Load shedding by publish lag: seconds the oldest accepted comment has waited for publication at
+# which reactions/presence (LOW) and then comments (HIGH) are refused.
+SHED_PUBLISH_LAG_LOW = float(os.environ.get("CHORUS_SHED_PUBLISH_LAG_LOW", "5"))
+SHED_PUBLISH_LAG_HIGH = float(os.environ.get("CHORUS_SHED_PUBLISH_LAG_HIGH", "20"))
 # django-ratelimit's coarse per-IP limit on the anonymous sign-in endpoints (token and login page).
 ANON_AUTH_RATE = os.environ.get("CHORUS_ANON_AUTH_RATE", "10/m")
 # Load shedding also starts when the average API latency of a node passes this many milliseconds
