@@ -45,6 +45,9 @@ def test_poison_message_is_dead_lettered_never_blocks_and_replays_once(fault_sta
     fine = [post_comment(http, base, stream.slug, api_user.headers, f"fine {i}").json()["id"] for i in range(5)]
 
     wait_published(fine)
+    # the poison was set aside from the stream's batches: it blocked nothing, and left no gap
+    assert sorted(Comment.objects.filter(id__in=fine).values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
+    assert Comment.objects.get(id=poison).publish_isolated
     letter = wait_until(
         lambda: DeadLetter.objects.filter(kwargs__comment_id=poison).first(), timeout=60, what="the dead letter"
     )

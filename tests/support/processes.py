@@ -85,9 +85,19 @@ class ManagedProcess:
         self.proc.wait(timeout=30)
         _running.discard(self)
 
+    def pause(self) -> None:
+        """Stall the whole process group (SIGSTOP), as a frozen or overloaded host would."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.alive():
             assert self.proc is not None
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a paused process would not act on SIGTERM
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=15)
