@@ -8,6 +8,7 @@ import pybreaker
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -69,10 +70,10 @@ def _record_failure(message: OutboxMessage, exc: Exception) -> None:
 def _relay_committed(message: OutboxMessage) -> None:
     """Hand a message to the broker right after its transaction committed.
 
-    Sends first and then pushes the row's ``redrive_at`` out (the sweep leaves rows alone for
-    ``RELAY_GRACE`` meanwhile). The update skips a row the sweep has claimed in between: the
-    sweep sends it again, and the idempotent task absorbs the duplicate. Nothing waits on the
-    sweep's lock.
+    Sends first and then records it and pushes the row's ``redrive_at`` out (the sweep leaves
+    rows alone for ``RELAY_GRACE`` meanwhile). The update skips a row the sweep has claimed in
+    between: the sweep sends it again, and the idempotent task absorbs the duplicate. Nothing
+    waits on the sweep's lock.
     """
     try:
         # Behind the broker's circuit breaker: while the broker is down, requests do not each wait
@@ -86,12 +87,11 @@ def _relay_committed(message: OutboxMessage) -> None:
     now = timezone.now()
     with transaction.atomic():
         unclaimed = (
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(id=message.id, done_at__isnull=True, redrive_at__lte=now + RELAY_GRACE)
-            .values_list("id", flat=True)
+            OutboxMessage.objects.select_for_update(skip_locked=True).filter(id=message.id).values_list("id", flat=True)
         )
-        OutboxMessage.objects.filter(id__in=list(unclaimed), done_at__isnull=True).update(
-            dispatched_at=now, redrive_at=now + _redrive_after(), attempts=F("attempts") + 1
+        # Never pull redrive_at in: the task may already have started and pushed it out.
+        OutboxMessage.objects.filter(id__in=list(unclaimed)).update(
+            dispatched_at=now, redrive_at=Greatest(F("redrive_at"), now + _redrive_after()), attempts=F("attempts") + 1
         )
 
 

@@ -1,8 +1,9 @@
 """Load shedding by priority: refuse cheap-to-lose work first when the system falls behind.
 
-Three signals, all per node and cheap: the publish lag (how long the oldest accepted comment has
-waited for its stream's sequencer, read from PostgreSQL at most every ``DEPTH_TTL`` seconds), the
-Celery queue depth in the Redis broker (as often) and this node's average API latency. A burst
+Three signals, all per node and cheap to check: the publish lag (how long the oldest accepted
+comment has waited for its stream's sequencer, from PostgreSQL), the Celery queue depth in the
+Redis broker (both refreshed off the request path every ``REFRESH_SECONDS``) and this node's
+average API latency. A burst
 the sequencer absorbs raises none of them much: comments are refused only when the pipeline
 behind them really falls behind. ``low`` work (reaction taps, WebSocket frames such as presence
 pings) is shed at the lower thresholds, ``normal`` work (comments) only at the higher ones; the
@@ -10,6 +11,7 @@ internal API is never shed.
 """
 
 import logging
+import os
 import threading
 import time
 from functools import lru_cache
@@ -17,21 +19,19 @@ from functools import lru_cache
 import pybreaker
 import redis
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from comments.selectors import comments_pending_oldest_age
 from gateway.breakers import broker_breaker
 
 logger = logging.getLogger(__name__)
 
-DEPTH_TTL = 0.5
+REFRESH_SECONDS = 0.5
 LATENCY_WEIGHT = 0.1  # weight of the newest sample in the moving average
 SHED_RETRY_AFTER = 2
 PRIORITIES = ("low", "normal", "critical")
 
 _lock = threading.Lock()
-_depth = (0, 0.0)  # (queue depth, monotonic time read)
-_lag = (0.0, 0.0)  # (publish lag in seconds, monotonic time read)
 _latency_ms = 0.0
 
 
@@ -43,50 +43,77 @@ def _broker() -> redis.Redis | None:
     return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
 
 
-def _read_depth(client: redis.Redis) -> int:
-    with client.pipeline(transaction=False) as pipe:
-        for queue in settings.CHORUS_SHED_QUEUES:
-            pipe.llen(queue)
-        return sum(pipe.execute())
-
-
-def queue_depth() -> int:
-    """Tasks waiting in the broker, at most ``DEPTH_TTL`` seconds old; 0 when it cannot be read.
-
-    An unreadable broker does not shed (the broker's own breaker and the outbox sweep cover it).
-    """
-    global _depth
-    depth, read_at = _depth
-    now = time.monotonic()
-    if now - read_at < DEPTH_TTL:
-        return depth
+def _read_depth() -> int:
+    """Tasks waiting in the broker; 0 when it cannot be read (the broker's breaker and the re-drive
+    sweeps cover a broker that is down: it is no reason to shed)."""
     client = _broker()
     if client is None:
         return 0
+
+    def read() -> int:
+        with client.pipeline(transaction=False) as pipe:
+            for queue in settings.CHORUS_SHED_QUEUES:
+                pipe.llen(queue)
+            return sum(pipe.execute())
+
     try:
-        depth = broker_breaker.call(_read_depth, client)
+        return int(broker_breaker.call(read))
     except (redis.RedisError, pybreaker.CircuitBreakerError):
-        depth = 0
-    with _lock:
-        _depth = (depth, now)
-    return depth
+        return 0
+
+
+def _read_lag() -> float:
+    """The publish lag; 0 when it cannot be read (the database breaker answers for a database that
+    is down). Gives the connection back to the pool: this runs on its own thread."""
+    try:
+        return comments_pending_oldest_age()
+    except DatabaseError:
+        return 0.0
+    finally:
+        connection.close()
+
+
+class _Signals:
+    """The shedding signals that cost I/O, refreshed every ``REFRESH_SECONDS`` by one thread per
+    process: a check reads two numbers and never waits on Redis or PostgreSQL, so it is as cheap
+    on the event loop (the tap fast lane, socket frames) as in a request thread."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.lag = 0.0
+        self._pid = 0
+
+    def ensure_running(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with _lock:
+            if self._pid == os.getpid():  # a forked child has no copy of its parent's thread
+                return
+            self._pid = os.getpid()
+            threading.Thread(target=self._refresh_forever, name="chorus-shedding-signals", daemon=True).start()
+
+    def _refresh_forever(self) -> None:
+        while True:
+            try:
+                self.depth, self.lag = _read_depth(), _read_lag()
+            except Exception:  # never let the signals die: a stale 0 only means "do not shed"
+                logger.exception("could not refresh the shedding signals")
+            time.sleep(REFRESH_SECONDS)
+
+
+_signals = _Signals()
+
+
+def queue_depth() -> int:
+    """Tasks waiting in the broker, as of at most ``REFRESH_SECONDS`` ago."""
+    _signals.ensure_running()
+    return _signals.depth
 
 
 def publish_lag() -> float:
-    """Seconds the oldest comment has waited for publication, at most ``DEPTH_TTL`` seconds old;
-    0 when it cannot be read (the database breaker answers for a database that is down)."""
-    global _lag
-    lag, read_at = _lag
-    now = time.monotonic()
-    if now - read_at < DEPTH_TTL:
-        return lag
-    try:
-        lag = comments_pending_oldest_age()
-    except DatabaseError:
-        lag = 0.0
-    with _lock:
-        _lag = (lag, now)
-    return lag
+    """Seconds the oldest comment has waited for publication, as of at most ``REFRESH_SECONDS`` ago."""
+    _signals.ensure_running()
+    return _signals.lag
 
 
 def latency_record(*, milliseconds: float) -> None:
@@ -114,8 +141,8 @@ def load_shed_check(*, priority: str) -> int | None:
         logger.info(
             "shedding %s-priority work (publish lag %.1f s, queue %s, latency %.0f ms)",
             priority,
-            _lag[0],
-            _depth[0],
+            _signals.lag,
+            _signals.depth,
             _latency_ms,
         )
         return SHED_RETRY_AFTER

@@ -46,7 +46,7 @@ def test_replay_after_a_partial_success_still_has_one_effect(live, api_user, str
 
     assert dead_letter_replay(dead_letter_id=letter.id) is not None
     message = OutboxMessage.objects.get(message_id=DeadLetter.objects.get(id=letter.id).replayed_message_id)
-    wait_until(lambda: OutboxMessage.objects.get(id=message.id).dispatched_at, timeout=20, what="relay")
+    wait_until(lambda: OutboxMessage.objects.get(id=message.id).done_at, timeout=20, what="the replayed task")
     assert dead_letter_replay(dead_letter_id=letter.id) is None  # a second replay is refused
 
     sentinel = post_comment(http, live.nodes[0].http, stream.slug, api_user.headers, "next").json()["id"]

@@ -5,6 +5,7 @@ lose the broker's memory for real: by restarting Redis empty, or by purging the 
 """
 
 import json
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,10 +15,13 @@ import pytest
 import redis
 
 from comments.models import Comment, CommentStatus
+from comments.services import PUBLISH_TASK
 from delivery.models import OutboxMessage
+from delivery.services import dead_letter_record
 from realtime.models import StreamEvent
 from sagas.models import SagaRun, SagaState
 from tests.conftest import ApiUser
+from tests.factories import UserFactory
 from tests.support.api import post_comment, wait_published
 from tests.support.brokers import unique_queue
 from tests.support.processes import AsgiNode, CeleryBeat, CeleryWorker, ManagedProcess, manage, wait_until
@@ -188,3 +192,37 @@ def test_stuck_work_shows_in_metrics_and_the_stuck_command(
     wait_published(ids, timeout=30)
     assert manage("stuck", env=healing_stack.env).returncode == 0
     wait_until(lambda: lag() == 0, timeout=10, what="the publish lag to fall to 0")
+
+
+def test_a_dead_letter_replay_lost_with_the_broker_is_sent_again(healing_stack: HealingStack, stream) -> None:  # type: ignore[no-untyped-def]
+    """An operator replays a set-aside comment's dead letter; the replay's message is lost; it still publishes once."""
+    # given: a comment that was set aside and dead-lettered, replayed while no worker runs
+    comment = Comment.objects.create(
+        stream=stream,
+        author=UserFactory(),
+        body="replayed",
+        idempotency_key="k",
+        request_fingerprint="f",
+        publish_isolated=True,
+    )
+    letter = dead_letter_record(
+        message_id=str(uuid.uuid4()),
+        task_name=PUBLISH_TASK,
+        args=[],
+        kwargs={"comment_id": str(comment.id)},
+        queue=healing_stack.env["CHORUS_TASK_QUEUE"],
+        failure={"exception_type": "builtins.RuntimeError", "attempts": 3},
+        routed_by="worker",
+    )
+    replay = manage("dlq", "replay", str(letter.id), env=healing_stack.env)
+    assert replay.returncode == 0, replay.stderr
+    assert healing_stack.purge_queue() == 1
+
+    # when: a worker and beat run
+    healing_stack.start_worker()
+    healing_stack.start_beat()
+
+    # then: the replay is sent again and the comment is published, once
+    wait_published([str(comment.id)], timeout=60)
+    assert StreamEvent.objects.filter(stream=stream, type="comment.created").count() == 1
+    wait_until(lambda: not OutboxMessage.objects.filter(done_at__isnull=True).exists(), timeout=20, what="done")

@@ -1,6 +1,7 @@
-"""Overload protection on real processes: shedding by queue depth, breakers that fail fast."""
+"""Overload protection on real processes: shedding by publish lag and queue depth, breakers that fail fast."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import redis
@@ -9,7 +10,7 @@ from django.conf import settings
 from tests.conftest import ApiUser
 from tests.gateway.conftest import node_on_private_redis
 from tests.support.api import post_comment
-from tests.support.processes import AsgiNode, wait_until
+from tests.support.processes import AsgiNode, CeleryWorker, wait_until
 from tests.support.stores import PostgresServer
 from tests.support.ws import WsClient
 
@@ -121,3 +122,38 @@ def test_database_down_answers_503_fast_and_recovers_when_it_returns(private_dat
         wait_until(lambda: http.get(page).status_code == 200, timeout=20, interval=0.2, what="database recovery")
     finally:
         node.stop()
+
+
+def test_comments_are_shed_on_publish_lag_not_on_a_burst_the_sequencer_absorbs(
+    api_user: ApiUser, stream, http: httpx.Client
+) -> None:  # type: ignore[no-untyped-def]
+    """A burst is accepted; comments waiting past the lag threshold make later comments 503; a worker clears it."""
+    env = {"CHORUS_SHED_PUBLISH_LAG_LOW": "1", "CHORUS_SHED_PUBLISH_LAG_HIGH": "3"}
+    with node_on_private_redis("gw-lag-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
+        # given: a burst with nothing publishing yet (no worker on this broker): all accepted
+        with ThreadPoolExecutor(16) as pool:
+            burst = list(
+                pool.map(lambda i: post_comment(http, node.http, stream.slug, api_user.headers, f"b{i}"), range(100))
+            )
+        assert [r.status_code for r in burst] == [202] * 100
+
+        # when: the oldest of them has waited past the threshold, comments are refused with the JSON body
+        def comment_refused() -> httpx.Response | None:
+            response = post_comment(http, node.http, stream.slug, api_user.headers, "late")
+            return response if response.status_code == 503 else None
+
+        refused = wait_until(comment_refused, timeout=15, interval=0.5, what="comments shed on publish lag")
+        assert refused.json()["code"] == "overloaded"  # type: ignore[union-attr]
+        assert int(refused.headers["Retry-After"]) >= 1  # type: ignore[union-attr]
+
+        # then: a worker publishes the backlog and comments are admitted again
+        worker = CeleryWorker("gw-lag-worker", env={"CELERY_BROKER_URL": broker.url}).start().wait_ready()
+        try:
+            wait_until(
+                lambda: post_comment(http, node.http, stream.slug, api_user.headers, "back").status_code == 202,
+                timeout=30,
+                interval=0.5,
+                what="comments admitted again",
+            )
+        finally:
+            worker.stop()
