@@ -93,7 +93,7 @@ def test_accepts_queue_one_task_per_stream(api_user, http) -> None:  # type: ign
             for stream, count in zip(streams, (100, 50), strict=True):
                 seqs = sorted(Comment.objects.filter(stream=stream).values_list("seq", flat=True))
                 assert seqs == list(range(1, count + 1))
-            batches = worker.log_text().count("published ")
+            batches = worker.run_log().count("published ")
             assert batches <= 4, f"{batches} batches for two streams"
         finally:
             worker.stop()

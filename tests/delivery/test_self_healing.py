@@ -105,7 +105,7 @@ def test_comments_whose_task_was_lost_are_redriven(healing_stack: HealingStack, 
     wait_published(ids, timeout=60)
     _assert_published_once_gapless(stream, ids)
     assert healing_stack.worker is not None
-    assert "re-driving" in healing_stack.worker.log_text()
+    assert "re-driving" in healing_stack.worker.run_log()
 
 
 def test_a_redis_restart_with_workers_stalled_loses_nothing(

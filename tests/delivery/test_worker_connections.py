@@ -29,10 +29,10 @@ def _worker_backends(application_name: str) -> set[tuple[int, object]]:
 
 def _run_tasks(worker: CeleryWorker, comment_id: str, count: int) -> None:
     """``count`` database tasks: each re-broadcasts the (published) comment under its row lock."""
-    done = worker.log_text().count("succeeded")
+    done = worker.run_log().count("succeeded")
     for _ in range(count):
         app.send_task(PUBLISH_TASK, kwargs={"comment_id": comment_id})
-    wait_until(lambda: worker.log_text().count("succeeded") >= done + count, timeout=60, what=f"{count} tasks")
+    wait_until(lambda: worker.run_log().count("succeeded") >= done + count, timeout=60, what=f"{count} tasks")
 
 
 def test_a_worker_serves_many_tasks_over_the_same_database_connections(live, api_user, stream, http) -> None:

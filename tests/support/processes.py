@@ -73,6 +73,12 @@ class ManagedProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def run_log(self) -> str:
+        """What this process logged since its last start (the file keeps earlier runs too)."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
