@@ -6,8 +6,24 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from psycopg_pool import PoolTimeout
+
+from project.api_errors import overloaded_response
 
 logger = logging.getLogger(__name__)
+
+
+def pool_exhausted(exception: BaseException | None) -> bool:
+    """The error is this process waiting too long for a pooled connection, not the database failing.
+
+    The answer is still 503 with ``Retry-After``, but as overload: it must not count towards the
+    database's circuit breaker, or a busy node would report a healthy database as down.
+    """
+    while exception is not None:
+        if isinstance(exception, PoolTimeout):
+            return True
+        exception = exception.__cause__
+    return False
 
 
 class ServiceUnavailableMiddleware:
@@ -25,6 +41,8 @@ class ServiceUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, OperationalError | InterfaceError):
             return None
+        if pool_exhausted(exception):
+            return overloaded_response()  # the node is busy, the database is fine
         logger.error("database unavailable for %s %s: %s", request.method, request.path, exception)
         response = JsonResponse(
             {
