@@ -3,7 +3,9 @@
 - adds the ``RateLimit-*`` headers of the decision a throttle made for this request;
 - the database circuit breaker: while it is open, API requests get an immediate 503 with
   ``Retry-After`` instead of each waiting for a connection timeout; a database error from a view
-  counts as a failure and is answered the same way;
+  counts as a failure and is answered the same way. A request that found the node's own
+  connection pool busy (``PoolTimeout``) is refused with 503 too, but says nothing about the
+  database, so it does not count;
 - records API latency for load shedding (``gateway.overload``);
 - opens the request's database routing scope (``gateway.db_router``: read-your-writes).
 """
@@ -20,6 +22,8 @@ from gateway.breakers import breaker_retry_after, database_breaker
 from gateway.db_router import request_scope_enter, request_scope_exit
 from gateway.headers import rate_limit_headers_apply
 from gateway.overload import latency_record
+from project.api_errors import overloaded_response
+from project.middleware import pool_exhausted
 
 GUARDED_PREFIXES = ("/api/", "/internal/")
 
@@ -65,9 +69,17 @@ class GatewayMiddleware:
             request_scope_exit(scope)
         if guarded:
             latency_record(milliseconds=(time.monotonic() - started) * 1000)
-            if database_breaker.fail_counter and response.status_code < 500:
+            if (
+                database_breaker.fail_counter
+                and response.status_code < 500
+                and database_breaker.current_state == pybreaker.STATE_CLOSED
+            ):
                 # Failures count only while consecutive: a success resets the breaker's counter.
-                database_breaker.call(_nothing)
+                # Only a closed breaker is reset here: an open one refuses the call (a request that
+                # started before it opened must not turn its own answer into a 500), and the
+                # half-open trial belongs to the ping above.
+                with contextlib.suppress(pybreaker.CircuitBreakerError):
+                    database_breaker.call(_nothing)
         decision = getattr(request, "rate_limit", None)
         if decision is not None:
             rate_limit_headers_apply(response, decision)
@@ -78,6 +90,8 @@ class GatewayMiddleware:
             exception, (OperationalError, InterfaceError)
         ):
             return None
+        if pool_exhausted(exception):
+            return overloaded_response()
         with contextlib.suppress(pybreaker.CircuitBreakerError, DatabaseError):
             database_breaker.call(_reraise, exception)
         return unavailable_response(what="database", retry_after=breaker_retry_after(database_breaker))

@@ -6,6 +6,7 @@ to its messages, so a client can always tell what was wrong.
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -39,6 +40,16 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = {"code": _first_code(exc.get_codes()), "detail": detail}
+    return response
+
+
+OVERLOADED = {"code": "overloaded", "detail": "The service is overloaded, try again shortly."}
+
+
+def overloaded_response() -> JsonResponse:
+    """503 with ``Retry-After``: this node is too busy to take the request now; nothing was accepted."""
+    response = JsonResponse(OVERLOADED, status=503)
+    response["Retry-After"] = str(settings.CHORUS_RETRY_AFTER_SECONDS)
     return response
 
 

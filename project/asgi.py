@@ -2,10 +2,16 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from project.asgi_handler import ChorusASGIHandler  # noqa: E402
+
+# Django's handler, with its synchronous middleware and views run on a few long-lived request
+# threads in one hop per request (project/asgi_handler.py).
+django_asgi_app = ChorusASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import get_resolver  # noqa: E402

@@ -4,11 +4,15 @@
 set -euo pipefail
 port="${1:?usage: scripts/serve.sh PORT}"
 bind="${CHORUS_BIND:-127.0.0.1}"
+# Connections the kernel holds for the server before it accepts them. Twisted listens with 50, so
+# under a burst daphne's clients timed out connecting; uvicorn's default is 2048 already.
+backlog="${CHORUS_LISTEN_BACKLOG:-2048}"
 case "${CHORUS_ASGI_SERVER:-uvicorn}" in
   daphne)
-    exec daphne -b "$bind" -p "$port" project.asgi:application ;;
+    # An endpoint string is the only way to give Twisted a backlog (colons of an IPv6 bind escaped).
+    exec daphne -e "tcp:port=${port}:interface=${bind//:/\\:}:backlog=${backlog}" project.asgi:application ;;
   uvicorn)
-    exec uvicorn project.asgi:application --host "$bind" --port "$port" \
+    exec uvicorn project.asgi:application --host "$bind" --port "$port" --backlog "$backlog" \
       --ws websockets-sansio --loop uvloop --no-access-log ;;
   *)
     echo "CHORUS_ASGI_SERVER must be 'daphne' or 'uvicorn', not '${CHORUS_ASGI_SERVER}'" >&2

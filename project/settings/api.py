@@ -1,11 +1,12 @@
 """Django REST framework, OpenAPI and the product limits of the public API."""
 
-from project.settings.environment import COMMENT_MAX_LENGTH, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from project.settings.environment import COMMENT_MAX_LENGTH, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, TOKEN_CACHE_SECONDS
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an anonymous request then gets 401 with WWW-Authenticate, not a bare 403.
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication with its lookup cached per process (CHORUS_TOKEN_CACHE_SECONDS).
+        "project.token_auth.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
@@ -26,6 +27,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+CHORUS_TOKEN_CACHE_SECONDS = TOKEN_CACHE_SECONDS
 CHORUS_COMMENT_MAX_LENGTH = COMMENT_MAX_LENGTH
 CHORUS_PAGE_SIZE_DEFAULT = PAGE_SIZE_DEFAULT
 CHORUS_PAGE_SIZE_MAX = PAGE_SIZE_MAX

@@ -2,16 +2,17 @@
 
 import dj_database_url
 
-from project.settings.environment import DATABASE_URL
+from project.settings.environment import DATABASE_URL, HTTP_THREADS
 
 _default = dj_database_url.parse(DATABASE_URL)
 if _default["ENGINE"] == "django.db.backends.postgresql":
-    # A pool instead of a connection per request: ASGI requests hop threads, so persistent
-    # per-thread connections (CONN_MAX_AGE) leak; a bounded pool does not.
+    # A pool instead of a connection per request: a connection goes back at the end of each
+    # request or task. Each of a node's request threads (CHORUS_HTTP_THREADS) holds at most one, and
+    # the rest is left for the WebSocket side's thread(s), so requests never queue on the pool.
     _default["CONN_MAX_AGE"] = 0
     _default["OPTIONS"] = {
         "connect_timeout": 5,
-        "pool": {"min_size": 1, "max_size": 8, "timeout": 5},
+        "pool": {"min_size": 1, "max_size": max(8, HTTP_THREADS + 4), "timeout": 5},
     }
 
 DATABASES = {"default": _default}

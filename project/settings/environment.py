@@ -64,6 +64,14 @@ FAULT_INJECT = os.environ.get("CHORUS_FAULT_INJECT", "")
 # progress for CHORUS_SAGA_STALL_SECONDS is resumed by the periodic sweep.
 SAGA_CLAIM_LEASE_SECONDS = _int("CHORUS_SAGA_CLAIM_LEASE_SECONDS", 60)
 SAGA_STALL_SECONDS = _int("CHORUS_SAGA_STALL_SECONDS", 180)
+# Threads of an ASGI node that run Django's synchronous middleware and views, each for one request
+# at a time (project/asgi_handler.py); requests beyond them wait on the event loop, and one that
+# waits longer than HTTP_QUEUE_SECONDS is answered 503 with Retry-After.
+HTTP_THREADS = _int("CHORUS_HTTP_THREADS", 4)
+HTTP_QUEUE_SECONDS = float(os.environ.get("CHORUS_HTTP_QUEUE_SECONDS", "10"))
+# Seconds each process caches a token -> user lookup (project/token_auth.py; REST API and tap fast
+# lane): a deleted token or deactivated user is still honoured for at most this long (0: no cache).
+TOKEN_CACHE_SECONDS = float(os.environ.get("CHORUS_TOKEN_CACHE_SECONDS", "5"))
 # Seconds a client is told to wait (Retry-After) when a backing service is down.
 RETRY_AFTER_SECONDS = _int("CHORUS_RETRY_AFTER_SECONDS", 5)
 # Prefix of every Redis key and pub/sub channel, so two deployments can share one Redis.
@@ -145,8 +153,8 @@ HOT_STREAM_HOLD_SECONDS = _int("CHORUS_HOT_STREAM_HOLD_SECONDS", 30)
 HOT_STREAM_SHARDS = _int("CHORUS_HOT_STREAM_SHARDS", 8)
 # Interval of the coalesced reaction-count frames of a hot stream, in milliseconds.
 REACTION_COALESCE_MS = _int("CHORUS_REACTION_COALESCE_MS", 250)
-# Seconds the HTTP tap fast lane (reactions/fast_taps.py) caches token -> user and slug -> stream:
-# a deleted token or stream is still honoured for at most this long.
+# Seconds the HTTP tap fast lane (reactions/fast_taps.py) caches slug -> stream: a deleted stream
+# is still honoured for at most this long.
 FAST_TAP_CACHE_SECONDS = float(os.environ.get("CHORUS_FAST_TAP_CACHE_SECONDS", "5"))
 # Name of this region/replica in comment edit version vectors (must differ between regions).
 REGION = os.environ.get("CHORUS_REGION", "local")
