@@ -220,11 +220,15 @@ class _UserConnections:
         self.waiters: collections.deque[asyncio.Future[HttpConnection | None]] = collections.deque()
         self.opened_total = 0
 
-    async def _connect(self) -> HttpConnection:
+    async def _connect(self, timeout: float) -> HttpConnection:
         loop = asyncio.get_running_loop()
         self.open += 1
         try:
-            _, conn = await loop.create_connection(HttpConnection, self.host, self.port)
+            _, conn = await asyncio.wait_for(loop.create_connection(HttpConnection, self.host, self.port), timeout)
+        except TimeoutError as exc:  # a full accept queue drops SYNs: the client retries them, then gives up
+            self.open -= 1
+            self._wake()
+            raise ConnectionError(f"no connection within {timeout} s") from exc
         except BaseException:
             self.open -= 1
             self._wake()  # a waiter may now open a connection of its own
@@ -232,19 +236,23 @@ class _UserConnections:
         self.opened_total += 1
         return conn
 
-    async def acquire(self, *, fresh: bool = False) -> HttpConnection:
-        """An idle connection, a new one, or the next one released; ``fresh`` forces a new one."""
+    async def acquire(self, *, connect_timeout: float, wait_until: float, fresh: bool = False) -> HttpConnection:
+        """An idle connection, a new one, or the next one released; ``fresh`` forces a new one.
+
+        Raises ``OSError`` when a connection cannot be made, ``TimeoutError`` when none was free
+        by ``wait_until`` (wall-clock time).
+        """
         while not fresh and self.idle:
             conn = self.idle.pop()
             if not conn.closed:
                 return conn
             self.open -= 1
         if self.open < self.limit or fresh:
-            return await self._connect()
+            return await self._connect(connect_timeout)
         waiter: asyncio.Future[HttpConnection | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
-        conn = await waiter
-        return conn if conn is not None else await self.acquire()
+        conn = await asyncio.wait_for(waiter, max(0.001, wait_until - time.time()))
+        return conn if conn is not None else await self.acquire(connect_timeout=connect_timeout, wait_until=wait_until)
 
     def release(self, conn: HttpConnection) -> None:
         if conn.closed:
@@ -294,7 +302,11 @@ class _Runner:
     async def prewarm(self) -> None:
         """Open ``plan.prewarm`` connections per user now, so a burst starts on warm connections."""
         wanted = [pool for pool in self.pools for _ in range(min(self.plan.prewarm, pool.limit))]
-        opened = await asyncio.gather(*(pool.acquire() for pool in wanted), return_exceptions=True)
+        wait_until = time.time() + self.plan.timeout
+        opened = await asyncio.gather(
+            *(pool.acquire(connect_timeout=self.plan.timeout, wait_until=wait_until) for pool in wanted),
+            return_exceptions=True,
+        )
         for pool, conn in zip(wanted, opened, strict=True):
             if isinstance(conn, HttpConnection):
                 pool.release(conn)
@@ -307,8 +319,8 @@ class _Runner:
         data = None
         for attempt in range(2):
             try:
-                remaining = plan.deadline - time.time() if plan.deadline else plan.timeout
-                conn = await asyncio.wait_for(pool.acquire(fresh=attempt > 0), timeout=max(0.001, remaining))
+                wait_until = plan.deadline or time.time() + plan.timeout
+                conn = await pool.acquire(connect_timeout=plan.timeout, wait_until=wait_until, fresh=attempt > 0)
             except TimeoutError:
                 outcome.error = "unsent"
                 return

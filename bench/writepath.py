@@ -535,9 +535,10 @@ async def post(ctx: PhaseContext, schedule: list[tuple[float, int, str]], **opti
     outcomes = [o for r in reports for o in r.outcomes]
     summary = post_summary(outcomes)
     cpu = sum(r.cpu_seconds for r in reports)
-    wall = max((r.wall_seconds for r in reports), default=0.0)
     summary["client_cpu_us_per_post"] = round(1e6 * cpu / max(len(outcomes), 1), 1)
-    summary["client_cpu_share_of_a_core"] = round(cpu / wall, 3) if wall else math.nan
+    # The posters' CPU spread over the time they were sending: what they took from the server.
+    sending = summary["last_sent"] - summary["first_sent"]
+    summary["client_cores_while_sending"] = round(cpu / sending, 3) if sending > 0 else math.nan
     summary["client_connections_opened"] = sum(r.connections_opened for r in reports)
     summary["_outcomes"] = outcomes
     return summary
@@ -552,23 +553,36 @@ async def warm_up(ctx: PhaseContext, subscribers: Subscribers, user_indexes: lis
     return max((lat for sock in reports for lat in sock.latencies), default=math.nan)
 
 
-def _finish(result: dict[str, Any], state: StreamState, prefix: str, posted: dict[str, Any]) -> None:
-    """Published / pending / exactly-once counts of the phase's comments, from PostgreSQL."""
+def _finish(
+    result: dict[str, Any], posted: dict[str, Any], state: StreamState, reports: list[SocketReport], prefix: str
+) -> set[int]:
+    """Add what happened to the phase's comments (tags starting with ``prefix``): the POST summary,
+    published / pending / exactly-once counts from PostgreSQL, and what the subscribers received.
+    Returns the sequence numbers of the phase's published comments."""
+    result.update({k: v for k, v in posted.items() if not k.startswith("_")})
     mine = {tag: row for tag, row in state.comments.items() if tag.startswith(prefix)}
     published = [row for row in mine.values() if row[0] == "published"]
+    events = state.events_per_comment
     result["accepted_by_server"] = len(mine)
     result["published"] = len(published)
     result["pending"] = sum(1 for row in mine.values() if row[0] == "pending")
-    ids = [state.tag_ids[tag] for tag in mine]
     result["published_exactly_once"] = sum(
-        1 for tag, row in mine.items() if row[0] == "published" and state.events_per_comment[state.tag_ids[tag]] == 1
+        1 for tag, row in mine.items() if row[0] == "published" and events[state.tag_ids[tag]] == 1
     )
-    result["published_twice_or_more"] = sum(1 for cid in ids if state.events_per_comment[cid] > 1)
+    result["published_twice_or_more"] = sum(1 for tag in mine if events[state.tag_ids[tag]] > 1)
     result["sequence_gaps"] = state.gaps
     first = posted.get("first_sent", math.nan)
     last_published = max((row[3] for row in published if row[3] is not None), default=math.nan)
-    result["all_published_after_s"] = round(last_published - first, 3) if result["pending"] == 0 else math.nan
     result["last_published_after_s"] = round(last_published - first, 3)
+    result["all_published_after_s"] = result["last_published_after_s"] if result["pending"] == 0 else math.nan
+    expected = {row[1] for row in published if row[1] is not None}
+    result.update(delivery_quality(reports, expected))
+    latencies = [lat for sock in reports for lat in sock.latencies]
+    result["receipt_p50_ms"] = ms(percentile(latencies, 0.5))
+    result["receipt_p99_ms"] = ms(percentile(latencies, 0.99))
+    last_receipt = max((sock.last_at for sock in reports if sock.seqs), default=math.nan)
+    result["all_received_after_s"] = round(last_receipt - first, 3) if expected else math.nan
+    return expected
 
 
 async def phase_sustained(ctx: PhaseContext, rate: float) -> dict[str, Any]:
@@ -594,19 +608,14 @@ async def phase_sustained(ctx: PhaseContext, rate: float) -> dict[str, Any]:
     finally:
         await subscribers.close()
     result: dict[str, Any] = {"offered_per_s": rate, "subscribers": subscribers.count, "warmup_slowest_ms": ms(cold)}
-    result.update({k: v for k, v in posted.items() if not k.startswith("_")})
-    _finish(result, state, "m.", posted)
-    expected = {row[1] for tag, row in state.comments.items() if tag.startswith("m.") and row[0] == "published"}
-    result.update(delivery_quality(reports, expected))
-    latencies = [lat for sock in reports for lat in sock.latencies]
-    result["receipt_p50_ms"] = ms(percentile(latencies, 0.5))
-    result["receipt_p99_ms"] = ms(percentile(latencies, 0.99))
+    expected = _finish(result, posted, state, reports, "m.")
     first = posted["first_sent"]
     span_sent = posted["last_sent"] - first
     result["sent_per_s"] = round(count / span_sent, 1) if span_sent > 0 else math.nan
     result["accepted_per_s"] = round(posted["status_202"] / max(posted["last_202"] - first, 1e-6), 1)
-    last_receipt = max((sock.last_at for sock in reports), default=math.nan)
-    result["delivered_per_s"] = round(len(expected) / max(last_receipt - first, 1e-6), 1) if expected else 0.0
+    delivering = result["all_received_after_s"]
+    result["delivered_per_s"] = round(len(expected) / delivering, 1) if expected and delivering > 0 else 0.0
+    result["server_cpu_ms_per_post"] = round(1000 * cpu / max(count, 1), 2)
     result["server_cpu_ms_per_202"] = round(1000 * cpu / max(posted["status_202"], 1), 2)
     result["pass"] = bool(
         posted["status_202"] == count
@@ -634,14 +643,7 @@ async def phase_burst(ctx: PhaseContext, size: int) -> dict[str, Any]:
     finally:
         await subscribers.close()
     result: dict[str, Any] = {"burst": size, "users": len(users), "subscribers": subscribers.count}
-    result.update({k: v for k, v in posted.items() if not k.startswith("_")})
-    _finish(result, state, "b.", posted)
-    expected = {row[1] for tag, row in state.comments.items() if tag.startswith("b.") and row[0] == "published"}
-    result.update(delivery_quality(reports, expected))
-    latencies = [lat for sock in reports for lat in sock.latencies]
-    result["receipt_p99_ms"] = ms(percentile(latencies, 0.99))
-    last_receipt = max((sock.last_at for sock in reports), default=math.nan)
-    result["all_received_after_s"] = round(last_receipt - posted["first_sent"], 3) if expected else math.nan
+    _finish(result, posted, state, reports, "b.")
     result["pass"] = bool(
         posted["status_202"] == size
         and result["pending"] == 0
@@ -667,13 +669,7 @@ async def phase_latency(ctx: PhaseContext) -> dict[str, Any]:
     finally:
         await subscribers.close()
     result: dict[str, Any] = {"subscribers": subscribers.count, "rate_per_s": 20.0, "comments": args.latency_comments}
-    result.update({k: v for k, v in posted.items() if not k.startswith("_")})
-    _finish(result, state, "l.", posted)
-    expected = {row[1] for tag, row in state.comments.items() if tag.startswith("l.") and row[0] == "published"}
-    result.update(delivery_quality(reports, expected))
-    latencies = [lat for sock in reports for lat in sock.latencies]
-    result["receipt_p50_ms"] = ms(percentile(latencies, 0.5))
-    result["receipt_p99_ms"] = ms(percentile(latencies, 0.99))
+    _finish(result, posted, state, reports, "l.")
     result["cold_start_ms"] = ms(cold)
     result["pass"] = bool(
         posted["status_202"] == args.latency_comments
@@ -703,10 +699,7 @@ async def phase_restart(ctx: PhaseContext) -> dict[str, Any]:
     finally:
         await subscribers.close()
     result: dict[str, Any] = {"comments": count, "heal_deadline_s": args.heal_deadline}
-    result.update({k: v for k, v in posted.items() if not k.startswith("_")})
-    _finish(result, state, "r.", posted)
-    expected = {row[1] for tag, row in state.comments.items() if tag.startswith("r.") and row[0] == "published"}
-    result.update(delivery_quality(reports, expected))
+    _finish(result, posted, state, reports, "r.")
     result["healed_after_s"] = round(healed_at - resumed, 2) if healed_at else math.nan
     result["pass"] = bool(
         posted["status_202"] == count
@@ -836,9 +829,11 @@ ROWS: dict[str, list[tuple[str, str]]] = {
         ("receipt_p99_ms", "POST-to-receipt p99 ms"),
         *POST_TIMES,
         ("send_lag_p99_ms", "client send lag p99 ms"),
+        ("client_connections_opened", "connections opened by the client"),
+        ("server_cpu_ms_per_post", "stack CPU ms per POST"),
         ("server_cpu_ms_per_202", "stack CPU ms per 202"),
         ("client_cpu_us_per_post", "poster CPU us per POST"),
-        ("client_cpu_share_of_a_core", "poster CPU (cores)"),
+        ("client_cores_while_sending", "poster CPU, cores while sending"),
         ("pass", "PASS"),
     ],
     "burst": [
@@ -972,7 +967,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bursts", default="1000", help="comments posted at once (comma-separated)")
     parser.add_argument("--burst-users", type=int, default=100)
     parser.add_argument("--users", type=int, default=100, help="users posting (half sessions, half tokens)")
-    parser.add_argument("--connections-per-user", type=int, default=6, help="keep-alive connections per user")
+    parser.add_argument(
+        "--connections-per-user", type=int, default=50, help="most connections a user opens (sustained phase)"
+    )
     parser.add_argument("--sustained-subscribers", type=int, default=20)
     parser.add_argument("--latency-subscribers", type=int, default=1000)
     parser.add_argument("--latency-comments", type=int, default=200)
@@ -992,11 +989,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rates = [float(r) for r in args.rates.split(",") if r]
     args.bursts = [int(b) for b in args.bursts.split(",") if b]
     if args.quick:
-        args.duration = min(args.duration, 3.0)
+        args.duration = min(args.duration, 2.0)
         args.latency_subscribers = min(args.latency_subscribers, 300)
         args.latency_comments = min(args.latency_comments, 40)
-        args.heal_deadline = min(args.heal_deadline, 30.0)
-        args.drain = min(args.drain, 15.0)
+        args.heal_deadline = min(args.heal_deadline, 20.0)
+        args.drain = min(args.drain, 10.0)
     return args
 
 
@@ -1014,6 +1011,7 @@ async def main_async(args: argparse.Namespace) -> int:
             for name in args.variants:
                 variants.append(Variant(name=name, tree=trees[name], server=server, db_prefix=args.db_prefix))
         print(f"==> preparing {', '.join(v.label for v in variants)} (databases {args.db_prefix}_*)", flush=True)
+        print(f"    load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared)", flush=True)
         for variant in variants:
             await asyncio.to_thread(prepare, variant, dbs, names, work_dir)
         results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -1027,6 +1025,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 results[phase][variant.label] = result
                 print(f"    {_one_line(phase, result)}", flush=True)
         print_table(results, variants)
+        print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared)")
         if args.json:
             conditions = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
             payload = {"baseline_commit": BASELINE_COMMIT, "conditions": conditions, "results": results,
