@@ -916,6 +916,9 @@ def print_table(results: dict[str, dict[str, dict[str, Any]]], variants: list[Va
                 else:
                     cells.append(_cell(by_variant.get(column, {}).get(key, "")))
             print(f"{label:<36}" + "".join(f"{c:>22}" for c in cells))
+        for label, result in by_variant.items():
+            if "error" in result:
+                print(f"{label} could not run this phase: {result['error']}")
 
 
 def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
@@ -948,8 +951,10 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
         colors = ["#999" if label.startswith("baseline") else "#2a7" for label in labels]
         bars = axis.bar([label.replace("-", "\n", 1) for label in labels], values, color=colors)
         accepted = [results[phase][label].get("status_202") for label in labels]
-        axis.bar_label(bars, labels=[f"{v:.4g}\n({a:,} x 202)" for v, a in zip(values, accepted, strict=True)],
-                       fontsize=7)  # fmt: skip
+        notes = [
+            f"{v:.4g}\n({a:,} x 202)" if a is not None else "failed" for v, a in zip(values, accepted, strict=True)
+        ]
+        axis.bar_label(bars, labels=notes, fontsize=7)
         goal = results[phase][labels[0]].get(target) if isinstance(target, str) else target
         if goal:
             axis.axhline(goal, color="#c33", linestyle="--", linewidth=1)
@@ -1033,10 +1038,15 @@ async def main_async(args: argparse.Namespace) -> int:
             for variant in variants:
                 print(f"==> {phase}: {variant.label}", flush=True)
                 started = time.monotonic()
-                result = await run_phase(args, variant, dbs, names, work_dir, body)
+                try:
+                    result = await run_phase(args, variant, dbs, names, work_dir, body)
+                except Exception as exc:  # a variant that cannot run a phase fails it; the run goes on
+                    result = {"error": f"{type(exc).__name__}: {exc}", "pass": False}
+                    print(f"    FAILED to run: {result['error']}", flush=True)
                 result["phase_seconds"] = round(time.monotonic() - started, 1)
                 results[phase][variant.label] = result
-                print(f"    {_one_line(phase, result)}", flush=True)
+                if "error" not in result:
+                    print(f"    {_one_line(phase, result)}", flush=True)
         print_table(results, variants)
         print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared)")
         if args.json:
@@ -1047,7 +1057,7 @@ async def main_async(args: argparse.Namespace) -> int:
         if args.plot:
             plot(results, args.plot)
             print(f"\nplot: {args.plot}")
-        return 0
+        return 0 if all("error" not in r for by_variant in results.values() for r in by_variant.values()) else 1
     finally:
         for variant in variants:
             dbs.drop(variant.template)
