@@ -916,7 +916,7 @@ def print_table(results: dict[str, dict[str, dict[str, Any]]], variants: list[Va
                 else:
                     cells.append(_cell(by_variant.get(column, {}).get(key, "")))
             print(f"{label:<36}" + "".join(f"{c:>22}" for c in cells))
-        for label, result in by_variant.items():
+        for label, result in sorted(by_variant.items()):
             if "error" in result:
                 print(f"{label} could not run this phase: {result['error']}")
 
@@ -1033,9 +1033,10 @@ async def main_async(args: argparse.Namespace) -> int:
         for variant in variants:
             await asyncio.to_thread(prepare, variant, dbs, names, work_dir)
         results: dict[str, dict[str, dict[str, Any]]] = {}
-        for phase, body in phases(args):
+        for index, (phase, body) in enumerate(phases(args)):
             results[phase] = {}
-            for variant in variants:
+            # Alternate which variant goes first, so neither always runs right after a teardown.
+            for variant in variants if index % 2 == 0 else variants[::-1]:
                 print(f"==> {phase}: {variant.label}", flush=True)
                 started = time.monotonic()
                 try:
@@ -1047,6 +1048,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 results[phase][variant.label] = result
                 if "error" not in result:
                     print(f"    {_one_line(phase, result)}", flush=True)
+            results[phase] = {v.label: results[phase][v.label] for v in variants}
         print_table(results, variants)
         print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared)")
         if args.json:
