@@ -26,9 +26,17 @@ worker:
 clean:
 	rm -rf .venv staticfiles .pytest_cache .ruff_cache .celerybeat-schedule*
 
-# Fan-out load test against the Channels group_send baseline (a database and Redis DB of its own).
+# Benchmarks, each against a baseline measured in the same run (docs/BENCHMARKS.md): all of them,
+# or one with BENCH=fanout|writepath; BENCH_ARGS go to the benchmark(s) run, e.g.
+# BENCH=writepath BENCH_ARGS="--quick" make bench.
+BENCH ?= all
 bench:
 	@scripts/venv.sh requirements-dev.txt
-	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
-	REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
-	.venv/bin/python bench/fanout.py $(BENCH_ARGS)
+	@scripts/services.sh
+	@case "$(BENCH)" in all|fanout|writepath) ;; *) echo "BENCH must be all, fanout or writepath"; exit 2 ;; esac
+	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = fanout ]; then \
+	  DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
+	  REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
+	  .venv/bin/python bench/fanout.py $(BENCH_ARGS); fi
+	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = writepath ]; then \
+	  .venv/bin/python bench/writepath.py $(BENCH_ARGS); fi

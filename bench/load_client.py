@@ -17,6 +17,7 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,21 +152,24 @@ def _process_main(conn: multiprocessing.connection.Connection) -> None:
     uvloop.run(_serve(conn))
 
 
-class LoadClient:
-    """Subscribers spread over ``processes`` child processes; every call is awaited by the parent."""
+class ClientProcesses:
+    """Child processes, each running ``main(pipe)`` (spawned, so nothing of the parent's state
+    leaks in), driven by the parent over pipes with (command, argument) requests."""
 
-    def __init__(self, processes: int = 2) -> None:
+    def __init__(self, main: Callable[[multiprocessing.connection.Connection], None], count: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.pipes: list[multiprocessing.connection.Connection] = []
         self.processes: list[Any] = []
-        for _ in range(processes):
+        for _ in range(count):
             parent, child = context.Pipe()
-            process = context.Process(target=_process_main, args=(child,), daemon=True)
+            process = context.Process(target=main, args=(child,), daemon=True)
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
 
-    async def _ask(self, command: str, argument: object = None, per_process: list[object] | None = None) -> list[Any]:
+    async def ask(self, command: str, argument: object = None, per_process: list[Any] | None = None) -> list[Any]:
+        """Send every process the command (with its own argument from ``per_process``); their answers."""
+
         def ask(pipe: multiprocessing.connection.Connection, arg: object) -> Any:
             pipe.send((command, arg))
             return pipe.recv()
@@ -173,25 +177,37 @@ class LoadClient:
         arguments = per_process or [argument] * len(self.pipes)
         return await asyncio.gather(*(asyncio.to_thread(ask, p, a) for p, a in zip(self.pipes, arguments, strict=True)))
 
+    def join(self) -> None:
+        """Wait for the processes to end (after a command that ends them), killing stragglers."""
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+
+
+class LoadClient:
+    """Subscribers spread over ``processes`` child processes; every call is awaited by the parent."""
+
+    def __init__(self, processes: int = 2) -> None:
+        self.children = ClientProcesses(_process_main, processes)
+
     async def open(self, urls: list[str]) -> int:
         """Open every socket (process i takes urls i, i+P, ...); returns how many handshakes were refused."""
-        shares = [urls[i :: len(self.pipes)] for i in range(len(self.pipes))]
-        return sum(await self._ask("open", per_process=shares))  # type: ignore[arg-type]
+        count = len(self.children.pipes)
+        shares = [urls[i::count] for i in range(count)]
+        return sum(await self.children.ask("open", per_process=shares))  # type: ignore[arg-type]
 
     async def received(self) -> int:
-        return sum(await self._ask("received"))
+        return sum(await self.children.ask("received"))
 
     async def reset(self) -> None:
-        await self._ask("reset")
+        await self.children.ask("reset")
 
     async def collect(self) -> list[SocketReport]:
-        return [report for reports in await self._ask("collect") for report in reports]
+        return [report for reports in await self.children.ask("collect") for report in reports]
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self._ask("close"), timeout=30)
+            await asyncio.wait_for(self.children.ask("close"), timeout=30)
         finally:
-            for process in self.processes:
-                process.join(timeout=5)
-                if process.is_alive():
-                    process.kill()
+            self.children.join()

@@ -49,9 +49,12 @@ def _kill_leftovers() -> None:
 class ManagedProcess:
     """A child process in its own process group, logging to test-artifacts/<name>.log."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, *, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
+        self.cwd = cwd or ROOT  # another checkout of Chorus (a benchmark's baseline) runs from its own tree
         # Children run the production settings module; the test database and Redis reach them
         # through the environment that tests/settings.py prepared.
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", **(env or {})}
@@ -65,7 +68,7 @@ class ManagedProcess:
         log.flush()
         self.log_offset = log.tell()  # where this run's output starts
         self.proc = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         _running.add(self)
         return self
