@@ -48,6 +48,10 @@ from tests.support.http_load import Outcome, burst_run, post_request, rate_run, 
 NODE_ENV = {
     "CHORUS_RATE_LIMITS": '{"regular": {"comments": [1e9, 1e9]}}',
     "CHORUS_TIER_HOT_ABOVE": "1000000000",
+    # No worker publishes here (this measures the edge alone), so the publish lag only grows: it
+    # must not shed the comments being measured.
+    "CHORUS_SHED_PUBLISH_LAG_LOW": "1e9",
+    "CHORUS_SHED_PUBLISH_LAG_HIGH": "1e9",
 }
 BIN = Path(sys.executable).parent
 
