@@ -6,33 +6,23 @@ import subprocess
 import sys
 import uuid
 
-import dj_database_url
-import psycopg
 import pytest
-from psycopg import sql
 
 from comments.models import Comment, CommentStatus
 from comments.replication import ReplicatedEdit, vectors_concurrent
 from comments.selectors import comment_history
 from comments.services import comment_edit, comment_edit_outgoing, comment_replicated_edit_apply
 from tests.factories import UserFactory
+from tests.support.databases import scratch_database_url
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
-def region_b_url() -> str:
+def region_b_url(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
     """A second, migrated database: the other region's copy of the data."""
-    config = dj_database_url.parse(os.environ["DATABASE_URL"])
-    name = f"{config['NAME']}_region_b"
-    with psycopg.connect(
-        host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432, user=config["USER"] or "postgres",
-        dbname="postgres", autocommit=True,
-    ) as admin:  # fmt: skip
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    url = scratch_database_url("postgresql", suffix="region_b", directory=tmp_path_factory.mktemp("region_b"))
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     return url
