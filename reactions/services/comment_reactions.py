@@ -40,15 +40,25 @@ def _live_count(comment_id: uuid.UUID, kind: str) -> int:
 
 
 def _append(*, comment: Comment, user_id: int, kind: str, tag: uuid.UUID, event_type: str) -> int:
-    count = _live_count(comment.id, kind)
+    """Append the change's event; returns the count it carries.
+
+    The count is read by the payload factory, that is after the stream's row lock is taken. Every
+    change of a reaction appends its event under that lock before it commits, so the count sees
+    exactly the changes with a lower ``seq`` (a new statement under READ COMMITTED sees what
+    committed while it waited): concurrent adds say 1, 2, 3... in sequence order.
+    """
     username = get_user_model().objects.get(pk=user_id).get_username()
-    stream_event_append(
+
+    def payload(_seq: int) -> dict[str, object]:
+        return {"comment": str(comment.id), "kind": kind, "user": username, "count": _live_count(comment.id, kind)}
+
+    event = stream_event_append(
         stream_id=comment.stream_id,
         event_type=event_type,
         event_id=uuid.uuid5(tag, event_type),
-        payload={"comment": str(comment.id), "kind": kind, "user": username, "count": count},
+        payload_factory=payload,
     )
-    return count
+    return int(event.payload["count"])
 
 
 def comment_reaction_add(*, comment_id: uuid.UUID, user_id: int, kind: str) -> CommentReactionResult:
