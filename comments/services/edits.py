@@ -73,15 +73,24 @@ def _keep_current_body(comment: Comment) -> None:
 def comment_edit(*, comment_id: uuid.UUID, editor_id: int, body: str, expected_version: int) -> Comment:
     """Replace a published comment's body if it is still at ``expected_version`` (If-Match).
 
-    The decision is one conditional ``UPDATE ... WHERE id = %s AND version = %s``: of two
-    concurrent edits of the same version exactly one succeeds, the other gets ``VersionMismatch``.
+    Takes the comment's row lock, like ``comment_replicated_edit_apply`` and ``comment_delete``,
+    so the version vector it extends includes every merge committed before it. The decision stays
+    a conditional ``UPDATE ... WHERE id = %s AND version = %s``: of two concurrent edits of the
+    same version exactly one succeeds, the other gets ``VersionMismatch``.
     The edit gets this region's next version-vector entry (``comments.replication``), the old
     body is kept as a ``superseded`` revision (only there: the comment's earlier events in the log
     are rewritten to the new body), and ``comment.edited`` is appended after it.
     Raises ``CommentNotFound``, ``CommentChangeForbidden``, ``CommentNotEditable``, ``VersionMismatch``.
     """
     with transaction.atomic():
-        comment = Comment.objects.select_related("author", "stream").filter(id=comment_id).first()
+        # The row lock orders this edit after a replicated edit being applied: the vector read here
+        # must include every merge committed before this edit's own update, or the update drops it.
+        comment = (
+            Comment.objects.select_for_update(of=("self",))
+            .select_related("author", "stream")
+            .filter(id=comment_id)
+            .first()
+        )
         if comment is None or comment.status == CommentStatus.DELETED:
             raise CommentNotFound(str(comment_id))
         if not _may_change(comment, editor_id):

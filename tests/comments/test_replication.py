@@ -100,3 +100,53 @@ def test_concurrent_edits_in_two_regions_converge(region_b_url, stream, settings
     loser = eu_2 if winner is us_2 else us_2
     assert reasons[loser.edit_id] == "conflict_lost"
     assert {"original", "eu:1", "us:1"} <= set(reasons)
+
+
+def test_a_losing_replicated_edit_is_not_undone_by_a_racing_local_edit(live, api_user, stream, http):
+    """A PATCH that read the comment before a losing remote edit merged its vector keeps that merge.
+
+    The PATCH is held on the comment's row lock while the remote edit is applied and committed;
+    the vector it writes must still contain the remote entry, else a later edit's vector claims
+    not to have seen an edit that this region has (and a repeat of it is ignored as seen).
+    """
+    import threading
+
+    import psycopg
+    from django.db import transaction
+
+    from tests.support.processes import wait_until
+
+    comment = Comment.objects.create(
+        stream=stream, author=api_user.user, body="original", status=CommentStatus.PUBLISHED, idempotency_key="k"
+    )
+    comment_edit(comment_id=comment.id, editor_id=api_user.user.pk, body="local 1", expected_version=1)
+    remote = ReplicatedEdit(comment_id=str(comment.id), replica="aa", vector={"aa": 1}, body="remote 1")
+    url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
+    answers: list[int] = []
+
+    with transaction.atomic():
+        Comment.objects.select_for_update().get(id=comment.id)  # hold the row while the PATCH arrives
+        patch = threading.Thread(
+            target=lambda: answers.append(
+                http.patch(url, json={"body": "local 2"}, headers={**api_user.headers, "If-Match": '"2"'}).status_code
+            )
+        )
+        patch.start()
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as watcher:
+            wait_until(
+                lambda: watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query ILIKE %s",
+                    ["%comments_comment%"],
+                ).fetchone()[0],
+                timeout=15,
+                what="the PATCH to wait for the comment's row lock",
+            )
+        assert comment_replicated_edit_apply(edit=remote) is False  # it loses: (1, "aa") < (1, "local")
+    patch.join(timeout=15)
+
+    assert answers == [200]
+    comment.refresh_from_db()
+    assert comment.body == "local 2"
+    assert comment.vector == {"local": 2, "aa": 1}
+    assert comment.edit_vector == {"local": 2, "aa": 1}
