@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
 from reactions.models import CommentReaction
@@ -33,6 +34,16 @@ class CommentNotReactable(Exception):
 class CommentReactionResult:
     changed: bool  # False when the call found the reaction already in the wanted state
     count: int  # live reactions of this kind on the comment afterwards
+
+
+def _db_value(field: str, value: object) -> object:
+    """``value`` as the database stores ``CommentReaction.<field>``: raw SQL skips the ORM's
+    conversion, and SQLite (the embedded fallback) keeps UUIDs and datetimes as text."""
+    return CommentReaction._meta.get_field(field).get_db_prep_value(value, connection)
+
+
+def _tag(raw: object) -> uuid.UUID:
+    return CommentReaction._meta.get_field("tag").to_python(raw)
 
 
 def _live_count(comment_id: uuid.UUID, kind: str) -> int:
@@ -76,16 +87,22 @@ def comment_reaction_add(*, comment_id: uuid.UUID, user_id: int, kind: str) -> C
             cursor.execute(
                 """
                 INSERT INTO reactions_commentreaction (tag, comment_id, user_id, kind, created_at, removed_at)
-                VALUES (%s, %s, %s, %s, now(), NULL)
+                VALUES (%s, %s, %s, %s, %s, NULL)
                 ON CONFLICT (comment_id, user_id, kind) WHERE removed_at IS NULL DO NOTHING
                 RETURNING tag
                 """,
-                [uuid.uuid4(), comment_id, user_id, kind],
+                [
+                    _db_value("tag", uuid.uuid4()),
+                    _db_value("comment", comment_id),
+                    user_id,
+                    kind,
+                    _db_value("created_at", timezone.now()),
+                ],
             )
             row = cursor.fetchone()
         if row is None:
             return CommentReactionResult(changed=False, count=_live_count(comment_id, kind))
-        count = _append(comment=comment, user_id=user_id, kind=kind, tag=row[0], event_type=REACTION_ADDED)
+        count = _append(comment=comment, user_id=user_id, kind=kind, tag=_tag(row[0]), event_type=REACTION_ADDED)
         return CommentReactionResult(changed=True, count=count)
 
 
@@ -99,15 +116,15 @@ def comment_reaction_remove(*, comment_id: uuid.UUID, user_id: int, kind: str) -
         with connection.cursor() as cursor:
             cursor.execute(
                 """
-                UPDATE reactions_commentreaction SET removed_at = now()
+                UPDATE reactions_commentreaction SET removed_at = %s
                  WHERE comment_id = %s AND user_id = %s AND kind = %s AND removed_at IS NULL
                 RETURNING tag
                 """,
-                [comment_id, user_id, kind],
+                [_db_value("removed_at", timezone.now()), _db_value("comment", comment_id), user_id, kind],
             )
             row = cursor.fetchone()
         if row is None:
             return CommentReactionResult(changed=False, count=_live_count(comment_id, kind))
         comment = Comment.objects.get(id=comment_id)
-        count = _append(comment=comment, user_id=user_id, kind=kind, tag=row[0], event_type=REACTION_REMOVED)
+        count = _append(comment=comment, user_id=user_id, kind=kind, tag=_tag(row[0]), event_type=REACTION_REMOVED)
         return CommentReactionResult(changed=True, count=count)

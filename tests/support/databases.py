@@ -30,10 +30,10 @@ def scratch_database_url(backend: str, *, suffix: str, directory: Path) -> str:
     return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
 
 
-def run_module(module: str, *, database_url: str, timeout: float = 180) -> dict:  # type: ignore[type-arg]
+def run_module(module: str, *, database_url: str, env: dict[str, str] | None = None, timeout: float = 180) -> dict:  # type: ignore[type-arg]
     """Run ``python -m module`` with the production settings on ``database_url``; its last line of
     output, as JSON. Fails with the process's output if it fails."""
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "project.settings"}
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "project.settings", **(env or {})}
     done = subprocess.run(
         [sys.executable, "-m", module], cwd=ROOT, env=env, timeout=timeout, capture_output=True, text=True
     )
