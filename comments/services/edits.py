@@ -171,8 +171,9 @@ def comment_delete(*, comment_id: uuid.UUID, actor_id: int | None = None) -> boo
     Returns whether this call deleted it. A comment that is missing or already deleted is a
     no-op; one still pending is marked deleted and never published (no event); a published one
     appends ``comment.deleted``, and its earlier events in the log lose their body, so no replay
-    or resync serves the deleted text once this returns. ``actor_id`` (``None`` for the system) must be the author or
-    staff, else ``CommentChangeForbidden``. Locks the comment row, so it cannot race the publish task.
+    or resync serves the deleted text once this returns. ``actor_id`` (``None`` for the system)
+    must be the author or staff, else ``CommentChangeForbidden``. Locks the comment row, so it
+    cannot race the publish task.
     """
     with transaction.atomic():
         comment = (
