@@ -3,7 +3,8 @@
 - Pages of published comments, cache-aside, keyed by the stream's head sequence number. Every
   change a page can show (a comment published, and any later edit or delete) appends a stream
   event, which moves the head, so a write makes a new key: there is nothing to invalidate and no
-  window in which an old page can be served for the new head. Old keys simply expire.
+  window in which an old page can be served for the new head. Old keys simply expire: a page with
+  a deleted or replaced body stays in Redis until then, but no request reads the old head again.
 - Stream counters (head, published comments), written through by the publish path after commit,
   and checked against the head on read: a counter behind the head is recomputed, never served.
 

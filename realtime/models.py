@@ -26,6 +26,9 @@ class StreamEvent(models.Model):
     """One event of a stream, numbered by ``seq`` (1, 2, 3, ... per stream, never a gap).
 
     ``event_id`` is derived from what caused the event, so the same cause can never append twice.
+    Frames are encoded from ``payload`` whenever the log is read (replay, resync, gap repair), so
+    a payload rewritten by ``stream_events_redact`` is what every later reader gets; ``seq``,
+    ``type`` and ``event_id`` never change.
     """
 
     stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="events")
@@ -34,10 +37,18 @@ class StreamEvent(models.Model):
     type = models.CharField(max_length=64)
     payload = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
+    # The thing (a comment) whose content the payload carries, so that content can be taken out of
+    # the log when it is deleted or replaced. Null for events that carry no one's content.
+    subject = models.UUIDField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["stream", "seq"], name="stream_event_seq_unique"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["subject"], name="stream_event_subject_idx", condition=models.Q(subject__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -80,6 +80,7 @@ class NewEvent:
     event_type: str
     event_id: uuid.UUID
     payload_factory: Callable[[int], Payload]
+    subject: uuid.UUID | None = None  # whose content the payload carries (``stream_events_redact``)
 
 
 def stream_events_append(*, stream_id: int, events: Sequence[NewEvent]) -> list[StreamEvent]:
@@ -103,7 +104,14 @@ def stream_events_append(*, stream_id: int, events: Sequence[NewEvent]) -> list[
             (seq, event_frame(seq=seq, event_id=str(new.event_id), event_type=new.event_type, payload=payload))
         )
         rows.append(
-            StreamEvent(stream_id=stream_id, seq=seq, event_id=new.event_id, type=new.event_type, payload=payload)
+            StreamEvent(
+                stream_id=stream_id,
+                seq=seq,
+                event_id=new.event_id,
+                type=new.event_type,
+                payload=payload,
+                subject=new.subject,
+            )
         )
     StreamEvent.objects.bulk_create(rows)
     transaction.on_commit(lambda: events_broadcast(stream_id=stream_id, frames=frames), robust=True)
@@ -117,6 +125,7 @@ def stream_event_append(
     event_id: uuid.UUID,
     payload: Payload | None = None,
     payload_factory: Callable[[int], Payload] | None = None,
+    subject: uuid.UUID | None = None,
 ) -> StreamEvent:
     """Append one event (``stream_events_append`` of one); pass ``payload_factory`` when the
     payload must contain the sequence number it is given."""
@@ -126,9 +135,33 @@ def stream_event_append(
         payload_factory = _constant(payload)
     (event,) = stream_events_append(
         stream_id=stream_id,
-        events=[NewEvent(event_type=event_type, event_id=event_id, payload_factory=payload_factory)],
+        events=[NewEvent(event_type=event_type, event_id=event_id, payload_factory=payload_factory, subject=subject)],
     )
     return event
+
+
+def stream_events_redact(*, subject: uuid.UUID, changes: Payload) -> int:
+    """Overwrite ``changes`` in the stored payload of every event about ``subject``; returns how
+    many payloads changed.
+
+    For content that must not be served again (a deleted comment, an edit's previous body): every
+    reader of the log (replay, resync, gap repair) encodes frames from the stored payload, so from
+    the commit of the caller's transaction on nobody reads the old content from the log. The events
+    keep their ``seq``, ``type`` and ``event_id``. Frames already delivered (or published and in
+    flight) are not recalled. Must run inside the caller's transaction, which must hold a lock
+    that orders writers of ``subject`` (the comment's row lock), so the last writer's content wins.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("stream_events_redact must run inside a transaction")
+    events = [
+        event
+        for event in StreamEvent.objects.filter(subject=subject).only("id", "payload")
+        if any(event.payload.get(key) != value for key, value in changes.items())
+    ]
+    for event in events:
+        event.payload = {**event.payload, **changes}
+    StreamEvent.objects.bulk_update(events, ["payload"])
+    return len(events)
 
 
 def _constant(payload: Payload) -> Callable[[int], Payload]:

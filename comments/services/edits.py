@@ -12,7 +12,7 @@ from comments.models import Comment, CommentRevision, CommentStatus
 from comments.replication import ReplicatedEdit, edit_key, local_edit, vector_merge
 from comments.representation import comment_as_dict
 from comments.services.publish import comment_event_id
-from realtime.services import stream_event_append
+from realtime.services import stream_event_append, stream_events_redact
 
 COMMENT_EDITED = "comment.edited"
 COMMENT_DELETED = "comment.deleted"
@@ -45,12 +45,23 @@ def _may_change(comment: Comment, actor_id: int) -> bool:
 
 
 def _edited_event(comment: Comment, edit_id: str) -> None:
+    """Take the replaced body out of the log, then append ``comment.edited`` with the new one."""
+    _redact(comment)
     stream_event_append(
         stream_id=comment.stream_id,
         event_type=COMMENT_EDITED,
         event_id=uuid.uuid5(comment.id, f"{COMMENT_EDITED}:{edit_id}"),
         payload=comment_as_dict(comment),
+        subject=comment.id,
     )
+
+
+def _redact(comment: Comment) -> None:
+    """Every earlier event of the comment now carries the body it shows ("" once deleted), so no
+    reader of the log (replay, resync, gap repair) gets a deleted or replaced body again. Earlier
+    bodies stay only in ``CommentRevision`` (``comment_history``, the admin): the moderator view.
+    The caller holds the comment's row lock, so concurrent edits redact in commit order."""
+    stream_events_redact(subject=comment.id, changes={"body": comment_as_dict(comment)["body"]})
 
 
 def _keep_current_body(comment: Comment) -> None:
@@ -62,14 +73,24 @@ def _keep_current_body(comment: Comment) -> None:
 def comment_edit(*, comment_id: uuid.UUID, editor_id: int, body: str, expected_version: int) -> Comment:
     """Replace a published comment's body if it is still at ``expected_version`` (If-Match).
 
-    The decision is one conditional ``UPDATE ... WHERE id = %s AND version = %s``: of two
-    concurrent edits of the same version exactly one succeeds, the other gets ``VersionMismatch``.
+    Takes the comment's row lock, like ``comment_replicated_edit_apply`` and ``comment_delete``,
+    so the version vector it extends includes every merge committed before it. The decision stays
+    a conditional ``UPDATE ... WHERE id = %s AND version = %s``: of two concurrent edits of the
+    same version exactly one succeeds, the other gets ``VersionMismatch``.
     The edit gets this region's next version-vector entry (``comments.replication``), the old
-    body is kept as a ``superseded`` revision, and ``comment.edited`` is appended after it.
+    body is kept as a ``superseded`` revision (only there: the comment's earlier events in the log
+    are rewritten to the new body), and ``comment.edited`` is appended after it.
     Raises ``CommentNotFound``, ``CommentChangeForbidden``, ``CommentNotEditable``, ``VersionMismatch``.
     """
     with transaction.atomic():
-        comment = Comment.objects.select_related("author", "stream").filter(id=comment_id).first()
+        # The row lock orders this edit after a replicated edit being applied: the vector read here
+        # must include every merge committed before this edit's own update, or the update drops it.
+        comment = (
+            Comment.objects.select_for_update(of=("self",))
+            .select_related("author", "stream")
+            .filter(id=comment_id)
+            .first()
+        )
         if comment is None or comment.status == CommentStatus.DELETED:
             raise CommentNotFound(str(comment_id))
         if not _may_change(comment, editor_id):
@@ -149,8 +170,10 @@ def comment_delete(*, comment_id: uuid.UUID, actor_id: int | None = None) -> boo
 
     Returns whether this call deleted it. A comment that is missing or already deleted is a
     no-op; one still pending is marked deleted and never published (no event); a published one
-    appends ``comment.deleted``. ``actor_id`` (``None`` for the system) must be the author or
-    staff, else ``CommentChangeForbidden``. Locks the comment row, so it cannot race the publish task.
+    appends ``comment.deleted``, and its earlier events in the log lose their body, so no replay
+    or resync serves the deleted text once this returns. ``actor_id`` (``None`` for the system)
+    must be the author or staff, else ``CommentChangeForbidden``. Locks the comment row, so it
+    cannot race the publish task.
     """
     with transaction.atomic():
         comment = (
@@ -169,10 +192,12 @@ def comment_delete(*, comment_id: uuid.UUID, actor_id: int | None = None) -> boo
         )
         if was_published:
             comment.refresh_from_db(fields=["status", "version"])
+            _redact(comment)
             stream_event_append(
                 stream_id=comment.stream_id,
                 event_type=COMMENT_DELETED,
                 event_id=comment_event_id(comment.id, COMMENT_DELETED),
                 payload=comment_as_dict(comment),
+                subject=comment.id,
             )
     return True

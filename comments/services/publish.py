@@ -144,6 +144,7 @@ def _sequence(*, stream_id: int, comments: list[Comment]) -> list[StreamEvent]:
                 event_type=COMMENT_CREATED,
                 event_id=comment_event_id(comment.id, COMMENT_CREATED),
                 payload_factory=functools.partial(_published_payload, comment),
+                subject=comment.id,
             )
             for comment in comments
         ],

@@ -15,6 +15,17 @@ if _default["ENGINE"] == "django.db.backends.postgresql":
         "pool": {"min_size": 1, "max_size": max(8, HTTP_THREADS + 4), "timeout": 5},
     }
 
+elif _default["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded fallback of `make run`: two nodes, a worker and beat write one file. BEGIN
+    # IMMEDIATE takes the write lock up front, so a transaction that read first never fails to
+    # upgrade ("database is locked" at once, which no busy timeout helps); writers queue for up to
+    # `timeout` seconds instead. WAL lets readers (pages, replays) run while one writer writes.
+    _default["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+
 DATABASES = {"default": _default}
 
 # Optional read replica: HTTP requests read from it through gateway.db_router, except right

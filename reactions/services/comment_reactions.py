@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
 from reactions.models import CommentReaction
@@ -35,20 +36,40 @@ class CommentReactionResult:
     count: int  # live reactions of this kind on the comment afterwards
 
 
+def _db_value(field: str, value: object) -> object:
+    """``value`` as the database stores ``CommentReaction.<field>``: raw SQL skips the ORM's
+    conversion, and SQLite (the embedded fallback) keeps UUIDs and datetimes as text."""
+    return CommentReaction._meta.get_field(field).get_db_prep_value(value, connection)
+
+
+def _tag(raw: object) -> uuid.UUID:
+    return CommentReaction._meta.get_field("tag").to_python(raw)
+
+
 def _live_count(comment_id: uuid.UUID, kind: str) -> int:
     return CommentReaction.objects.filter(comment_id=comment_id, kind=kind, removed_at__isnull=True).count()
 
 
 def _append(*, comment: Comment, user_id: int, kind: str, tag: uuid.UUID, event_type: str) -> int:
-    count = _live_count(comment.id, kind)
+    """Append the change's event; returns the count it carries.
+
+    The count is read by the payload factory, that is after the stream's row lock is taken. Every
+    change of a reaction appends its event under that lock before it commits, so the count sees
+    exactly the changes with a lower ``seq`` (a new statement under READ COMMITTED sees what
+    committed while it waited): concurrent adds say 1, 2, 3... in sequence order.
+    """
     username = get_user_model().objects.get(pk=user_id).get_username()
-    stream_event_append(
+
+    def payload(_seq: int) -> dict[str, object]:
+        return {"comment": str(comment.id), "kind": kind, "user": username, "count": _live_count(comment.id, kind)}
+
+    event = stream_event_append(
         stream_id=comment.stream_id,
         event_type=event_type,
         event_id=uuid.uuid5(tag, event_type),
-        payload={"comment": str(comment.id), "kind": kind, "user": username, "count": count},
+        payload_factory=payload,
     )
-    return count
+    return int(event.payload["count"])
 
 
 def comment_reaction_add(*, comment_id: uuid.UUID, user_id: int, kind: str) -> CommentReactionResult:
@@ -66,16 +87,22 @@ def comment_reaction_add(*, comment_id: uuid.UUID, user_id: int, kind: str) -> C
             cursor.execute(
                 """
                 INSERT INTO reactions_commentreaction (tag, comment_id, user_id, kind, created_at, removed_at)
-                VALUES (%s, %s, %s, %s, now(), NULL)
+                VALUES (%s, %s, %s, %s, %s, NULL)
                 ON CONFLICT (comment_id, user_id, kind) WHERE removed_at IS NULL DO NOTHING
                 RETURNING tag
                 """,
-                [uuid.uuid4(), comment_id, user_id, kind],
+                [
+                    _db_value("tag", uuid.uuid4()),
+                    _db_value("comment", comment_id),
+                    user_id,
+                    kind,
+                    _db_value("created_at", timezone.now()),
+                ],
             )
             row = cursor.fetchone()
         if row is None:
             return CommentReactionResult(changed=False, count=_live_count(comment_id, kind))
-        count = _append(comment=comment, user_id=user_id, kind=kind, tag=row[0], event_type=REACTION_ADDED)
+        count = _append(comment=comment, user_id=user_id, kind=kind, tag=_tag(row[0]), event_type=REACTION_ADDED)
         return CommentReactionResult(changed=True, count=count)
 
 
@@ -89,15 +116,15 @@ def comment_reaction_remove(*, comment_id: uuid.UUID, user_id: int, kind: str) -
         with connection.cursor() as cursor:
             cursor.execute(
                 """
-                UPDATE reactions_commentreaction SET removed_at = now()
+                UPDATE reactions_commentreaction SET removed_at = %s
                  WHERE comment_id = %s AND user_id = %s AND kind = %s AND removed_at IS NULL
                 RETURNING tag
                 """,
-                [comment_id, user_id, kind],
+                [_db_value("removed_at", timezone.now()), _db_value("comment", comment_id), user_id, kind],
             )
             row = cursor.fetchone()
         if row is None:
             return CommentReactionResult(changed=False, count=_live_count(comment_id, kind))
         comment = Comment.objects.get(id=comment_id)
-        count = _append(comment=comment, user_id=user_id, kind=kind, tag=row[0], event_type=REACTION_REMOVED)
+        count = _append(comment=comment, user_id=user_id, kind=kind, tag=_tag(row[0]), event_type=REACTION_REMOVED)
         return CommentReactionResult(changed=True, count=count)

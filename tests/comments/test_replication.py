@@ -6,33 +6,23 @@ import subprocess
 import sys
 import uuid
 
-import dj_database_url
-import psycopg
 import pytest
-from psycopg import sql
 
 from comments.models import Comment, CommentStatus
 from comments.replication import ReplicatedEdit, vectors_concurrent
 from comments.selectors import comment_history
 from comments.services import comment_edit, comment_edit_outgoing, comment_replicated_edit_apply
 from tests.factories import UserFactory
+from tests.support.databases import scratch_database_url
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
-def region_b_url() -> str:
+def region_b_url(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
     """A second, migrated database: the other region's copy of the data."""
-    config = dj_database_url.parse(os.environ["DATABASE_URL"])
-    name = f"{config['NAME']}_region_b"
-    with psycopg.connect(
-        host=config["HOST"] or "127.0.0.1", port=config["PORT"] or 5432, user=config["USER"] or "postgres",
-        dbname="postgres", autocommit=True,
-    ) as admin:  # fmt: skip
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    url = scratch_database_url("postgresql", suffix="region_b", directory=tmp_path_factory.mktemp("region_b"))
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     return url
@@ -110,3 +100,53 @@ def test_concurrent_edits_in_two_regions_converge(region_b_url, stream, settings
     loser = eu_2 if winner is us_2 else us_2
     assert reasons[loser.edit_id] == "conflict_lost"
     assert {"original", "eu:1", "us:1"} <= set(reasons)
+
+
+def test_a_losing_replicated_edit_is_not_undone_by_a_racing_local_edit(live, api_user, stream, http):
+    """A PATCH that read the comment before a losing remote edit merged its vector keeps that merge.
+
+    The PATCH is held on the comment's row lock while the remote edit is applied and committed;
+    the vector it writes must still contain the remote entry, else a later edit's vector claims
+    not to have seen an edit that this region has (and a repeat of it is ignored as seen).
+    """
+    import threading
+
+    import psycopg
+    from django.db import transaction
+
+    from tests.support.processes import wait_until
+
+    comment = Comment.objects.create(
+        stream=stream, author=api_user.user, body="original", status=CommentStatus.PUBLISHED, idempotency_key="k"
+    )
+    comment_edit(comment_id=comment.id, editor_id=api_user.user.pk, body="local 1", expected_version=1)
+    remote = ReplicatedEdit(comment_id=str(comment.id), replica="aa", vector={"aa": 1}, body="remote 1")
+    url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
+    answers: list[int] = []
+
+    with transaction.atomic():
+        Comment.objects.select_for_update().get(id=comment.id)  # hold the row while the PATCH arrives
+        patch = threading.Thread(
+            target=lambda: answers.append(
+                http.patch(url, json={"body": "local 2"}, headers={**api_user.headers, "If-Match": '"2"'}).status_code
+            )
+        )
+        patch.start()
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as watcher:
+            wait_until(
+                lambda: watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query ILIKE %s",
+                    ["%comments_comment%"],
+                ).fetchone()[0],
+                timeout=15,
+                what="the PATCH to wait for the comment's row lock",
+            )
+        assert comment_replicated_edit_apply(edit=remote) is False  # it loses: (1, "aa") < (1, "local")
+    patch.join(timeout=15)
+
+    assert answers == [200]
+    comment.refresh_from_db()
+    assert comment.body == "local 2"
+    assert comment.vector == {"local": 2, "aa": 1}
+    assert comment.edit_vector == {"local": 2, "aa": 1}

@@ -1,5 +1,6 @@
 """A user's reactions on a comment: one per kind, idempotent PUT/DELETE, events in the log."""
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -84,3 +85,26 @@ def test_services_are_idempotent_for_saga_compensation(stream):
     assert comment_reaction_add(comment_id=comment.id, user_id=user.pk, kind="heart").count == 1
     assert comment_reaction_set(comment_id=comment.id, user_id=user.pk).elements == {"heart"}
     assert StreamEvent.objects.filter(stream=stream).count() == 3
+
+
+def test_concurrent_adds_by_different_users_count_up_in_sequence_order(live, stream):
+    """16 users PUT the same kind at once on two nodes: the events' counts, in seq order, are 1..16."""
+    from rest_framework.authtoken.models import Token
+
+    users = [UserFactory() for _ in range(16)]
+    tokens = [Token.objects.create(user=user).key for user in users]
+    comment = _published_comment(stream, users[0])
+    start = threading.Barrier(len(users))
+
+    def put(i: int) -> int:
+        with httpx.Client(timeout=15) as client:
+            url = f"{live.nodes[i % 2].http}/api/v1/comments/{comment.id}/reactions/heart"
+            start.wait(timeout=15)
+            return client.put(url, headers={"Authorization": f"Token {tokens[i]}"}).status_code
+
+    with ThreadPoolExecutor(max_workers=len(users)) as pool:
+        assert list(pool.map(put, range(len(users)))) == [201] * len(users)
+    counts = [
+        p["count"] for p in StreamEvent.objects.filter(stream=stream).order_by("seq").values_list("payload", flat=True)
+    ]
+    assert counts == list(range(1, len(users) + 1))
