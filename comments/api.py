@@ -1,6 +1,7 @@
 """REST endpoints for comments: thin views over ``comments.services`` and ``comments.selectors``."""
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,9 +29,10 @@ from comments.services import (
 )
 from gateway.throttles import CommentsThrottle
 from project.idempotency import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_REUSED,
     IDEMPOTENCY_PARAMETER,
-    idempotency_key,
-    idempotency_key_reused_response,
+    idempotency_key_parse,
 )
 from realtime.models import Stream
 from realtime.selectors import stream_get
@@ -123,13 +125,37 @@ class StreamCommentsView(APIView):
 
 
 def comment_accept_response(request: Request, slug: str, *, author_id: int) -> Response:
-    """Parse a comment request, accept it for ``author_id`` and shape the 202 (or the error).
+    """Accept a comment from a DRF request for ``author_id``: the 202 (or the error) as a Response.
 
     Shared by the public endpoint and the internal API's system comments, so both validate,
     deduplicate and answer the same way.
     """
-    key = idempotency_key(request)
-    payload = CommentCreateSerializer(data=request.data)
+    status_code, body = comment_accept_answer(
+        slug=slug,
+        author_id=author_id,
+        data=request.data,
+        idempotency_header=request.headers.get(IDEMPOTENCY_HEADER),
+        absolute_uri=request.build_absolute_uri,
+    )
+    return Response(body, status=status_code)
+
+
+def comment_accept_answer(
+    *,
+    slug: str,
+    author_id: int,
+    data: Any,
+    idempotency_header: str | None,
+    absolute_uri: Callable[[str], str],
+) -> tuple[int, dict[str, Any]]:
+    """Validate a comment request, accept it and shape the answer: ``(status, JSON body)``.
+
+    The one implementation behind the DRF view and the HTTP fast lane (``gateway/fast_lane.py``),
+    so both answer alike. Bad input raises DRF's ``APIException``s (``ValidationError``,
+    ``NotFound``), which the API's exception handler turns into the JSON error shape.
+    """
+    key = idempotency_key_parse(idempotency_header)
+    payload = CommentCreateSerializer(data=data)
     payload.is_valid(raise_exception=True)
     stream = stream_or_404(slug)
     try:
@@ -143,17 +169,13 @@ def comment_accept_response(request: Request, slug: str, *, author_id: int) -> R
     except InvalidParent as exc:
         raise exceptions.ValidationError({"parent": [str(exc)]}) from None
     except IdempotencyKeyReused:
-        return idempotency_key_reused_response()
+        return status.HTTP_422_UNPROCESSABLE_ENTITY, IDEMPOTENCY_KEY_REUSED
     except StreamClosed as exc:
-        return Response({"code": "stream_closed", "detail": f"{exc}."}, status=status.HTTP_409_CONFLICT)
-    return Response(_accepted(request, comment.id, comment.status), status=status.HTTP_202_ACCEPTED)
-
-
-def _accepted(request: Request, comment_id: uuid.UUID, comment_status: str) -> dict[str, Any]:
-    return {
-        "id": str(comment_id),
-        "status": comment_status,
-        "status_url": request.build_absolute_uri(f"/api/v1/comments/{comment_id}"),
+        return status.HTTP_409_CONFLICT, {"code": "stream_closed", "detail": f"{exc}."}
+    return status.HTTP_202_ACCEPTED, {
+        "id": str(comment.id),
+        "status": comment.status,
+        "status_url": absolute_uri(f"/api/v1/comments/{comment.id}"),
     }
 
 

@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP (live taps with a token take a fast lane first), Channels for WebSockets."""
+"""ASGI entry point: Django for HTTP (comment posts and live taps take a fast lane first), Channels for WebSockets."""
 
 import os
 
@@ -16,8 +16,8 @@ django_asgi_app = ChorusASGIHandler()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
+from gateway.fast_lane import FastLane  # noqa: E402
 from project.process_tuning import freeze_startup_heap, shorten_gil_switch_interval  # noqa: E402
-from reactions.fast_taps import FastTaps  # noqa: E402
 from realtime.auth import SocketUserMiddleware  # noqa: E402
 from realtime.daphne_tuning import daphne_tune  # noqa: E402
 from realtime.nodes import node_registry_middleware  # noqa: E402
@@ -29,7 +29,7 @@ daphne_tune()
 application = node_registry_middleware(
     ProtocolTypeRouter(
         {
-            "http": FastTaps(django_asgi_app),
+            "http": FastLane(django_asgi_app),
             "websocket": browser_origin_validator(SocketUserMiddleware(URLRouter(websocket_urlpatterns))),
         }
     )

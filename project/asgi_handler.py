@@ -88,6 +88,18 @@ class RequestThreads:
         self._idle.append(executor)
 
 
+_threads: RequestThreads | None = None
+
+
+def request_threads() -> RequestThreads:
+    """The process's request threads, shared by Django's handler and the HTTP fast lane, so
+    one budget bounds the requests running (and the database connections they hold)."""
+    global _threads
+    if _threads is None:
+        _threads = RequestThreads(settings.CHORUS_HTTP_THREADS)
+    return _threads
+
+
 class ChorusASGIHandler(ASGIHandler):
     """``ASGIHandler`` with the synchronous middleware chain run on a bounded set of request threads."""
 
@@ -95,7 +107,7 @@ class ChorusASGIHandler(ASGIHandler):
         BaseHandler.__init__(self)
         # Synchronous mode: the middleware and the view run in one thread, with no hop between them.
         self.load_middleware(is_async=False)
-        self.threads = RequestThreads(settings.CHORUS_HTTP_THREADS)
+        self.threads = request_threads()
         self.queue_seconds = settings.CHORUS_HTTP_QUEUE_SECONDS
         self._refused = 0
         self._refusal_logged_at = 0.0

@@ -20,22 +20,26 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 )
 
 
+IDEMPOTENCY_KEY_REUSED = {
+    "code": "idempotency_key_reused",
+    "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
+    "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
+}
+
+
+def idempotency_key_parse(value: str | None) -> str | None:
+    """The key of a header value, or None; a malformed key is a 400 naming the header."""
+    if value is None:
+        return None
+    if not value or len(value) > 255 or not value.isprintable() or not value.isascii():
+        raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters."]})
+    return value
+
+
 def idempotency_key(request: Request) -> str | None:
     """The request's key, or None; a malformed key is a 400 naming the header."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not key or len(key) > 255 or not key.isprintable() or not key.isascii():
-        raise exceptions.ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters."]})
-    return key
+    return idempotency_key_parse(request.headers.get(IDEMPOTENCY_HEADER))
 
 
 def idempotency_key_reused_response() -> Response:
-    return Response(
-        {
-            "code": "idempotency_key_reused",
-            "detail": f"This {IDEMPOTENCY_HEADER} was already used for a different request.",
-            "fields": {IDEMPOTENCY_HEADER: ["Already used for a different request."]},
-        },
-        status=status.HTTP_422_UNPROCESSABLE_ENTITY,
-    )
+    return Response(IDEMPOTENCY_KEY_REUSED, status=status.HTTP_422_UNPROCESSABLE_ENTITY)

@@ -5,7 +5,7 @@ a successful lookup is kept in process for ``CHORUS_TOKEN_CACHE_SECONDS`` (0 tur
 token deleted or a user deactivated on another process is still honoured for at most that long
 by a process that had just seen it; in the process that made the change it ends at once. Failed
 lookups are never cached. The REST API (``CachedTokenAuthentication``, in ``REST_FRAMEWORK``) and
-the tap fast lane (``reactions/fast_taps.py``) share this one cache.
+the HTTP fast lane (``gateway/fast_lane.py``) share this one cache.
 """
 
 import copy
@@ -44,12 +44,6 @@ def token_load(key: str) -> Token | None:
             return None
         _remember(token)
     return token
-
-
-def token_user_id(key: str) -> int | None:
-    """The id of the active user of token ``key``, or None (sync: call it off the event loop)."""
-    token = token_load(key)
-    return token.user_id if token is not None else None
 
 
 class CachedTokenAuthentication(TokenAuthentication):

@@ -43,7 +43,7 @@ TapAcceptedSerializer = inline_serializer(
 
 
 class StreamReactionsView(APIView):
-    """The reference path; token-authenticated JSON taps are answered by ``reactions.fast_taps`` first."""
+    """The reference path; JSON taps with a token or a session are answered by ``gateway.fast_lane`` first."""
 
     permission_classes = [IsAuthenticated]
     throttle_classes = [ReactionsThrottle]

@@ -88,8 +88,9 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(django_db_setup: None) -> Iterator[Stack]:
-    """Two daphne nodes and one Celery worker, shared by the integration tests."""
-    nodes = [AsgiNode("node-a").start(), AsgiNode("node-b").start()]
+    """Two nodes, one on each supported server (uvicorn, the default, and daphne), and one Celery
+    worker, shared by the integration tests."""
+    nodes = [AsgiNode("node-a", server="uvicorn").start(), AsgiNode("node-b", server="daphne").start()]
     worker = CeleryWorker("worker").start()
     stack = Stack(nodes=nodes, worker=worker)
     try:
@@ -100,6 +101,16 @@ def stack(django_db_setup: None) -> Iterator[Stack]:
     finally:
         for process in [*stack.nodes, stack.worker]:
             process.stop()
+
+
+@pytest.fixture(scope="session")
+def reference_node(stack: Stack) -> Iterator[AsgiNode]:
+    """A node with the HTTP fast lane off: every request through Django and DRF, the reference."""
+    node = AsgiNode("reference-node", server="uvicorn", env={"CHORUS_FAST_LANE": "0"}).start()
+    try:
+        yield node.wait_ready()
+    finally:
+        node.stop()
 
 
 @pytest.fixture

@@ -153,7 +153,10 @@ HOT_STREAM_HOLD_SECONDS = _int("CHORUS_HOT_STREAM_HOLD_SECONDS", 30)
 HOT_STREAM_SHARDS = _int("CHORUS_HOT_STREAM_SHARDS", 8)
 # Interval of the coalesced reaction-count frames of a hot stream, in milliseconds.
 REACTION_COALESCE_MS = _int("CHORUS_REACTION_COALESCE_MS", 250)
-# Seconds the HTTP tap fast lane (reactions/fast_taps.py) caches slug -> stream: a deleted stream
+# The HTTP fast lane (gateway/fast_lane.py) answers comment posts and taps on the event loop;
+# 0 sends every request through Django and DRF (the reference path, slower).
+FAST_LANE = _bool("CHORUS_FAST_LANE", True)
+# Seconds the HTTP fast lane (gateway/fast_lane.py) caches slug -> stream for taps: a deleted stream
 # is still honoured for at most this long.
 FAST_TAP_CACHE_SECONDS = float(os.environ.get("CHORUS_FAST_TAP_CACHE_SECONDS", "5"))
 # Name of this region/replica in comment edit version vectors (must differ between regions).

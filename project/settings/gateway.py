@@ -8,6 +8,7 @@ from project.settings.environment import (
     BREAKER_FAIL_MAX,
     BREAKER_RESET_SECONDS,
     COMMENT_PAGE_CACHE_SECONDS,
+    FAST_LANE,
     GATEWAY_REDIS_URL,
     INTERNAL_API_TOKEN,
     RATE_LIMITS_JSON,
@@ -68,3 +69,4 @@ CACHES = {
     },
 }
 RATELIMIT_USE_CACHE = "ratelimit"
+CHORUS_FAST_LANE = FAST_LANE

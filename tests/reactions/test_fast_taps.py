@@ -1,4 +1,4 @@
-"""The HTTP fast lane for live taps (``reactions/fast_taps.py``) answers exactly as the DRF view does."""
+"""The HTTP fast lane for live taps (``gateway/fast_lane.py``) answers exactly as the DRF view does."""
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,7 +26,8 @@ def _session_cookies(user) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def _via_django(response: httpx.Response) -> bool:
-    # DRF's APIView adds ``Allow``; the fast lane answers without it.
+    # DRF's APIView adds ``Allow``; the fast lane answers without it. The reference node has the
+    # lane switched off, so it answers every request through Django and DRF.
     return "allow" in response.headers
 
 
@@ -35,10 +36,10 @@ def _shape(response: httpx.Response) -> tuple[int, object, object]:
     return response.status_code, body.get("code", body.get("kind")), sorted(body.get("fields", {}))
 
 
-def test_every_status_code_matches_the_drf_view(live, api_user, stream, http):
-    """202, 400 (each bad body), 401, 404 and 415: the token lane and Django give the same answers."""
-    url = _url(live.nodes[0], stream.slug)
-    token = {**api_user.headers}
+def test_every_status_code_matches_the_drf_view(live, reference_node, api_user, stream, http):
+    """202, 400 (each bad body), 401, 404 and 415, with a token and with a session: the lane and
+    Django give the same answers."""
+    lane, reference = _url(live.nodes[0], stream.slug), _url(reference_node, stream.slug)
     session = httpx.Client(timeout=15, cookies=_session_cookies(api_user.user), headers={"X-CSRFToken": CSRF})
     json_type = {"Content-Type": "application/json"}
     bodies = [
@@ -51,44 +52,47 @@ def test_every_status_code_matches_the_drf_view(live, api_user, stream, http):
         b"[1, 2]",
         b'"heart"',
     ]
-    for body in bodies:
-        fast = http.post(url, content=body, headers={**token, **json_type})
-        slow = session.post(url, content=body, headers=json_type)
-        assert not _via_django(fast) and _via_django(slow), body
-        assert _shape(fast) == _shape(slow), (body, fast.text, slow.text)
-        assert fast.status_code in (202, 400)
-    missing = _url(live.nodes[1], "no-such-stream")
-    fast = http.post(missing, json={"kind": "heart"}, headers=token)
-    slow = session.post(missing, json={"kind": "heart"})
-    assert not _via_django(fast) and _shape(fast) == _shape(slow) == (404, "not_found", [])
-    # 401: a wrong token on the fast lane, and the same token through Django (other media type)
+    for client, headers in ((http, {**api_user.headers, **json_type}), (session, json_type)):
+        for body in bodies:
+            fast = client.post(lane, content=body, headers=headers)
+            slow = client.post(reference, content=body, headers=headers)
+            assert not _via_django(fast) and _via_django(slow), body
+            assert _shape(fast) == _shape(slow), (body, fast.text, slow.text)
+            assert fast.status_code in (202, 400)
+    missing = [
+        http.post(_url(node, "no-such-stream"), json={"kind": "heart"}, headers=api_user.headers)
+        for node in (live.nodes[1], reference_node)
+    ]
+    assert not _via_django(missing[0]) and _shape(missing[0]) == _shape(missing[1]) == (404, "not_found", [])
     bad = {"Authorization": "Token nope"}
-    fast = http.post(url, json={"kind": "heart"}, headers=bad)
-    slow = http.post(url, content=b"kind=heart", headers={**bad, "Content-Type": "application/x-www-form-urlencoded"})
+    fast = http.post(lane, json={"kind": "heart"}, headers=bad)
+    slow = http.post(reference, json={"kind": "heart"}, headers=bad)
     assert not _via_django(fast) and _via_django(slow)
     assert _shape(fast) == _shape(slow) == (401, "authentication_failed", [])
     assert fast.headers["WWW-Authenticate"] == slow.headers["WWW-Authenticate"] == "Token"
     # 415: not JSON is never taken by the fast lane
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    assert http.post(url, content=b"kind=heart", headers={**token, **form}).status_code == 415
-    assert session.post(url, content=b"kind=heart", headers=form).status_code == 415
+    assert http.post(lane, content=b"kind=heart", headers={**api_user.headers, **form}).status_code == 415
+    assert session.post(lane, content=b"kind=heart", headers=form).status_code == 415
     # over 1 KiB: refused before parsing, never a 500
-    big = http.post(url, content=b'{"kind": "heart", "pad": "' + b"x" * 2000 + b'"}', headers={**token, **json_type})
+    big = http.post(
+        lane, content=b'{"kind": "heart", "pad": "' + b"x" * 2000 + b'"}', headers={**api_user.headers, **json_type}
+    )
     assert big.status_code == 413 and big.json()["code"] == "too_large"
     session.close()
-    assert counts_of(counter_state_read(stream_id=stream.id)) == {"heart": 2}
+    assert counts_of(counter_state_read(stream_id=stream.id)) == {"heart": 4}
 
 
-def test_rate_limits_answer_429_with_retry_after_on_both_paths(live, stream, http):
+def test_rate_limits_answer_429_with_retry_after_on_both_paths(live, reference_node, stream, http):
     """Over the per-user tap limit both paths say 429 ``rate_limited`` with Retry-After; the headers match."""
-    url = _url(live.nodes[0], stream.slug)
     fast_user, slow_user = UserFactory(), UserFactory()
     token = {"Authorization": f"Token {Token.objects.create(user=fast_user).key}"}
     session = httpx.Client(timeout=15, cookies=_session_cookies(slow_user), headers={"X-CSRFToken": CSRF})
     taps = settings.CHORUS_REACTION_TAPS_PER_SECOND + 25
-    fast = [http.post(url, json={"kind": "fire"}, headers=token) for _ in range(taps)]
-    slow = [session.post(url, json={"kind": "fire"}) for _ in range(taps)]
+    fast = [session.post(_url(live.nodes[0], stream.slug), json={"kind": "fire"}) for _ in range(taps)]
+    slow = [http.post(_url(reference_node, stream.slug), json={"kind": "fire"}, headers=token) for _ in range(taps)]
     session.close()
+    assert not _via_django(fast[0]) and _via_django(slow[0])
     for responses in (fast, slow):
         limited = [r for r in responses if r.status_code == 429]
         assert limited and {r.status_code for r in responses} == {202, 429}
@@ -120,17 +124,18 @@ def test_many_concurrent_taps_on_both_nodes_are_counted_exactly(live, stream, ht
     assert counts_of(counter_state_read(stream_id=stream.id)) == {"clap": accepted}
 
 
-def test_session_requests_go_through_django_and_need_csrf(live, api_user, stream):
-    """A session cookie without the CSRF header is refused by Django (403), even with a token header."""
+def test_session_requests_need_csrf_on_the_lane_too(live, api_user, stream):
+    """A session cookie without the CSRF header is refused (403, CSRF), unless a token authenticates
+    the request (DRF tries the token first, and a token needs no CSRF)."""
     url = _url(live.nodes[0], stream.slug)
     cookies = _session_cookies(api_user.user)
     with httpx.Client(timeout=15, cookies=cookies) as client:
         refused = client.post(url, json={"kind": "heart"})
-        assert refused.status_code == 403 and "CSRF" in refused.json()["detail"] and _via_django(refused)
+        assert refused.status_code == 403 and "CSRF" in refused.json()["detail"] and not _via_django(refused)
         with_token = client.post(url, json={"kind": "heart"}, headers=api_user.headers)
-        assert _via_django(with_token) and with_token.status_code == 202
+        assert not _via_django(with_token) and with_token.status_code == 202
         accepted = client.post(url, json={"kind": "heart"}, headers={"X-CSRFToken": CSRF})
-        assert accepted.status_code == 202 and _via_django(accepted)
+        assert accepted.status_code == 202 and not _via_django(accepted)
     assert counts_of(counter_state_read(stream_id=stream.id)) == {"heart": 2}
 
 
@@ -161,20 +166,20 @@ def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_u
 
 
 def test_redis_down_is_503_on_both_paths(live, api_user, stream, http):
-    """With the node's Redis killed, the token lane and Django both answer 503 service_unavailable."""
+    """With the nodes' Redis killed, the lane and Django both answer 503 service_unavailable."""
     store = RedisServer("fast-taps-redis").start().wait_ready()
-    node = AsgiNode("fast-taps-node", env={"REDIS_URL": store.url}).start()
+    lane = AsgiNode("fast-taps-node", env={"REDIS_URL": store.url}).start()
+    reference = AsgiNode("fast-taps-reference", env={"REDIS_URL": store.url, "CHORUS_FAST_LANE": "0"}).start()
     try:
-        node.wait_ready()
-        url = _url(node, stream.slug)
-        assert http.post(url, json={"kind": "laugh"}, headers=api_user.headers).status_code == 202
+        lane.wait_ready()
+        reference.wait_ready()
+        assert http.post(_url(lane, stream.slug), json={"kind": "laugh"}, headers=api_user.headers).status_code == 202
         store.kill()
-        cookies = _session_cookies(api_user.user)
-        with httpx.Client(timeout=15, cookies=cookies, headers={"X-CSRFToken": CSRF}) as session:
-            slow = session.post(url, json={"kind": "laugh"})
-        fast = http.post(url, json={"kind": "laugh"}, headers=api_user.headers)
+        fast = http.post(_url(lane, stream.slug), json={"kind": "laugh"}, headers=api_user.headers)
+        slow = http.post(_url(reference, stream.slug), json={"kind": "laugh"}, headers=api_user.headers)
         assert not _via_django(fast) and _via_django(slow)
         assert _shape(fast) == _shape(slow) == (503, "service_unavailable", []), (fast.text, slow.text)
     finally:
-        node.stop()
+        lane.stop()
+        reference.stop()
         store.stop()

@@ -1,0 +1,392 @@
+"""A pure-ASGI fast lane in front of Django for the two hot writes: comment posts and live taps.
+
+Through Django a write pays the synchronous middleware chain and DRF, a hop to a request thread,
+and per-request session and token queries; at live-event rates that shared cost, not the write
+itself, is what a node spends its CPU on (``docs/BENCHMARKS.md``). This handler sits in front of
+Django (``project/asgi.py``) and answers, on the event loop, the requests it can:
+
+- ``POST`` to a route below, with ``Content-Type: application/json`` and a ``Host`` Django accepts;
+- from a client it can authenticate without Django: ``Authorization: Token <key>`` (DRF tries the
+  token first too), or a session cookie plus the CSRF token a browser sends, checked by Django's
+  own ``CsrfViewMiddleware`` code on a request built from the ASGI scope.
+
+Everything else (anonymous requests, other methods and media types, unknown sessions) goes to
+Django unchanged, so the DRF views stay the reference. Both paths share the code that decides an
+answer: the serializers, the domain services, ``comments.api.comment_accept_answer``, the gateway's
+shedding and token buckets, and the API's exception handler for every error body; the tests
+compare the two paths answer by answer (``tests/gateway/test_fast_lane.py``,
+``tests/reactions/test_fast_taps.py``).
+
+Credentials are cached per process for ``CHORUS_TOKEN_CACHE_SECONDS`` (``project/token_auth.py``,
+``project/session_auth.py``): a deleted token, a logout elsewhere, a password change or a
+deactivation is honoured within that bound; misses are looked up off the loop. Slug -> stream id
+(taps only) is cached for ``CHORUS_FAST_TAP_CACHE_SECONDS``.
+"""
+
+import contextlib
+import io
+import json
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pybreaker
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
+from django.db import DatabaseError
+from django.http import HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from redis.exceptions import RedisError
+from rest_framework import exceptions
+from rest_framework.authentication import CSRFCheck
+
+from comments.api import comment_accept_answer
+from gateway import keys
+from gateway.breakers import breaker_retry_after, database_breaker
+from gateway.headers import rate_limit_header_pairs
+from gateway.overload import latency_record, load_shed_check
+from gateway.services import RateLimiterUnavailable, rate_limit_check_async
+from gateway.throttles import LimiterUnavailable, Overloaded
+from project.api_errors import ServiceUnavailable, api_exception_handler
+from project.asgi_handler import request_threads
+from project.middleware import pool_exhausted
+from project.session_auth import session_user_cached, session_user_id
+from project.token_auth import CachedTokenAuthentication, token_cached
+from project.ttl_cache import TtlCache
+from reactions.api import TapSerializer
+from reactions.api import Throttled as TapThrottled
+from reactions.services.taps import TapLimited, reaction_tap_async
+from realtime.selectors import stream_get
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[..., Awaitable[None]]], Any]
+Headers = list[tuple[str, str]]
+
+
+class Answer(Exception):
+    """A finished response: status, JSON body and extra headers."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: Headers | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or []
+
+
+def _answer_of(exc: exceptions.APIException) -> Answer:
+    """The answer DRF gives for ``exc``: the API's exception handler, word for word."""
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        exc.auth_header = "Token"  # what APIView sets: the first authentication class's keyword
+    response = api_exception_handler(exc, {})
+    assert response is not None
+    headers = [(name, value) for name, value in response.items() if name.lower() in ("retry-after", "www-authenticate")]
+    return Answer(response.status_code, response.data, headers)
+
+
+@dataclass
+class Caller:
+    """Who sent the request, and what the lane still needs to check about it."""
+
+    user_id: int
+    request: ASGIRequest  # built from the scope, without the body: Host, scheme, CSRF, absolute URIs
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: re.Pattern[str]
+    service: str  # the gateway bucket one request spends
+    priority: str  # load-shedding priority
+    max_body: int  # bytes; larger bodies are refused with 413 before they are read
+    handler: Callable[[Caller, dict[str, str], bytes], Awaitable[Answer]]
+
+
+# --- the routes ----------------------------------------------------------------------------------
+
+
+def _parse(body: bytes) -> Any:
+    """The body as DRF's ``JSONParser`` reads it, with the same error."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+
+
+def _comment_answer(caller: Caller, path: dict[str, str], data: Any) -> Answer:
+    status, body = comment_accept_answer(
+        slug=path["slug"],
+        author_id=caller.user_id,
+        data=data,
+        idempotency_header=caller.request.headers.get("Idempotency-Key"),
+        absolute_uri=caller.request.build_absolute_uri,
+    )
+    return Answer(status, body)
+
+
+async def _comment(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
+    data = _parse(body)
+    # Validation, the stream lookup and the INSERT need the (synchronous) ORM: one hop to one of
+    # the node's request threads, the same budget Django's requests share.
+    threads = request_threads()
+    executor = await threads.acquire(settings.CHORUS_HTTP_QUEUE_SECONDS)
+    if executor is None:
+        raise _answer_of(Overloaded(settings.CHORUS_RETRY_AFTER_SECONDS))
+    try:
+        run = database_sync_to_async(_comment_answer, thread_sensitive=False, executor=executor)
+        return await run(caller, path, data)
+    finally:
+        threads.release(executor)
+
+
+_streams: TtlCache[int] = TtlCache(settings.CHORUS_FAST_TAP_CACHE_SECONDS)
+
+
+def _stream_id(slug: str) -> int | None:
+    stream = stream_get(slug=slug)
+    return stream.id if stream is not None else None
+
+
+_stream_lookup = database_sync_to_async(_stream_id)
+
+
+async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
+    payload = TapSerializer(data=_parse(body))
+    payload.is_valid(raise_exception=True)
+    slug = path["slug"]
+    stream_id = _streams.get(slug)
+    if stream_id is None:
+        stream_id = await _stream_lookup(slug)
+        if stream_id is None:
+            raise exceptions.NotFound(f"No stream '{slug}'.")
+        _streams.put(slug, stream_id)
+    kind = payload.validated_data["kind"]
+    try:
+        result = await reaction_tap_async(stream_id=stream_id, user_id=caller.user_id, kind=kind)
+    except TapLimited as exc:
+        raise TapThrottled(wait=max(1, math.ceil(exc.retry_after))) from None
+    except RedisError:
+        raise ServiceUnavailable("Reactions are unavailable right now; try again shortly.") from None
+    return Answer(202, {"kind": kind, "hot": result.hot})
+
+
+ROUTES = (
+    Route(
+        re.compile(r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/comments/?$"),
+        service="comments",
+        priority="normal",
+        max_body=16 * 1024,
+        handler=_comment,
+    ),
+    Route(
+        re.compile(r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/reactions/?$"),
+        service="reactions",
+        priority="low",
+        max_body=1024,
+        handler=_tap,
+    ),
+)
+
+
+# --- credentials ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str | None = None
+    session: str | None = None
+
+
+def _credentials(scope: dict[str, Any]) -> Credentials | None:
+    """What the request authenticates with, if the lane can take it; None hands it to Django."""
+    token = session = None
+    json_body = False
+    cookie_name = settings.SESSION_COOKIE_NAME.encode()
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            parts = value.split()
+            if len(parts) != 2 or parts[0].lower() != b"token":
+                return None
+            token = parts[1].decode("latin-1")
+        elif name == b"content-type":
+            json_body = value.split(b";")[0].strip().lower() == b"application/json"
+        elif name == b"cookie" and cookie_name in value:
+            session = _cookie(value.decode("latin-1"), settings.SESSION_COOKIE_NAME)
+    if not json_body or (token is None and not session):
+        return None
+    return Credentials(token=token) if token is not None else Credentials(session=session)
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value or None
+    return None
+
+
+def _token_user_id(key: str) -> int:
+    """DRF's token authentication (cached), with its exact 401s for a bad token or inactive user."""
+    user, _token = CachedTokenAuthentication().authenticate_credentials(key)
+    return int(user.pk)
+
+
+_token_lookup = database_sync_to_async(_token_user_id)
+_session_lookup = database_sync_to_async(session_user_id)
+
+
+async def _user_id(credentials: Credentials) -> int | None:
+    """The caller's user id; None for a session that is not (or no longer) signed in."""
+    if credentials.token is not None:
+        token = token_cached(credentials.token)
+        return token.user_id if token is not None else await _token_lookup(credentials.token)
+    assert credentials.session is not None
+    cached = session_user_cached(credentials.session)
+    return cached if cached is not None else await _session_lookup(credentials.session)
+
+
+def _csrf_refusal(request: ASGIRequest) -> Answer | None:
+    """DRF's ``SessionAuthentication.enforce_csrf``, on the same Django code."""
+    check = CSRFCheck(lambda _request: HttpResponse())
+    check.process_request(request)
+    reason = check.process_view(request, None, (), {})
+    return _answer_of(exceptions.PermissionDenied(f"CSRF Failed: {reason}")) if reason else None
+
+
+# --- the handler ---------------------------------------------------------------------------------
+
+
+def _security_headers(request: ASGIRequest) -> Headers:
+    """The headers Django's security and clickjacking middleware would add to this answer."""
+    response = HttpResponse()
+    SecurityMiddleware(lambda _request: response).process_response(request, response)
+    XFrameOptionsMiddleware(lambda _request: response).process_response(request, response)
+    return [(name, value) for name, value in response.items() if name.lower() != "content-type"]
+
+
+async def _body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int, declared: int | None) -> bytes:
+    too_large = Answer(413, {"code": "too_large", "detail": f"The request body is over {limit} bytes."})
+    if declared is not None and declared > limit:
+        raise too_large
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(
+    route: Route, match: re.Match[str], credentials: Credentials, request: ASGIRequest, receive: Any
+) -> Answer:
+    if database_breaker.current_state == pybreaker.STATE_OPEN:
+        raise Answer(*_unavailable("database", breaker_retry_after(database_breaker)))
+    try:
+        user_id = await _user_id(credentials)
+    except exceptions.APIException as exc:
+        raise _answer_of(exc) from None
+    if user_id is None:
+        raise _HandToDjango  # a session not signed in: Django answers as for any anonymous request
+    if credentials.token is None and (refusal := _csrf_refusal(request)) is not None:
+        raise refusal
+    if (shed := load_shed_check(priority=route.priority)) is not None:
+        raise _answer_of(Overloaded(shed))
+    try:
+        decision = await rate_limit_check_async(subject=keys.user_subject(user_id), service=route.service)
+    except RateLimiterUnavailable as exc:
+        raise _answer_of(LimiterUnavailable(exc.retry_after)) from None
+    limit_headers = rate_limit_header_pairs(decision)
+    try:
+        if not decision.allowed:
+            raise _answer_of(exceptions.Throttled(wait=max(1, math.ceil(decision.retry_after))))
+        body = await _body(receive, route.max_body, _content_length(request))
+        try:
+            answer = await route.handler(Caller(user_id=user_id, request=request), match.groupdict(), body)
+        except exceptions.APIException as exc:
+            raise _answer_of(exc) from None
+    except Answer as refused:
+        refused.headers += limit_headers
+        raise
+    answer.headers += limit_headers
+    return answer
+
+
+class _HandToDjango(Exception):
+    """The lane cannot answer this request after all (nothing of it was read)."""
+
+
+def _unavailable(what: str, retry_after: int) -> tuple[int, dict[str, Any], Headers]:
+    detail = f"The {what} is unavailable, try again later."
+    return 503, {"code": "service_unavailable", "detail": detail}, [("Retry-After", str(retry_after))]
+
+
+def _content_length(request: ASGIRequest) -> int | None:
+    try:
+        return int(request.META["CONTENT_LENGTH"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _record_database_failure(exc: DatabaseError) -> None:
+    def reraise() -> None:
+        raise exc
+
+    with contextlib.suppress(DatabaseError, pybreaker.CircuitBreakerError):
+        database_breaker.call(reraise)
+
+
+async def _respond(send: Callable[..., Awaitable[None]], answer: Answer, extra: Headers) -> None:
+    body = json.dumps(answer.body, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(name.lower().encode(), value.encode("latin-1")) for name, value in [*answer.headers, *extra]]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class FastLane:
+    """ASGI app: answers the hot writes it can take itself, hands every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if not settings.CHORUS_FAST_LANE or scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        for route in ROUTES:
+            if (match := route.pattern.match(scope["path"])) is not None:
+                break
+        else:
+            return await self.app(scope, receive, send)
+        credentials = _credentials(scope)
+        if credentials is None:
+            return await self.app(scope, receive, send)
+        request = ASGIRequest(scope, io.BytesIO())
+        try:
+            request.get_host()  # a Host Django would refuse: let Django refuse it
+        except DisallowedHost:
+            return await self.app(scope, receive, send)
+        started = time.monotonic()
+        try:
+            answer = await _answer(route, match, credentials, request, receive)
+        except _HandToDjango:
+            return await self.app(scope, receive, send)
+        except Answer as refused:
+            answer = refused
+        except ConnectionAbortedError:
+            return None
+        except DatabaseError as exc:
+            if pool_exhausted(exc):  # this node is busy, the database is fine
+                answer = _answer_of(Overloaded(settings.CHORUS_RETRY_AFTER_SECONDS))
+            else:
+                _record_database_failure(exc)
+                answer = Answer(*_unavailable("database", breaker_retry_after(database_breaker)))
+        await _respond(send, answer, _security_headers(request))
+        latency_record(milliseconds=(time.monotonic() - started) * 1000)
+        return None
