@@ -79,9 +79,18 @@ def request_scope_exit(token: object) -> None:
     if scope is None or not scope.wrote:
         return
     user_id = _known_user_id(scope.request)
-    if user_id is None:
+    if user_id is not None:
+        user_wrote(user_id=user_id)
+
+
+def user_wrote(*, user_id: int) -> None:
+    """Pin the user's reads to the primary for ``CHORUS_READ_YOUR_WRITES_SECONDS`` (on every node).
+
+    Called after a request that wrote; a no-op without a replica. If Redis is down the user may
+    briefly read a lagging replica; the breaker logs the outage.
+    """
+    if REPLICA not in connections.settings:
         return
-    # If Redis is down the user may briefly read a lagging replica; the breaker logs the outage.
     with contextlib.suppress(redis.RedisError, pybreaker.CircuitBreakerError):
         cache_breaker.call(
             _redis().set, write_marker_key(user_id), 1, ex=max(1, settings.CHORUS_READ_YOUR_WRITES_SECONDS)

@@ -49,6 +49,7 @@ from rest_framework.authentication import CSRFCheck
 from comments.api import comment_accept_answer
 from gateway import keys
 from gateway.breakers import breaker_retry_after, database_breaker
+from gateway.db_router import user_wrote
 from gateway.headers import rate_limit_header_pairs
 from gateway.overload import latency_record, load_shed_check
 from gateway.services import RateLimiterUnavailable, rate_limit_check_async
@@ -92,6 +93,12 @@ class Caller:
 
     user_id: int
     request: ASGIRequest  # built from the scope, without the body: Host, scheme, CSRF, absolute URIs
+    timing: "Timing"
+
+
+@dataclass
+class Timing:
+    queued: float = 0.0  # seconds spent waiting for a request thread: the node's queue, not its latency
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,8 @@ def _comment_answer(caller: Caller, path: dict[str, str], data: Any) -> Answer:
         idempotency_header=caller.request.headers.get("Idempotency-Key"),
         absolute_uri=caller.request.build_absolute_uri,
     )
+    if status < 300:
+        user_wrote(user_id=caller.user_id)  # read-your-writes, as after any request that wrote
     return Answer(status, body)
 
 
@@ -130,7 +139,9 @@ async def _comment(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
     # Validation, the stream lookup and the INSERT need the (synchronous) ORM: one hop to one of
     # the node's request threads, the same budget Django's requests share.
     threads = request_threads()
+    waiting = time.monotonic()
     executor = await threads.acquire(settings.CHORUS_HTTP_QUEUE_SECONDS)
+    caller.timing.queued = time.monotonic() - waiting
     if executor is None:
         raise _answer_of(Overloaded(settings.CHORUS_RETRY_AFTER_SECONDS))
     try:
@@ -284,7 +295,7 @@ async def _body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int, de
 
 
 async def _answer(
-    route: Route, match: re.Match[str], credentials: Credentials, request: ASGIRequest, receive: Any
+    route: Route, match: re.Match[str], credentials: Credentials, request: ASGIRequest, receive: Any, timing: Timing
 ) -> Answer:
     if database_breaker.current_state == pybreaker.STATE_OPEN:
         raise Answer(*_unavailable("database", breaker_retry_after(database_breaker)))
@@ -308,7 +319,8 @@ async def _answer(
             raise _answer_of(exceptions.Throttled(wait=max(1, math.ceil(decision.retry_after))))
         body = await _body(receive, route.max_body, _content_length(request))
         try:
-            answer = await route.handler(Caller(user_id=user_id, request=request), match.groupdict(), body)
+            caller = Caller(user_id=user_id, request=request, timing=timing)
+            answer = await route.handler(caller, match.groupdict(), body)
         except exceptions.APIException as exc:
             raise _answer_of(exc) from None
     except Answer as refused:
@@ -372,9 +384,9 @@ class FastLane:
             request.get_host()  # a Host Django would refuse: let Django refuse it
         except DisallowedHost:
             return await self.app(scope, receive, send)
-        started = time.monotonic()
+        started, timing = time.monotonic(), Timing()
         try:
-            answer = await _answer(route, match, credentials, request, receive)
+            answer = await _answer(route, match, credentials, request, receive, timing)
         except _HandToDjango:
             return await self.app(scope, receive, send)
         except Answer as refused:
@@ -388,5 +400,7 @@ class FastLane:
                 _record_database_failure(exc)
                 answer = Answer(*_unavailable("database", breaker_retry_after(database_breaker)))
         await _respond(send, answer, _security_headers(request))
-        latency_record(milliseconds=(time.monotonic() - started) * 1000)
+        # Like Django's requests, latency counts from when a request thread took the request: the
+        # node's own queue under a burst is not a reason to shed.
+        latency_record(milliseconds=(time.monotonic() - started - timing.queued) * 1000)
         return None

@@ -39,7 +39,8 @@ def test_two_nodes_hammered_together_admit_at_most_capacity_plus_rate_times_time
     bound = CAPACITY + RATE * elapsed
     assert admitted <= bound * 1.01, (admitted, bound)
     # and the bucket really refilled at its rate rather than refusing everything after the burst
-    assert admitted >= CAPACITY + RATE * (elapsed - 0.5), (admitted, bound)
+    # (over the time requests were being sent: answers still arriving after it refill nothing)
+    assert admitted >= CAPACITY + RATE * (duration - 0.5), (admitted, bound)
 
 
 def test_responses_carry_ratelimit_headers_and_refusals_are_json_429(
