@@ -106,7 +106,9 @@ def stack(django_db_setup: None) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def reference_node(stack: Stack) -> Iterator[AsgiNode]:
     """A node with the HTTP fast lane off: every request through Django and DRF, the reference."""
-    node = AsgiNode("reference-node", server="uvicorn", env={"CHORUS_FAST_LANE": "0"}).start()
+    # Its own pool: discovery must never hand a client of the shared stack to it.
+    env = {"CHORUS_FAST_LANE": "0", "CHORUS_NODE_POOL": "reference"}
+    node = AsgiNode("reference-node", server="uvicorn", env=env).start()
     try:
         yield node.wait_ready()
     finally:
