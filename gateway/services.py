@@ -26,7 +26,7 @@ from gateway.token_bucket import TIERS, BucketResult, TokenBucket
 
 logger = logging.getLogger(__name__)
 
-SERVICES = ("comments", "reactions", "writes", "ws_messages", "internal")
+SERVICES = ("comments", "reactions", "writes", "reads", "ws_messages", "internal")
 
 
 class RateLimiterUnavailable(Exception):

@@ -2,8 +2,10 @@
 
 Every view that writes is limited unless it says otherwise: ``GatewayThrottle`` is in
 ``REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]`` and spends, for each unsafe request, a token of the
-view's ``rate_limit_service`` (``writes`` unless the view names another, e.g. ``comments``). A view
-opts out only by naming its own ``throttle_classes`` (the internal API has its own bucket).
+view's ``rate_limit_service`` (``writes`` unless the view names another, e.g. ``comments``), and
+for each anonymous read a token of its address's ``reads`` bucket (a crawler must not be able to
+walk the database, or fill the page cache, at will). A view opts out only by naming its own
+``throttle_classes`` (the internal API has its own bucket).
 
 A refusal raises DRF's ``Throttled`` (429, ``Retry-After``, the JSON error body); the decision is
 kept on the request so ``gateway.middleware`` adds the ``RateLimit-*`` headers to every answer.
@@ -55,15 +57,19 @@ DEFAULT_SERVICE = "writes"
 
 class GatewayThrottle(BaseThrottle):
     """For unsafe methods: load shedding by the view's ``rate_limit_priority`` (``normal``), then a
-    token of the view's ``rate_limit_service`` (``writes``) from the request subject's bucket."""
+    token of the view's ``rate_limit_service`` (``writes``) from the request subject's bucket.
+    For safe methods: a ``reads`` token of the client address when anonymous (never shed)."""
 
     def allow_request(self, request: Request, view: "APIView") -> bool:
         if request.method not in UNSAFE_METHODS:
-            return True
-        shed = load_shed_check(priority=getattr(view, "rate_limit_priority", "normal"))
-        if shed is not None:
-            raise Overloaded(shed)
-        service = getattr(view, "rate_limit_service", DEFAULT_SERVICE)
+            if request.user and request.user.is_authenticated:
+                return True
+            service = "reads"
+        else:
+            shed = load_shed_check(priority=getattr(view, "rate_limit_priority", "normal"))
+            if shed is not None:
+                raise Overloaded(shed)
+            service = getattr(view, "rate_limit_service", DEFAULT_SERVICE)
         try:
             decision = rate_limit_check(subject=request_subject(request), service=service)
         except RateLimiterUnavailable as exc:

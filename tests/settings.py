@@ -23,7 +23,8 @@ os.environ.setdefault("CHORUS_PUBLISH_REDRIVE_SECONDS", "3")
 # second from one user. Gateway tests start their own nodes with small, known limits.
 os.environ.setdefault(
     "CHORUS_RATE_LIMITS",
-    '{"regular": {"comments": [1e6, 1e6], "reactions": [1e6, 1e6], "writes": [1e6, 1e6], "ws_messages": [1e6, 1e6]}}',
+    '{"regular": {"comments": [1e6, 1e6], "reactions": [1e6, 1e6], "writes": [1e6, 1e6], "reads": [1e6, 1e6],'
+    ' "ws_messages": [1e6, 1e6]}}',
 )
 os.environ.setdefault("CHORUS_TIER_HOT_ABOVE", "1000000000")
 

@@ -129,9 +129,13 @@ SHED_LATENCY_MS = _int("CHORUS_SHED_LATENCY_MS", 2000)
 # Celery queues whose length (in the Redis broker) counts as queue depth for shedding
 # (default: Celery's default queue).
 SHED_QUEUES = _list("CHORUS_SHED_QUEUES", [])
-# Seconds a cached page of recent comments lives in Redis (it is keyed by the stream's head, so a
-# new event makes a new key at once; the TTL only bounds memory).
+# Redis of the comments page cache and stream counters (defaults to REDIS_URL). Point it at a Redis
+# of its own with maxmemory and an eviction policy (allkeys-lru): everything there can be recomputed.
+CACHE_REDIS_URL = os.environ.get("CHORUS_CACHE_REDIS_URL", REDIS_URL)
+# Seconds a cached comments page lives (it is served only for the stream head it was read at, so a
+# new event makes it a miss at once; the TTL only bounds memory), and the largest page cached.
 COMMENT_PAGE_CACHE_SECONDS = _int("CHORUS_COMMENT_PAGE_CACHE_SECONDS", 60)
+COMMENT_PAGE_CACHE_MAX_BYTES = _int("CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES", 128 * 1024)
 # A streaming replica for reads (optional). Reads of a user who wrote in the last
 # READ_YOUR_WRITES_SECONDS go to the primary, so nobody misses their own write.
 DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
