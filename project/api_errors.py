@@ -4,6 +4,7 @@
 to its messages, so a client can always tell what was wrong.
 """
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -46,6 +47,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 OVERLOADED = {"code": "overloaded", "detail": "The service is overloaded, try again shortly."}
+
+
+def too_large_body(limit: int) -> bytes:
+    """The JSON body of a 413: the request body is over ``limit`` bytes (nothing was read past it)."""
+    return json.dumps({"code": "too_large", "detail": f"The request body is over {limit} bytes."}).encode()
 
 
 def overloaded_response() -> JsonResponse:

@@ -33,6 +33,7 @@ from gateway import keys
 from gateway.headers import rate_limit_header_pairs
 from gateway.overload import latency_record, load_shed_check
 from gateway.services import RateLimiterUnavailable, rate_limit_check_async
+from project.asgi_handler import content_length
 from project.token_auth import token_cached, token_user_id
 from project.ttl_cache import TtlCache
 from reactions.services.taps import TapLimited, UnknownKind, reaction_kind_check, reaction_tap_async
@@ -102,19 +103,9 @@ def _token_key(scope: dict[str, Any]) -> str | None:
     return key if json_body else None
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
 async def _body(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
     too_large = _error(413, "too_large", f"The request body is over {MAX_BODY} bytes.")
-    if (_content_length(scope) or 0) > MAX_BODY:
+    if (content_length(scope) or 0) > MAX_BODY:
         raise too_large
     chunks, size = [], 0
     while True:

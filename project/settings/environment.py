@@ -69,6 +69,9 @@ SAGA_STALL_SECONDS = _int("CHORUS_SAGA_STALL_SECONDS", 180)
 # waits longer than HTTP_QUEUE_SECONDS is answered 503 with Retry-After.
 HTTP_THREADS = _int("CHORUS_HTTP_THREADS", 4)
 HTTP_QUEUE_SECONDS = float(os.environ.get("CHORUS_HTTP_QUEUE_SECONDS", "10"))
+# Largest request body a node takes, in bytes: a longer Content-Length, or a chunked body that grows
+# past it, is answered 413 before the body is read (project/asgi_handler.py, project/server_limits.py).
+MAX_REQUEST_BYTES = _int("CHORUS_MAX_REQUEST_BYTES", 256 * 1024)
 # Seconds each process caches a token -> user lookup (project/token_auth.py; REST API and tap fast
 # lane): a deleted token or deactivated user is still honoured for at most this long (0: no cache).
 TOKEN_CACHE_SECONDS = float(os.environ.get("CHORUS_TOKEN_CACHE_SECONDS", "5"))
