@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/secret_key.sh
 python scripts/ensure_database.py
 python manage.py migrate --noinput
 python manage.py collectstatic --noinput -v0

@@ -7,6 +7,8 @@ from here and never touch ``os.environ`` themselves.
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -29,8 +31,27 @@ def _list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _file_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 DEBUG = _bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "chorus-insecure-development-key-change-me")
+# The key that signs sessions, CSRF tokens and password resets: DJANGO_SECRET_KEY, else the file
+# CHORUS_SECRET_KEY_FILE (default .secret-key in the checkout, which `make run` writes once with a
+# random key). With neither, only DEBUG starts, with a fixed key anyone could forge with.
+SECRET_KEY_FILE = Path(os.environ.get("CHORUS_SECRET_KEY_FILE") or BASE_DIR / ".secret-key")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or _file_text(SECRET_KEY_FILE)
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            f"DEBUG is off and there is no secret key: set DJANGO_SECRET_KEY (a long random value), "
+            f"or write one to {SECRET_KEY_FILE} (scripts/secret_key.sh does), or set DJANGO_DEBUG=1 "
+            f"on a development machine."
+        )
+    SECRET_KEY = "chorus-insecure-debug-only-key"
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = _list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 

@@ -134,7 +134,7 @@ def test_setup_keeps_a_random_secret_key_in_a_private_file(first_setup: Setup) -
         [sys.executable, "manage.py", "shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY)"],
         first_setup.env(),
     )
-    assert printed.stdout.strip() == key
+    assert printed.stdout.strip().splitlines()[-1] == key
 
 
 def test_without_a_secret_key_and_with_debug_off_nothing_starts(tmp_path: Path) -> None:
