@@ -11,6 +11,16 @@ backlog="${CHORUS_LISTEN_BACKLOG:-2048}"
 # socket with 1009 before the consumer sees it (daphne's default is 1 MiB, uvicorn's 16 MiB; the
 # consumer refuses frames over CHORUS_WS_MAX_INBOUND_FRAME characters, at most 4 bytes each).
 ws_max="${CHORUS_WS_MAX_MESSAGE_BYTES:-16384}"
+# Any address but loopback is public: first run Django's deployment checks with ours
+# (gateway/checks.py) and refuse to start on an error, e.g. an admin with the old default password.
+case "$bind" in
+  127.*|localhost|::1|"[::1]") ;;
+  *)
+    python manage.py check --deploy --database default --fail-level ERROR || {
+      echo "refusing to serve on $bind: fix the errors above first (docs/OPERATIONS.md, \"Security\")" >&2
+      exit 1
+    } ;;
+esac
 case "${CHORUS_ASGI_SERVER:-uvicorn}" in
   daphne)
     # An endpoint string is the only way to give Twisted a backlog (colons of an IPv6 bind escaped).
