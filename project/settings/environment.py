@@ -54,6 +54,14 @@ if not SECRET_KEY:
     SECRET_KEY = "chorus-insecure-debug-only-key"
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = _list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# Served to browsers over HTTPS only (TLS at the node or at a proxy in front of it): session and CSRF
+# cookies are marked Secure, and HTTPS answers tell browsers to use nothing else for HSTS_SECONDS.
+HTTPS = _bool("CHORUS_HTTPS", False)
+HSTS_SECONDS = _int("CHORUS_HSTS_SECONDS", 31536000)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and drops a client's own): trust it,
+# so a request that came over HTTPS is known to be secure (HSTS is sent only on those). Never set it
+# when clients can reach a node directly: they could claim HTTPS.
+TRUST_X_FORWARDED_PROTO = _bool("CHORUS_TRUST_X_FORWARDED_PROTO", False)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chorus")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
