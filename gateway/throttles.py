@@ -83,14 +83,12 @@ class GatewayThrottle(BaseThrottle):
 
 
 class InternalThrottle(GatewayThrottle):
-    """The internal API's own bucket: one subject for the calling service, always the internal tier."""
-
-    service = "internal"
-    methods = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+    """The internal API's own bucket, for every method: one subject for the calling service, always
+    the internal tier."""
 
     def allow_request(self, request: Request, view: "APIView") -> bool:
         try:
-            decision = rate_limit_check(subject="service:internal", service=self.service, tier="internal")
+            decision = rate_limit_check(subject="service:internal", service="internal", tier="internal")
         except RateLimiterUnavailable as exc:
             raise LimiterUnavailable(exc.retry_after) from None
         self.decision = decision
