@@ -21,6 +21,7 @@ format:
 	.venv/bin/ruff check --fix .
 
 worker:
+	@scripts/secret_key.sh
 	.venv/bin/celery -A project worker --loglevel=INFO --concurrency=2
 
 clean:
@@ -30,13 +31,16 @@ clean:
 # or one with BENCH=fanout|writepath; BENCH_ARGS go to the benchmark(s) run, e.g.
 # BENCH=writepath BENCH_ARGS="--quick" make bench.
 BENCH ?= all
+# Every tree a benchmark runs (its baseline checkouts too) gets this checkout's local secret key.
+BENCH_SECRET = DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat "$${CHORUS_SECRET_KEY_FILE:-.secret-key}")}"
 bench:
 	@scripts/venv.sh requirements-dev.txt
 	@scripts/services.sh
+	@scripts/secret_key.sh
 	@case "$(BENCH)" in all|fanout|writepath) ;; *) echo "BENCH must be all, fanout or writepath"; exit 2 ;; esac
 	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = fanout ]; then \
-	  DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
+	  export $(BENCH_SECRET); DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
 	  REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
 	  .venv/bin/python bench/fanout.py $(BENCH_ARGS); fi
 	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = writepath ]; then \
-	  .venv/bin/python bench/writepath.py $(BENCH_ARGS); fi
+	  export $(BENCH_SECRET); .venv/bin/python bench/writepath.py $(BENCH_ARGS); fi

@@ -27,7 +27,6 @@ from comments.services import (
     comment_delete,
     comment_edit,
 )
-from gateway.throttles import CommentsThrottle
 from project.idempotency import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_KEY_REUSED,
@@ -92,7 +91,7 @@ def stream_or_404(slug: str) -> Stream:
 
 
 class StreamCommentsView(APIView):
-    throttle_classes = [CommentsThrottle]
+    rate_limit_service = "comments"
 
     @extend_schema(
         operation_id="stream_comments_list",

@@ -1,14 +1,20 @@
 """Redis caches of comment reads that are never stale after a write.
 
-- Pages of published comments, cache-aside, keyed by the stream's head sequence number. Every
-  change a page can show (a comment published, and any later edit or delete) appends a stream
-  event, which moves the head, so a write makes a new key: there is nothing to invalidate and no
-  window in which an old page can be served for the new head. Old keys simply expire: a page with
-  a deleted or replaced body stays in Redis until then, but no request reads the old head again.
+- Pages of published comments, cache-aside, each stored with the stream's head sequence number it
+  was read at and served only for that same head. Every change a page can show (a comment
+  published, and any later edit or delete) appends a stream event, which moves the head, so after
+  a write every stored page is a miss: there is nothing to invalidate and no window in which an
+  old page can be served for the new head. The next read overwrites it.
+- Only pages that many clients share are cached, each under one key per (stream, after): at the
+  default page size, the first page and the pages that reach the head (clients catching up or
+  polling), and only under ``CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES``. A crawler walking every
+  ``after`` or page size therefore cannot grow the cache: a stream has at most page size + 2 keys
+  here, however many heads, offsets and sizes are read.
 - Stream counters (head, published comments), written through by the publish path after commit,
   and checked against the head on read: a counter behind the head is recomputed, never served.
 
-Redis is an optimisation here: if it is down (or its breaker open) reads go to PostgreSQL.
+Redis (``CHORUS_CACHE_REDIS_URL``) is an optimisation here: if it is down (or its breaker open)
+reads go to PostgreSQL, and whatever it evicts is recomputed.
 """
 
 import contextlib
@@ -56,11 +62,16 @@ COUNTERS_TTL = 86400
 
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.CHORUS_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis.Redis.from_url(settings.CHORUS_CACHE_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
 
 
-def page_key(*, stream_id: int, head: int, after: int, limit: int) -> str:
-    return f"{settings.CHORUS_REDIS_PREFIX}:cache:comments:{stream_id}:{head}:{after}:{limit}"
+def page_key(*, stream_id: int, after: int) -> str:
+    return f"{settings.CHORUS_REDIS_PREFIX}:cache:comments:{stream_id}:{after}"
+
+
+def page_shared(*, head: int, after: int, limit: int) -> bool:
+    """Whether many clients read this page: the first page or one reaching ``head``, at the default size."""
+    return limit == settings.CHORUS_PAGE_SIZE_DEFAULT and (after == 0 or head - limit <= after <= head)
 
 
 def counters_key(*, stream_id: int) -> str:
@@ -70,29 +81,32 @@ def counters_key(*, stream_id: int) -> str:
 def comment_page_cached(*, stream: Stream, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """Published comments with ``seq > after`` as dicts (at most ``limit``) and whether more follow.
 
-    ``stream`` must have been read in this request (its ``last_seq`` is the cache key): a page
-    cached for that head, or one read from PostgreSQL and cached.
+    ``stream`` must have been read in this request (its ``last_seq`` decides whether a cached page
+    is current): a shared page cached for that head, or one read from PostgreSQL (and cached if
+    shared and small enough).
     """
-    key = page_key(stream_id=stream.id, head=stream.last_seq, after=after, limit=limit)
-    try:
-        cached = cache_breaker.call(_redis().get, key)
-    except _UNAVAILABLE:
-        cached = None
-    if cached is not None:
-        page = json.loads(cached)
-        return page["results"], page["has_more"]
+    head = stream.last_seq
+    shared = page_shared(head=head, after=after, limit=limit)
+    key = page_key(stream_id=stream.id, after=after)
+    if shared:
+        try:
+            cached = cache_breaker.call(_redis().get, key)
+        except _UNAVAILABLE:
+            cached = None
+        if cached is not None:
+            page = json.loads(cached)
+            if page["head"] == head:
+                return page["results"], page["has_more"]
     comments = comment_page(stream_id=stream.id, after=after, limit=limit + 1)
     results = [comment_as_dict(c) for c in comments[:limit]]
     has_more = len(comments) > limit
-    try:
-        cache_breaker.call(
-            _redis().set,
-            key,
-            json.dumps({"results": results, "has_more": has_more}),
-            ex=settings.CHORUS_COMMENT_PAGE_CACHE_SECONDS,
-        )
-    except _UNAVAILABLE:
-        logger.info("comment page of stream %s not cached: Redis unavailable", stream.id)
+    if shared:
+        value = json.dumps({"head": head, "results": results, "has_more": has_more}, ensure_ascii=False).encode()
+        if len(value) <= settings.CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES:
+            try:
+                cache_breaker.call(_redis().set, key, value, ex=settings.CHORUS_COMMENT_PAGE_CACHE_SECONDS)
+            except _UNAVAILABLE:
+                logger.info("comment page of stream %s not cached: Redis unavailable", stream.id)
     return results, has_more
 
 

@@ -1,4 +1,4 @@
-"""Coarse per-IP limits (django-ratelimit) on the anonymous sign-in endpoints.
+"""Coarse per-IP limits (django-ratelimit) on the sign-in endpoints (token, login page, admin login).
 
 django-ratelimit is a fixed window counted in the ``ratelimit`` Redis cache; its decorator is
 synchronous, so it wraps sync views only. With the cache unreachable it fails closed (429).

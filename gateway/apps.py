@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class GatewayConfig(AppConfig):
     name = "gateway"
     verbose_name = "Gateway (rate limits, internal API, overload)"
+
+    def ready(self) -> None:
+        from gateway import checks  # noqa: F401  (registers the deployment checks)

@@ -46,7 +46,7 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.authentication import CSRFCheck
 
-from comments.api import comment_accept_answer
+from comments.api import StreamCommentsView, comment_accept_answer
 from gateway import keys
 from gateway.breakers import breaker_retry_after, database_breaker
 from gateway.db_router import user_wrote
@@ -60,7 +60,7 @@ from project.middleware import pool_exhausted
 from project.session_auth import session_user_cached, session_user_id
 from project.token_auth import CachedTokenAuthentication, token_cached
 from project.ttl_cache import TtlCache
-from reactions.api import TapSerializer
+from reactions.api import StreamReactionsView, TapSerializer
 from reactions.api import Throttled as TapThrottled
 from reactions.services.taps import TapLimited, reaction_tap_async
 from realtime.selectors import stream_get
@@ -182,21 +182,28 @@ async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
     return Answer(202, {"kind": kind, "hot": result.hot})
 
 
+def _route(
+    pattern: str, view: type, handler: Callable[[Caller, dict[str, str], bytes], Awaitable[Answer]], max_body: int
+) -> Route:
+    """A route that spends the same bucket, at the same shedding priority, as its DRF view."""
+    return Route(
+        re.compile(pattern),
+        service=view.rate_limit_service,  # type: ignore[attr-defined]
+        priority=getattr(view, "rate_limit_priority", "normal"),
+        max_body=max_body,
+        handler=handler,
+    )
+
+
 ROUTES = (
-    Route(
-        re.compile(r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/comments/?$"),
-        service="comments",
-        priority="normal",
-        max_body=16 * 1024,
-        handler=_comment,
+    _route(
+        r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/comments/?$",
+        StreamCommentsView,
+        _comment,
+        max_body=settings.CHORUS_MAX_REQUEST_BYTES,
     ),
-    Route(
-        re.compile(r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/reactions/?$"),
-        service="reactions",
-        priority="low",
-        max_body=1024,
-        handler=_tap,
-    ),
+    # A tap is a few bytes: anything over 1 KiB is refused unread (documented in docs/API.md).
+    _route(r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/reactions/?$", StreamReactionsView, _tap, max_body=1024),
 )
 
 

@@ -26,7 +26,7 @@ from gateway.token_bucket import TIERS, BucketResult, TokenBucket
 
 logger = logging.getLogger(__name__)
 
-SERVICES = ("comments", "reactions", "ws_messages", "internal")
+SERVICES = ("comments", "reactions", "writes", "reads", "ws_messages", "internal")
 
 
 class RateLimiterUnavailable(Exception):
@@ -212,10 +212,14 @@ def user_tier_mirror(*, user_id: int, tier: str | None) -> None:
 
 
 def ws_frame_subject(scope: dict[str, object]) -> str:
-    """The rate-limit subject of a WebSocket connection: its user, else its client address."""
-    user = scope.get("user")
-    if user is not None and getattr(user, "is_authenticated", False):
-        return keys.user_subject(user.pk)  # type: ignore[attr-defined]
+    """The rate-limit subject of a WebSocket connection: its user, else its client address.
+
+    The user is ``scope["user_id"]`` (set once at connect by ``realtime.auth.SocketUserMiddleware``),
+    so users behind one address have their own buckets and an admin's tier pin applies to sockets.
+    """
+    user_id = scope.get("user_id")
+    if user_id is not None:
+        return keys.user_subject(user_id)  # type: ignore[arg-type]
     client = scope.get("client") or ("unknown", 0)
     return keys.ip_subject(str(client[0]))  # type: ignore[index]
 

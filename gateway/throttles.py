@@ -1,19 +1,29 @@
-"""DRF throttles over ``rate_limit_check``: add ``throttle_classes = [CommentsThrottle]`` to a view.
+"""DRF throttles over ``rate_limit_check``; ``GatewayThrottle`` is the default of every API view.
+
+Every view that writes is limited unless it says otherwise: ``GatewayThrottle`` is in
+``REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]`` and spends, for each unsafe request, a token of the
+view's ``rate_limit_service`` (``writes`` unless the view names another, e.g. ``comments``), and
+for each anonymous read a token of its address's ``reads`` bucket (a crawler must not be able to
+walk the database, or fill the page cache, at will). A view opts out only by naming its own
+``throttle_classes`` (the internal API has its own bucket).
 
 A refusal raises DRF's ``Throttled`` (429, ``Retry-After``, the JSON error body); the decision is
 kept on the request so ``gateway.middleware`` adds the ``RateLimit-*`` headers to every answer.
 """
 
 import math
+from typing import TYPE_CHECKING
 
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
-from rest_framework.views import APIView
 
 from gateway import keys
 from gateway.overload import load_shed_check
 from gateway.services import RateDecision, RateLimiterUnavailable, rate_limit_check
 from project.api_errors import ServiceUnavailable
+
+if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES) while it loads
+    from rest_framework.views import APIView
 
 
 class LimiterUnavailable(ServiceUnavailable):
@@ -41,22 +51,27 @@ class Overloaded(ServiceUnavailable):
         self.wait = retry_after
 
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DEFAULT_SERVICE = "writes"
+
+
 class GatewayThrottle(BaseThrottle):
-    """Load shedding by ``priority``, then the token bucket of ``service`` per request subject,
-    for the unsafe methods only."""
+    """For unsafe methods: load shedding by the view's ``rate_limit_priority`` (``normal``), then a
+    token of the view's ``rate_limit_service`` (``writes``) from the request subject's bucket.
+    For safe methods: a ``reads`` token of the client address when anonymous (never shed)."""
 
-    service = ""
-    priority = "normal"
-    methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-    def allow_request(self, request: Request, view: APIView) -> bool:
-        if request.method not in self.methods:
-            return True
-        shed = load_shed_check(priority=self.priority)
-        if shed is not None:
-            raise Overloaded(shed)
+    def allow_request(self, request: Request, view: "APIView") -> bool:
+        if request.method not in UNSAFE_METHODS:
+            if request.user and request.user.is_authenticated:
+                return True
+            service = "reads"
+        else:
+            shed = load_shed_check(priority=getattr(view, "rate_limit_priority", "normal"))
+            if shed is not None:
+                raise Overloaded(shed)
+            service = getattr(view, "rate_limit_service", DEFAULT_SERVICE)
         try:
-            decision = rate_limit_check(subject=request_subject(request), service=self.service)
+            decision = rate_limit_check(subject=request_subject(request), service=service)
         except RateLimiterUnavailable as exc:
             raise LimiterUnavailable(exc.retry_after) from None
         self.decision: RateDecision = decision
@@ -67,24 +82,13 @@ class GatewayThrottle(BaseThrottle):
         return max(1, math.ceil(self.decision.retry_after))
 
 
-class CommentsThrottle(GatewayThrottle):
-    service = "comments"
-
-
-class ReactionsThrottle(GatewayThrottle):
-    service = "reactions"
-    priority = "low"
-
-
 class InternalThrottle(GatewayThrottle):
-    """The internal API's own bucket: one subject for the calling service, always the internal tier."""
+    """The internal API's own bucket, for every method: one subject for the calling service, always
+    the internal tier."""
 
-    service = "internal"
-    methods = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
-
-    def allow_request(self, request: Request, view: APIView) -> bool:
+    def allow_request(self, request: Request, view: "APIView") -> bool:
         try:
-            decision = rate_limit_check(subject="service:internal", service=self.service, tier="internal")
+            decision = rate_limit_check(subject="service:internal", service="internal", tier="internal")
         except RateLimiterUnavailable as exc:
             raise LimiterUnavailable(exc.retry_after) from None
         self.decision = decision

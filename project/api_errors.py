@@ -4,13 +4,13 @@
 to its messages, so a client can always tell what was wrong.
 """
 
+import json
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -30,6 +30,9 @@ def _first_code(codes: Any) -> str:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here: rest_framework.views loads the default throttles, which import this module.
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
@@ -44,6 +47,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 OVERLOADED = {"code": "overloaded", "detail": "The service is overloaded, try again shortly."}
+
+
+def too_large_body(limit: int) -> bytes:
+    """The JSON body of a 413: the request body is over ``limit`` bytes (nothing was read past it)."""
+    return json.dumps({"code": "too_large", "detail": f"The request body is over {limit} bytes."}).encode()
 
 
 def overloaded_response() -> JsonResponse:

@@ -19,11 +19,18 @@ its synchronous work on one thread, as Django requires for its connections and t
 A request that waits longer than ``CHORUS_HTTP_QUEUE_SECONDS`` for a thread is answered
 ``503`` with ``Retry-After`` in the API's JSON shape without running: the node is saturated, and
 telling the client when to come back beats holding its connection until it gives up.
+
+A body over ``CHORUS_MAX_REQUEST_BYTES`` is answered ``413`` in the API's JSON shape (Django's
+own check would read it all first, then answer an HTML 400): at once when its ``Content-Length``
+says so, or as soon as a chunked body grows past it, and the connection is closed rather than
+reading the rest. Under daphne, Twisted would buffer the whole body before the application sees
+the request, so ``project/server_limits.py`` applies the same limit there first.
 """
 
 import asyncio
 import json
 import logging
+import tempfile
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -38,12 +45,27 @@ from django.core.handlers.base import BaseHandler
 from django.http import FileResponse, HttpResponse
 from django.urls import set_script_prefix
 
-from project.api_errors import OVERLOADED
+from project.api_errors import OVERLOADED, too_large_body
 
 logger = logging.getLogger(__name__)
 
 OVERLOADED_BODY = json.dumps(OVERLOADED).encode()
 REFUSAL_LOG_INTERVAL = 10.0
+
+
+class BodyTooLarge(Exception):
+    """The request body grew past ``CHORUS_MAX_REQUEST_BYTES`` while it was being read."""
+
+
+def content_length(scope: dict[str, Any]) -> int | None:
+    """The request's ``Content-Length`` (``None`` when absent, e.g. a chunked body)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses a malformed length before the application runs
+    return None
 
 
 class RequestThreads:
@@ -109,15 +131,22 @@ class ChorusASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
         self.threads = request_threads()
         self.queue_seconds = settings.CHORUS_HTTP_QUEUE_SECONDS
+        self.max_body = settings.CHORUS_MAX_REQUEST_BYTES
         self._refused = 0
         self._refusal_logged_at = 0.0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        if (content_length(scope) or 0) > self.max_body:
+            await self._too_large(send)
+            return
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
+            return
+        except BodyTooLarge:
+            await self._too_large(send)
             return
         try:
             executor = await self.threads.acquire(self.queue_seconds)
@@ -134,6 +163,26 @@ class ChorusASGIHandler(ASGIHandler):
                 self.threads.release(executor)
         finally:
             body_file.close()
+
+    async def read_body(self, receive: Any) -> Any:
+        """Django's ``read_body``, stopping with ``BodyTooLarge`` once the body passes the limit."""
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")  # noqa: SIM115 (the caller closes it)
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                body_file.close()
+                raise BodyTooLarge()
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
 
     def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponse:
         """All of a request's synchronous work, on its request thread."""
@@ -160,10 +209,16 @@ class ChorusASGIHandler(ASGIHandler):
                 self.queue_seconds, self._refused, self.threads.waiting,
             )  # fmt: skip
             self._refused, self._refusal_logged_at = 0, now
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(OVERLOADED_BODY)).encode()),
-            (b"retry-after", str(settings.CHORUS_RETRY_AFTER_SECONDS).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": OVERLOADED_BODY})
+        retry_after = (b"retry-after", str(settings.CHORUS_RETRY_AFTER_SECONDS).encode())
+        await _answer(send, 503, OVERLOADED_BODY, [retry_after])
+
+    async def _too_large(self, send: Any) -> None:
+        # Closing the connection is what stops the client's upload: the rest is never read.
+        await _answer(send, 413, too_large_body(self.max_body), [(b"connection", b"close")])
+
+
+async def _answer(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A JSON response sent straight from the event loop, without Django."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -23,6 +23,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The admin's sign-in has the same per-address limit as the other sign-ins.
+    path("admin/login/", ip_rate_limited(admin.site.login, group="admin-login"), name="admin-login"),
     path("admin/", admin.site.urls),
     path("accounts/login/", ip_rate_limited(LoginView.as_view(), group="login"), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -11,7 +11,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments.api import comment_uuid_or_404
-from gateway.throttles import ReactionsThrottle
 from project.api_errors import ServiceUnavailable
 from reactions.selectors import comment_reaction_counts, comment_reaction_set
 from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add, comment_reaction_remove
@@ -46,7 +45,8 @@ class StreamReactionsView(APIView):
     """The reference path; JSON taps with a token or a session are answered by ``gateway.fast_lane`` first."""
 
     permission_classes = [IsAuthenticated]
-    throttle_classes = [ReactionsThrottle]
+    rate_limit_service = "reactions"
+    rate_limit_priority = "low"
 
     @extend_schema(
         operation_id="stream_reactions_tap",
@@ -115,7 +115,10 @@ class CommentReactionsView(APIView):
 
 
 class CommentReactionView(APIView):
+    """Each change appends a stream event that reaches every subscriber: it spends a ``writes`` token."""
+
     permission_classes = [IsAuthenticated]
+    rate_limit_priority = "low"
 
     @extend_schema(
         operation_id="comment_reaction_put",

@@ -62,6 +62,7 @@ def _with_url(request: Request, report: dict) -> dict:
 
 class CommentAndReactView(APIView):
     permission_classes = [IsAuthenticated]
+    rate_limit_service = "comments"  # it posts a comment: the comment limit must hold for it too
 
     @extend_schema(
         operation_id="stream_comment_and_react",

@@ -13,17 +13,7 @@ if [ -z "${DATABASE_URL:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/nul
   echo "!! no PostgreSQL reachable and no DATABASE_URL: using embedded SQLite ($DATABASE_URL)"
 fi
 
-python scripts/ensure_database.py
-python manage.py migrate --noinput
-python manage.py collectstatic --noinput -v0
-python manage.py stream_create demo --title "Demo stream"
-
-if [ -z "${DJANGO_SUPERUSER_USERNAME:-}" ]; then
-  export DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_PASSWORD=chorus-admin
-  echo "==> no DJANGO_SUPERUSER_USERNAME set: the admin user is admin / chorus-admin (change it!)"
-fi
-python manage.py createsuperuser --noinput --email "${DJANGO_SUPERUSER_EMAIL:-admin@example.com}" 2>/dev/null \
-  || echo "==> admin user ${DJANGO_SUPERUSER_USERNAME} already exists"
+scripts/setup.sh
 
 cat <<INFO
 

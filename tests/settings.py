@@ -6,6 +6,7 @@ test run (and every server or worker process it starts, which inherit this envir
 """
 
 import os
+import secrets
 
 os.environ["DATABASE_URL"] = os.environ.get(
     "CHORUS_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chorus_test"
@@ -23,8 +24,12 @@ os.environ.setdefault("CHORUS_PUBLISH_REDRIVE_SECONDS", "3")
 # second from one user. Gateway tests start their own nodes with small, known limits.
 os.environ.setdefault(
     "CHORUS_RATE_LIMITS",
-    '{"regular": {"comments": [1e6, 1e6], "reactions": [1e6, 1e6], "ws_messages": [1e6, 1e6]}}',
+    '{"regular": {"comments": [1e6, 1e6], "reactions": [1e6, 1e6], "writes": [1e6, 1e6], "reads": [1e6, 1e6],'
+    ' "ws_messages": [1e6, 1e6]}}',
 )
 os.environ.setdefault("CHORUS_TIER_HOT_ABOVE", "1000000000")
+# Settings refuse to load without a secret key (DEBUG is off, as in production): one for this run,
+# shared by every process it starts.
+os.environ.setdefault("DJANGO_SECRET_KEY", f"chorus-tests-{secrets.token_urlsafe(32)}")
 
 from project.settings import *  # noqa: F403

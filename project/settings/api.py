@@ -14,6 +14,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "project.api_errors.api_exception_handler",
+    # Every write spends a gateway bucket unless its view names its own throttles (gateway/throttles.py).
+    "DEFAULT_THROTTLE_CLASSES": ["gateway.throttles.GatewayThrottle"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 

@@ -7,18 +7,32 @@ from project.settings.environment import (
     DEBUG,
     GC_FREEZE,
     GIL_SWITCH_INTERVAL,
+    HSTS_SECONDS,
     HTTP_QUEUE_SECONDS,
     HTTP_THREADS,
+    HTTPS,
     LOG_LEVEL,
+    MAX_REQUEST_BYTES,
     SECRET_KEY,
+    TRUST_X_FORWARDED_PROTO,
 )
 
 # Re-exported as Django settings.
 _ = (ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS, DEBUG, SECRET_KEY)
+
+# CHORUS_HTTPS: cookies only over HTTPS, and HSTS on HTTPS answers.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = HSTS_SECONDS if HTTPS else 0
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUST_X_FORWARDED_PROTO else None
+# Plain HTTP is redirected to HTTPS at the proxy, not by the node: health checks reach it over HTTP.
+SILENCED_SYSTEM_CHECKS = ["security.W008"] if HTTPS else []
 CHORUS_GC_FREEZE = GC_FREEZE
 CHORUS_GIL_SWITCH_INTERVAL = GIL_SWITCH_INTERVAL
 CHORUS_HTTP_THREADS = max(1, HTTP_THREADS)
 CHORUS_HTTP_QUEUE_SECONDS = HTTP_QUEUE_SECONDS
+CHORUS_MAX_REQUEST_BYTES = MAX_REQUEST_BYTES
+# Django's own check (after reading) agrees with the edge's (before reading).
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
 INSTALLED_APPS = [
     "daphne",

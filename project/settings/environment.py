@@ -7,6 +7,8 @@ from here and never touch ``os.environ`` themselves.
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -29,10 +31,37 @@ def _list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _file_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 DEBUG = _bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "chorus-insecure-development-key-change-me")
+# The key that signs sessions, CSRF tokens and password resets: DJANGO_SECRET_KEY, else the file
+# CHORUS_SECRET_KEY_FILE (default .secret-key in the checkout, which `make run` writes once with a
+# random key). With neither, only DEBUG starts, with a fixed key anyone could forge with.
+SECRET_KEY_FILE = Path(os.environ.get("CHORUS_SECRET_KEY_FILE") or BASE_DIR / ".secret-key")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or _file_text(SECRET_KEY_FILE)
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            f"DEBUG is off and there is no secret key: set DJANGO_SECRET_KEY (a long random value), "
+            f"or write one to {SECRET_KEY_FILE} (scripts/secret_key.sh does), or set DJANGO_DEBUG=1 "
+            f"on a development machine."
+        )
+    SECRET_KEY = "chorus-insecure-debug-only-key"
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = _list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# Served to browsers over HTTPS only (TLS at the node or at a proxy in front of it): session and CSRF
+# cookies are marked Secure, and HTTPS answers tell browsers to use nothing else for HSTS_SECONDS.
+HTTPS = _bool("CHORUS_HTTPS", False)
+HSTS_SECONDS = _int("CHORUS_HSTS_SECONDS", 31536000)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and drops a client's own): trust it,
+# so a request that came over HTTPS is known to be secure (HSTS is sent only on those). Never set it
+# when clients can reach a node directly: they could claim HTTPS.
+TRUST_X_FORWARDED_PROTO = _bool("CHORUS_TRUST_X_FORWARDED_PROTO", False)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chorus")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -69,6 +98,9 @@ SAGA_STALL_SECONDS = _int("CHORUS_SAGA_STALL_SECONDS", 180)
 # waits longer than HTTP_QUEUE_SECONDS is answered 503 with Retry-After.
 HTTP_THREADS = _int("CHORUS_HTTP_THREADS", 4)
 HTTP_QUEUE_SECONDS = float(os.environ.get("CHORUS_HTTP_QUEUE_SECONDS", "10"))
+# Largest request body a node takes, in bytes: a longer Content-Length, or a chunked body that grows
+# past it, is answered 413 before the body is read (project/asgi_handler.py, project/server_limits.py).
+MAX_REQUEST_BYTES = _int("CHORUS_MAX_REQUEST_BYTES", 256 * 1024)
 # Seconds each process caches a token -> user lookup (project/token_auth.py; REST API and tap fast
 # lane): a deleted token or deactivated user is still honoured for at most this long (0: no cache).
 TOKEN_CACHE_SECONDS = float(os.environ.get("CHORUS_TOKEN_CACHE_SECONDS", "5"))
@@ -129,9 +161,13 @@ SHED_LATENCY_MS = _int("CHORUS_SHED_LATENCY_MS", 2000)
 # Celery queues whose length (in the Redis broker) counts as queue depth for shedding
 # (default: Celery's default queue).
 SHED_QUEUES = _list("CHORUS_SHED_QUEUES", [])
-# Seconds a cached page of recent comments lives in Redis (it is keyed by the stream's head, so a
-# new event makes a new key at once; the TTL only bounds memory).
+# Redis of the comments page cache and stream counters (defaults to REDIS_URL). Point it at a Redis
+# of its own with maxmemory and an eviction policy (allkeys-lru): everything there can be recomputed.
+CACHE_REDIS_URL = os.environ.get("CHORUS_CACHE_REDIS_URL", REDIS_URL)
+# Seconds a cached comments page lives (it is served only for the stream head it was read at, so a
+# new event makes it a miss at once; the TTL only bounds memory), and the largest page cached.
 COMMENT_PAGE_CACHE_SECONDS = _int("CHORUS_COMMENT_PAGE_CACHE_SECONDS", 60)
+COMMENT_PAGE_CACHE_MAX_BYTES = _int("CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES", 128 * 1024)
 # A streaming replica for reads (optional). Reads of a user who wrote in the last
 # READ_YOUR_WRITES_SECONDS go to the primary, so nobody misses their own write.
 DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")

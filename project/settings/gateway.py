@@ -7,6 +7,8 @@ from project.settings.environment import (
     ANON_AUTH_RATE,
     BREAKER_FAIL_MAX,
     BREAKER_RESET_SECONDS,
+    CACHE_REDIS_URL,
+    COMMENT_PAGE_CACHE_MAX_BYTES,
     COMMENT_PAGE_CACHE_SECONDS,
     FAST_LANE,
     GATEWAY_REDIS_URL,
@@ -28,12 +30,27 @@ from project.settings.environment import (
 
 # (capacity, tokens refilled per second) per tier and service. "hot" is deliberately stricter than
 # "regular": a user sending far more than anyone else is slowed down harder, not just capped.
+# "writes" is every other write (edits, deletes, reactions on comments, saga retries: each appends
+# an event that reaches every subscriber), spent by default (gateway/throttles.py); "reads" is what
+# an anonymous client spends per API read, per address.
 CHORUS_RATE_LIMITS: dict[str, dict[str, tuple[float, float]]] = {
-    "regular": {"comments": (10, 0.5), "reactions": (30, 5), "ws_messages": (30, 5), "internal": (0, 1)},
-    "hot": {"comments": (3, 0.1), "reactions": (10, 1), "ws_messages": (10, 1), "internal": (0, 1)},
-    "trusted": {"comments": (30, 2), "reactions": (60, 10), "ws_messages": (60, 10), "internal": (0, 1)},
-    "internal": {"comments": (500, 100), "reactions": (500, 100), "ws_messages": (500, 100), "internal": (500, 100)},
-}
+    "regular": {
+        "comments": (10, 0.5), "reactions": (30, 5), "writes": (20, 1), "reads": (120, 20), "ws_messages": (30, 5),
+        "internal": (0, 1),
+    },
+    "hot": {
+        "comments": (3, 0.1), "reactions": (10, 1), "writes": (5, 0.2), "reads": (30, 5), "ws_messages": (10, 1),
+        "internal": (0, 1),
+    },
+    "trusted": {
+        "comments": (30, 2), "reactions": (60, 10), "writes": (60, 3), "reads": (300, 50), "ws_messages": (60, 10),
+        "internal": (0, 1),
+    },
+    "internal": {
+        "comments": (500, 100), "reactions": (500, 100), "writes": (500, 100), "reads": (500, 100),
+        "ws_messages": (500, 100), "internal": (500, 100),
+    },
+}  # fmt: skip
 for _tier, _services in (json.loads(RATE_LIMITS_JSON) if RATE_LIMITS_JSON else {}).items():
     for _service, (_capacity, _rate) in _services.items():
         CHORUS_RATE_LIMITS.setdefault(_tier, {})[_service] = (float(_capacity), float(_rate))
@@ -56,7 +73,9 @@ CHORUS_SHED_PUBLISH_LAG_LOW = SHED_PUBLISH_LAG_LOW
 CHORUS_SHED_PUBLISH_LAG_HIGH = SHED_PUBLISH_LAG_HIGH
 CHORUS_SHED_QUEUES = SHED_QUEUES or [getattr(_celery, "CELERY_TASK_DEFAULT_QUEUE", "celery")]
 CHORUS_ANON_AUTH_RATE = ANON_AUTH_RATE
+CHORUS_CACHE_REDIS_URL = CACHE_REDIS_URL
 CHORUS_COMMENT_PAGE_CACHE_SECONDS = COMMENT_PAGE_CACHE_SECONDS
+CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES = COMMENT_PAGE_CACHE_MAX_BYTES
 
 # django-ratelimit (coarse per-IP limits on anonymous sync views) counts in this Redis cache.
 CACHES = {

@@ -1,5 +1,7 @@
 """The recent-comments page and stream counters from Redis: never stale after a write."""
 
+import json
+import time
 import uuid
 
 import httpx
@@ -14,7 +16,7 @@ from gateway.breakers import cache_breaker
 from tests.conftest import ApiUser
 from tests.factories import StreamFactory, UserFactory
 from tests.support.api import post_comment, wait_published
-from tests.support.processes import free_port
+from tests.support.processes import ServedNode, free_port
 
 
 def _publish(stream, author, body: str) -> int:  # type: ignore[no-untyped-def]
@@ -66,7 +68,7 @@ def test_pages_are_served_from_postgresql_when_the_cache_redis_is_down() -> None
     _publish(stream, author, "kept")
     caches._redis.cache_clear()
     try:
-        with override_settings(CHORUS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
+        with override_settings(CHORUS_CACHE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
             response = Client().get(f"/api/v1/streams/{stream.slug}/comments")
     finally:
         caches._redis.cache_clear()
@@ -88,3 +90,79 @@ def test_a_writer_always_reads_their_own_write_on_any_node(live, api_user: ApiUs
             page = http.get(f"{node.http}/api/v1/streams/{stream.slug}/comments").json()
             assert page["results"][-1]["id"] == accepted.json()["id"]
             assert page["counts"]["comments"] == i + 1
+
+
+CRAWL_CAPACITY, CRAWL_RATE = 120, 1.0
+
+
+@pytest.fixture
+def crawled_node(django_db_setup: None):  # type: ignore[no-untyped-def]
+    """A node with its own key prefix (its cache keys can be counted) and a small anonymous read bucket."""
+    prefix = f"{settings.CHORUS_REDIS_PREFIX}-crawl-{uuid.uuid4().hex[:8]}"
+    env = {
+        "CHORUS_REDIS_PREFIX": prefix,
+        "CHORUS_RATE_LIMITS": json.dumps({"regular": {"reads": [CRAWL_CAPACITY, CRAWL_RATE]}}),
+        "CHORUS_TIER_HOT_ABOVE": "1000000",
+    }
+    node = ServedNode("cache-crawled", env=env).start()
+    try:
+        yield node.wait_ready(), prefix
+    finally:
+        node.stop()
+
+
+def _page_keys(prefix: str) -> int:
+    return len(list(redis.Redis.from_url(settings.CHORUS_REDIS_URL).scan_iter(f"{prefix}:cache:comments:*")))
+
+
+def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(  # type: ignore[no-untyped-def]
+    crawled_node, api_user: ApiUser, http: httpx.Client
+) -> None:
+    """Walking every ``after`` (and ``limit``): anonymous gets 429 past its bucket; nobody grows the cache."""
+    node, prefix = crawled_node
+    stream = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}")
+    head = 2 * settings.CHORUS_PAGE_SIZE_DEFAULT + 20
+    for i in range(head):
+        _publish(stream, api_user.user, f"comment {i}")
+    url = f"{node.http}/api/v1/streams/{stream.slug}/comments"
+    # what a client of the default page size can share: the first page, and the pages that reach the head
+    bound = 1 + settings.CHORUS_PAGE_SIZE_DEFAULT + 1
+
+    # when: an anonymous crawler walks every after value, then past the head
+    started = time.monotonic()
+    anonymous = [http.get(url, params={"after": after}) for after in range(3 * head)]
+    elapsed = time.monotonic() - started
+
+    # then: its address's read bucket refuses it, in the API's JSON shape
+    admitted = [r for r in anonymous if r.status_code == 200]
+    refused = [r for r in anonymous if r.status_code == 429]
+    assert len(admitted) + len(refused) == len(anonymous)
+    assert CRAWL_CAPACITY <= len(admitted) <= CRAWL_CAPACITY + CRAWL_RATE * elapsed + 1
+    assert refused[0].json()["code"] == "throttled" and int(refused[0].headers["Retry-After"]) >= 1
+    assert _page_keys(prefix) <= bound
+
+    # when: a signed-in crawler (no read limit) walks every after value with every page size
+    for after in range(0, 3 * head, 3):
+        response = http.get(url, params={"after": after, "limit": after % 97 + 1}, headers=api_user.headers)
+        assert response.status_code == 200
+        response = http.get(url, params={"after": after}, headers=api_user.headers)
+        assert response.status_code == 200
+
+    # then: the cache still holds only the shared pages
+    assert _page_keys(prefix) <= bound
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_too_large_to_cache_is_served_from_postgresql() -> None:
+    """Values over CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES are not stored: a few huge comments cannot fill Redis."""
+    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    _publish(stream, author, "x" * 1500)
+    client = redis.Redis.from_url(settings.CHORUS_REDIS_URL)
+    pattern = f"{settings.CHORUS_REDIS_PREFIX}:cache:comments:{stream.id}:*"
+    with override_settings(CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES=1000):
+        first = Client().get(f"/api/v1/streams/{stream.slug}/comments")
+        assert first.status_code == 200 and first.json()["results"][0]["body"] == "x" * 1500
+        assert list(client.scan_iter(pattern)) == []
+    # and a page under the cap is cached
+    Client().get(f"/api/v1/streams/{stream.slug}/comments")
+    assert len(list(client.scan_iter(pattern))) == 1

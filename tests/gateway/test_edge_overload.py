@@ -20,17 +20,9 @@ from django.conf import settings
 
 from tests.conftest import ApiUser
 from tests.support.http_load import Outcome, burst_run, post_request
-from tests.support.processes import BIN, AsgiNode, wait_until
+from tests.support.processes import ServedNode, wait_until
 
 SERVERS = ["uvicorn", "daphne"]
-
-
-class ServedNode(AsgiNode):
-    """A node started by ``scripts/serve.sh``, with exactly the server flags ``make run`` uses."""
-
-    def __init__(self, name: str, *, server: str, env: dict[str, str] | None = None) -> None:
-        super().__init__(name, env={"CHORUS_ASGI_SERVER": server, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})})
-        self.argv = ["scripts/serve.sh", str(self.port)]
 
 
 @pytest.fixture(scope="module", params=SERVERS)

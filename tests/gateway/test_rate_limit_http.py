@@ -60,7 +60,7 @@ def test_responses_carry_ratelimit_headers_and_refusals_are_json_429(
     assert refused.json()["code"] == "throttled"
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.headers["RateLimit-Remaining"] == "0"
-    # reads are not limited
+    # an empty comments bucket does not refuse reads (an anonymous read spends its address's reads bucket)
     assert http.get(f"{tuned_nodes[0].http}/api/v1/streams/{stream.slug}/comments").status_code == 200
 
 

@@ -183,6 +183,14 @@ class AsgiNode(ManagedProcess):
         return self
 
 
+class ServedNode(AsgiNode):
+    """A node started by ``scripts/serve.sh``, with exactly the server flags ``make run`` uses."""
+
+    def __init__(self, name: str, *, server: str = "uvicorn", env: dict[str, str] | None = None) -> None:
+        super().__init__(name, env={"CHORUS_ASGI_SERVER": server, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})})
+        self.argv = ["scripts/serve.sh", str(self.port)]
+
+
 class CeleryWorker(ManagedProcess):
     def __init__(self, name: str, *, concurrency: int = 2, env: dict[str, str] | None = None) -> None:
         argv = [
