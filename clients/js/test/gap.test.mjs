@@ -4,7 +4,7 @@
 // Covered: the reset that leaves the stream's head behind the subscriber's position. The server
 // refuses `?after=` ahead of its head (close 4400), the client reads the head, finds it behind,
 // and reports the gap. A reset whose new head has already passed the subscriber's position cannot
-// be told apart from new events until the server sends stream epochs (issue 14): the client then
+// be told apart from new events until the server sends stream epochs: the client then
 // compares the epoch of `hello` and of each event with its own.
 import assert from "node:assert/strict";
 import { test } from "node:test";
