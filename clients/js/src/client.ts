@@ -127,7 +127,8 @@ export class ChorusClient extends Emitter<ClientEvents> {
    */
   async tap(stream: string, kind: string): Promise<boolean> {
     for (const subscription of this.subscriptions) {
-      if (subscription.stream === stream && subscription.tap(kind)) return true;
+      // A live socket carries the tap, or drops it when over the pace: not HTTP instead.
+      if (subscription.stream === stream && subscription.state === "live") return subscription.tap(kind);
     }
     if ((globalThis as any).navigator?.onLine === false) return false;
     try {
