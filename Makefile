@@ -4,11 +4,13 @@
 run:
 	@scripts/run.sh
 
-# The whole test suite against real PostgreSQL, Redis, Celery workers and ASGI servers.
+# The whole test suite against real PostgreSQL, Redis, Celery workers and ASGI servers; first the
+# JavaScript client is built and its size checked (scripts/js.sh), its tests run within pytest.
 test:
 	@scripts/venv.sh requirements-dev.txt
 	@CHORUS_NEED_RABBITMQ=1 scripts/services.sh
 	@scripts/browser.sh
+	@scripts/js.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 lint:
@@ -25,7 +27,7 @@ worker:
 	.venv/bin/celery -A project worker --loglevel=INFO --concurrency=2
 
 clean:
-	rm -rf .venv staticfiles .pytest_cache .ruff_cache .celerybeat-schedule*
+	rm -rf .venv staticfiles .pytest_cache .ruff_cache .celerybeat-schedule* clients/js/node_modules clients/js/dist
 
 # Benchmarks, each against a baseline measured in the same run (docs/BENCHMARKS.md): all of them,
 # or one with BENCH=fanout|writepath; BENCH_ARGS go to the benchmark(s) run, e.g.

@@ -6,7 +6,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +20,7 @@ from rest_framework.views import APIView
 
 from comments.caches import comment_page_cached, stream_counters
 from comments.representation import comment_as_dict
-from comments.selectors import comment_get
+from comments.selectors import comment_get, comment_tail
 from comments.services import (
     CommentChangeForbidden,
     CommentNotEditable,
@@ -50,6 +56,20 @@ class CommentPageQuerySerializer(serializers.Serializer):
         min_value=1,
         max_value=settings.CHORUS_PAGE_SIZE_MAX,
     )
+    tail = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=settings.CHORUS_PAGE_SIZE_MAX,
+        help_text="The latest N comments and the position they are current at, instead of a page after `after`.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A tail is anchored at the head, a page at ``after``: both at once has no meaning.
+        if "tail" in attrs:
+            given = [name for name in ("after", "limit") if name in self.initial_data]
+            if given:
+                raise serializers.ValidationError({"tail": [f"Cannot be combined with '{given[0]}'."]})
+        return attrs
 
 
 class CommentSerializer(serializers.Serializer):
@@ -82,6 +102,14 @@ PageSerializer = inline_serializer(
     },
 )
 
+TailSerializer = inline_serializer(
+    "CommentTail",
+    {
+        "results": CommentSerializer(many=True),
+        "position": inline_serializer("StreamPosition", {"seq": serializers.IntegerField()}),
+    },
+)
+
 
 def stream_or_404(slug: str) -> Stream:
     stream = stream_get(slug=slug)
@@ -96,13 +124,26 @@ class StreamCommentsView(APIView):
     @extend_schema(
         operation_id="stream_comments_list",
         parameters=[CommentPageQuerySerializer],
-        responses={200: PageSerializer},
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="CommentPageOrTail",
+                serializers=[PageSerializer, TailSerializer],
+                resource_type_field_name=None,
+            )
+        },
         summary="Published comments of a stream, in sequence order",
+        description=(
+            "A page of comments after `after`, or with `tail=N` the latest N comments and the position "
+            "`{seq}` they are current at: subscribing with `?after=<seq>` then misses and repeats nothing."
+        ),
     )
     def get(self, request: Request, slug: str) -> Response:
         query = CommentPageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         stream = stream_or_404(slug)
+        if "tail" in query.validated_data:
+            comments, head = comment_tail(stream_id=stream.id, count=query.validated_data["tail"])
+            return Response({"results": [comment_as_dict(c) for c in comments], "position": {"seq": head}})
         after, limit = query.validated_data["after"], query.validated_data["limit"]
         results, has_more = comment_page_cached(stream=stream, after=after, limit=limit)
         next_url = None

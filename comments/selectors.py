@@ -3,11 +3,13 @@
 import uuid
 from dataclasses import dataclass
 
+from django.db import connections, router, transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
 from comments.replication import revision_reason
+from realtime.models import Stream
 
 
 def comment_get(*, comment_id: uuid.UUID) -> Comment | None:
@@ -22,6 +24,37 @@ def comment_page(*, stream_id: int, after: int, limit: int) -> list[Comment]:
         .order_by("seq")
     )
     return list(comments[:limit])
+
+
+def comment_tail(*, stream_id: int, count: int) -> tuple[list[Comment], int]:
+    """The latest ``count`` published comments (oldest first) and the head they are current at.
+
+    Both are read in one snapshot (a REPEATABLE READ transaction on PostgreSQL): the comments are
+    exactly those published at or before the head, in their state at that head, so a subscriber
+    that resumes with ``after=head`` misses nothing and sees nothing twice. Inside a caller's
+    transaction the caller's snapshot applies.
+    """
+    using = router.db_for_read(Comment)
+    connection = connections[using]
+    if connection.in_atomic_block or connection.vendor != "postgresql":
+        return _comment_tail_read(using=using, stream_id=stream_id, count=count)
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _comment_tail_read(using=using, stream_id=stream_id, count=count)
+
+
+def _comment_tail_read(*, using: str, stream_id: int, count: int) -> tuple[list[Comment], int]:
+    head = Stream.objects.using(using).filter(id=stream_id).values_list("last_seq", flat=True).first() or 0
+    comments: QuerySet[Comment] = (
+        Comment.objects.using(using)
+        .select_related("author", "stream")
+        .filter(stream_id=stream_id, status=CommentStatus.PUBLISHED, seq__lte=head)
+        .order_by("-seq")
+    )
+    latest = list(comments[:count]) if count else []
+    latest.reverse()
+    return latest, head
 
 
 def comment_history(*, comment: Comment) -> list[tuple[str, str, str]]:
