@@ -9,7 +9,9 @@ Layout (``P`` is ``CHORUS_REDIS_PREFIX``):
   own entry, which is what makes the per-replica-max merge exact.
 - ``P:rx:rate:<stream>:<shard>:<second>``: taps per second (expires), the input of hot detection.
 - ``P:rx:dirty`` set of stream ids with taps not yet flushed to PostgreSQL.
-- ``P:rx:ver:<stream>``: version of the stream's last count snapshot frame.
+- ``P:rx:ver:<stream>``: version of the stream's last count snapshot frame. It starts from the Redis
+  server's clock in microseconds (``VERSION_NEXT_SCRIPT``), so versions keep rising when Redis
+  loses the key (a restart without persistence) instead of starting again at 1.
 """
 
 import os
@@ -68,6 +70,19 @@ def dirty_key() -> str:
 
 def version_key(stream_id: int) -> str:
     return f"{_prefix()}:ver:{stream_id}"
+
+
+# The next snapshot version of a stream. A missing counter (a new stream, or a Redis that lost its
+# data) starts from the server clock in microseconds: later than every version handed out before,
+# unless a stream had more than a million frames a second. Built from TIME's two strings, never
+# a Lua number, which would print in exponent notation. Shared by every publisher of counts.
+VERSION_NEXT_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[1], now[1] .. string.format('%06d', tonumber(now[2])))
+end
+return redis.call('INCR', KEYS[1])
+"""
 
 
 def field(kind: str, replica: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from reactions.counters import (
+    VERSION_NEXT_SCRIPT,
     async_redis_client,
     counts_of,
     dirty_key,
@@ -72,7 +73,7 @@ def _queue_tap(pipe: Any, *, stream_id: int, user_id: int, kind: str, hot: bool)
     pipe.expire(rate, RATE_KEY_TTL)
     pipe.sadd(dirty_key(), stream_id)
     if not hot:
-        pipe.incr(version_key(stream_id))
+        pipe.eval(VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
         for each in range(shard_count()):
             pipe.hgetall(taps_key(stream_id, each))
 
