@@ -14,9 +14,11 @@ import pytest
 import redis
 
 from reactions.counters import counts_of, state_from_hashes
+from reactions.services.counters import counter_state_from_db
 from tests.conftest import ApiUser
 from tests.support.brokers import unique_queue
-from tests.support.processes import AsgiNode, CeleryBeat, CeleryWorker, ManagedProcess, wait_until
+from tests.support.processes import AsgiNode, CeleryBeat, CeleryWorker, ManagedProcess, manage, wait_until
+from tests.support.proxy import TcpProxy
 from tests.support.stores import RedisServer
 from tests.support.ws import WsClient
 
@@ -36,14 +38,17 @@ class RestartStack:
         self.others.append(CeleryBeat("rx-restart-beat", env=self.env).start())
 
     def redis_counts(self, stream_id: int) -> dict[str, int]:
-        """The stream's counts as the private Redis holds them (every shard merged)."""
-        client = redis.Redis.from_url(self.redis.url)
-        prefix = self.env["CHORUS_REDIS_PREFIX"]
-        return counts_of(state_from_hashes([client.hgetall(f"{prefix}:rx:taps:{stream_id}:{s}") for s in range(8)]))
+        return _counts_in(self.redis, self.env["CHORUS_REDIS_PREFIX"], stream_id)
 
     def restart_redis_empty(self) -> None:
         self.redis.kill()
         self.redis.restart()
+
+
+def _counts_in(store: RedisServer, prefix: str, stream_id: int) -> dict[str, int]:
+    """The stream's counts as a private Redis holds them (every shard merged)."""
+    client = redis.Redis.from_url(store.url)
+    return counts_of(state_from_hashes([client.hgetall(f"{prefix}:rx:taps:{stream_id}:{s}") for s in range(8)]))
 
 
 @pytest.fixture
@@ -123,3 +128,96 @@ def test_count_frames_keep_flowing_in_version_order_after_a_redis_restart(
     finally:
         for watcher in watchers:
             watcher.close()
+
+
+def _db_total(stream_id: int) -> int:
+    return sum(counts_of(counter_state_from_db(stream_id=stream_id)).values())
+
+
+@pytest.mark.parametrize("restart_stack", [1], indirect=True)
+def test_taps_after_a_redis_restart_add_to_the_flushed_ones(
+    restart_stack: RestartStack, api_user: ApiUser, stream
+) -> None:  # type: ignore[no-untyped-def]
+    """300 taps flushed, Redis restarted empty, 100 more by the same node process: 400 in PostgreSQL and
+    in the count frames, and ``reconcile_counters --repair`` writes no loss back into Redis."""
+    node = restart_stack.nodes[0]
+    restart_stack.start_flushing()
+    watcher = WsClient(f"{node.ws}/ws/streams/{stream.slug}/")
+    try:
+        # given: 300 taps, flushed to PostgreSQL by the worker
+        _tap_n(node, stream.slug, api_user, 300)
+        wait_until(lambda: _db_total(stream.id) == 300, timeout=20, what="the first flush")
+
+        # when: Redis loses everything and the same node process counts 100 more taps
+        restart_stack.restart_redis_empty()
+        accepted = 0
+        with httpx.Client(timeout=15) as client:
+            while accepted < 100:
+                accepted += _tap(client, node, stream.slug, api_user) == 202
+
+        # then: the flush adds them to the 300, and every reader of counts says 400
+        wait_until(lambda: _db_total(stream.id) == 400, timeout=20, what="400 flushed")
+        watcher.wait_for(lambda _f: _last_counts(watcher) == {"heart": 400}, timeout=20, what="a frame with 400")
+        late = WsClient(f"{node.ws}/ws/streams/{stream.slug}/")
+        late.wait_for(lambda _f: _last_counts(late) == {"heart": 400}, timeout=10, what="400 on connect")
+        late.close()
+        assert restart_stack.redis_counts(stream.id) == {"heart": 400}
+
+        repaired = manage("reconcile_counters", "--repair", env=restart_stack.env)
+        assert repaired.returncode == 0, repaired.stderr
+        assert restart_stack.redis_counts(stream.id) == {"heart": 400}
+        assert _db_total(stream.id) == 400
+    finally:
+        watcher.close()
+
+
+def test_taps_after_a_failover_to_a_lagging_replica_are_not_lost(api_user: ApiUser, stream) -> None:  # type: ignore[no-untyped-def]
+    """A replica stopped following at 300 taps, the primary got to 500 (flushed), the node fails over to the
+    replica and counts 100 more: 600 after a repair, not the 500 a counter going on from 300 would give."""
+    primary = RedisServer("rx-failover-primary").start().wait_ready()
+    replica = RedisServer("rx-failover-replica").start().wait_ready()
+    proxy = TcpProxy("127.0.0.1", primary.port).restore()
+    via_proxy = f"redis://127.0.0.1:{proxy.port}/0"
+    env = {
+        "REDIS_URL": via_proxy,
+        "CHORUS_REDIS_PREFIX": "rx-failover",
+        "CHORUS_TASK_QUEUE": unique_queue(),
+        "CHORUS_REACTION_TAPS_PER_SECOND": "100000",
+        "CHORUS_HOT_STREAM_THRESHOLD": "1000000000",
+    }
+    node = AsgiNode("rx-failover-node", env=env).start()
+
+    def repair(store: RedisServer) -> None:
+        done = manage("reconcile_counters", "--repair", env={**env, "REDIS_URL": store.url})
+        assert done.returncode == 0, done.stderr
+
+    try:
+        node.wait_ready()
+        redis.Redis(port=replica.port).replicaof("127.0.0.1", primary.port)
+        # given: 300 taps reach the replica, which then stops following; 200 more reach only the primary
+        _tap_n(node, stream.slug, api_user, 300)
+        replica_counts = lambda: _counts_in(replica, "rx-failover", stream.id)  # noqa: E731
+        wait_until(lambda: replica_counts() == {"heart": 300}, timeout=20, what="the replica at 300")
+        redis.Redis(port=replica.port).replicaof("NO", "ONE")
+        _tap_n(node, stream.slug, api_user, 200)
+        repair(primary)  # the flush: PostgreSQL has all 500
+        assert _db_total(stream.id) == 500
+
+        # when: the node fails over to the replica and counts 100 more taps
+        proxy.cut()
+        proxy.target = ("127.0.0.1", replica.port)
+        proxy.restore()
+        accepted = 0
+        with httpx.Client(timeout=15) as client:
+            while accepted < 100:
+                accepted += _tap(client, node, stream.slug, api_user) == 202
+
+        # then: the taps counted on the replica add to the 500 instead of counting on from 300
+        repair(replica)
+        assert _db_total(stream.id) == 600
+        assert replica_counts() == {"heart": 600}
+    finally:
+        proxy.cut()
+        node.stop()
+        primary.stop()
+        replica.stop()
