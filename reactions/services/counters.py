@@ -149,7 +149,8 @@ def reaction_counters_reconcile(*, repair: bool) -> list[Drift]:
     """Compare every stream's counts in Redis and PostgreSQL; with ``repair``, merge both ways.
 
     Repair raises each lower copy of an entry to the higher one (never lowers anything), so it is
-    safe while taps and flushes continue. Returns the drift found before repairing.
+    safe while taps and flushes continue, and broadcasts the counts of every stream it raised in
+    Redis. Returns the drift found before repairing.
     """
     db_ids = set(TapCounter.objects.values_list("stream_id", flat=True).distinct())
     redis_ids = _stream_ids_in_redis()
