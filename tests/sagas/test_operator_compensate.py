@@ -116,23 +116,26 @@ def test_a_step_that_commits_after_it_was_compensated_undoes_its_effect(compensa
 def test_the_admin_action_refuses_a_step_with_a_live_claim_and_says_why(client, api_user, stream):
     """The admin's "compensate" on a saga whose step a worker holds leaves it alone, with a warning."""
     from sagas.models import SagaRun, SagaState, StepState
-    from sagas.services import saga_start
     from tests.factories import UserFactory
 
-    run, _ = saga_start(
+    # given: a run whose first step a worker claimed just now (rows only: no task is queued)
+    run = SagaRun.objects.create(
         saga_type="comment_and_react",
-        user_id=api_user.user.pk,
-        stream_id=stream.id,
+        user=api_user.user,
+        stream=stream,
         input={"body": "held", "kind": "heart"},
         idempotency_key="admin-live-claim",
     )
-    SagaStep.objects.filter(run=run, index=0).update(state=StepState.RUNNING, claimed_at=timezone.now())
+    SagaStep.objects.create(run=run, index=0, name="comment", state=StepState.RUNNING, claimed_at=timezone.now())
+    SagaStep.objects.create(run=run, index=1, name="react")
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
 
+    # when
     page = client.post(
         "/admin/sagas/sagarun/", {"action": "compensate_selected", "_selected_action": [run.id]}, follow=True
     )
 
+    # then
     assert "step 0 (comment) is running" in page.content.decode()
     assert SagaRun.objects.get(id=run.id).state == SagaState.RUNNING
     assert SagaStep.objects.get(run=run, index=0).state == StepState.RUNNING
