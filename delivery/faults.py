@@ -1,8 +1,9 @@
 """Deliberate failures for fault drills, switched on by ``CHORUS_FAULT_INJECT``.
 
-The setting is a comma-separated list of ``point:match[:hang]`` items. ``fault_point(point,
-subject)`` raises ``InjectedFault`` when ``point`` is listed and ``match`` occurs in ``subject``
-(with ``:hang``, it blocks instead, like a stuck worker, until the process is killed), e.g.
+The setting is a comma-separated list of ``point:match[:hang|:delay<seconds>]`` items.
+``fault_point(point, subject)`` raises ``InjectedFault`` when ``point`` is listed and ``match``
+occurs in ``subject`` (with ``:hang``, it blocks instead, like a stuck worker, until the process
+is killed; with ``:delay5``, it waits 5 seconds and lets the call go on, like a slow one), e.g.
 ``CHORUS_FAULT_INJECT=comment_publish:poison`` makes every comment containing "poison" fail to
 publish, which is how the dead-letter runbook is rehearsed. Empty (the default) costs nothing.
 """
@@ -34,4 +35,7 @@ def fault_point(point: str, subject: str) -> None:
             if mode == "hang":
                 while True:
                     time.sleep(3600)
+            if mode.startswith("delay"):
+                time.sleep(float(mode.removeprefix("delay")))
+                return
             raise InjectedFault(f"injected fault at {point} ({match!r})")

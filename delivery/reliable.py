@@ -145,14 +145,20 @@ class ReliableTask(Task):
             "queue": (self.request.delivery_info or {}).get("routing_key", ""),
             "failure": details,
         }
-        queue = dead_letter_queue(settings.CHORUS_TASK_QUEUE)
-        with self.app.producer_or_acquire() as producer:
-            producer.publish(
-                body,
-                exchange=queue.exchange,
-                routing_key=queue.routing_key,
-                declare=[queue],
-                serializer="json",
-                headers={DEAD_LETTER_HEADER: "worker"},
-                retry=False,
-            )
+        dead_letter_publish(app=self.app, task_queue=settings.CHORUS_TASK_QUEUE, body=body)
+
+
+def dead_letter_publish(*, app: Any, task_queue: str, body: dict[str, Any]) -> None:
+    """Publish a dead letter to ``task_queue``'s dead-letter queue, in the format the worker's
+    dead-letter consumer reads (``delivery.worker``): for brokers without a dead-letter exchange."""
+    queue = dead_letter_queue(task_queue)
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            body,
+            exchange=queue.exchange,
+            routing_key=queue.routing_key,
+            declare=[queue],
+            serializer="json",
+            headers={DEAD_LETTER_HEADER: "worker"},
+            retry=False,
+        )

@@ -17,7 +17,14 @@ import uuid
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from reactions.counters import _prefix, async_redis_client, counter_state_read_async, counts_of, version_key
+from reactions.counters import (
+    VERSION_NEXT_SCRIPT,
+    _prefix,
+    async_redis_client,
+    counter_state_read_async,
+    counts_of,
+    version_key,
+)
 from reactions.frames import SNAPSHOT_KIND, counts_frame
 from reactions.hot import hot_stream_ids_now
 from realtime.events import snapshot_broadcast
@@ -71,7 +78,7 @@ class CountsEmitter:
             counts = counts_of(await counter_state_read_async(stream_id=stream_id))
             if counts == self._last.get(stream_id):
                 continue
-            version = int(await client.incr(version_key(stream_id)))
+            version = int(await client.eval(VERSION_NEXT_SCRIPT, 1, version_key(stream_id)))
             frame = counts_frame(counts=counts, version=version)
             await asyncio.to_thread(
                 snapshot_broadcast, stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame, version=version

@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from sagas.models import SagaRun, SagaStep
-from sagas.services import saga_compensate, saga_resume
+from sagas.services import StepStillRunning, saga_compensate, saga_resume
 
 
 class SagaStepInline(admin.TabularInline):
@@ -50,4 +50,7 @@ class SagaRunAdmin(admin.ModelAdmin):
     @admin.action(description="Compensate selected sagas (undo what they did)")
     def compensate_selected(self, request: HttpRequest, queryset: QuerySet[SagaRun]) -> None:
         for run in queryset:
-            self.message_user(request, f"{run.id}: {saga_compensate(run_id=run.id)}", messages.INFO)
+            try:
+                self.message_user(request, f"{run.id}: {saga_compensate(run_id=run.id)}", messages.INFO)
+            except StepStillRunning as exc:
+                self.message_user(request, f"{run.id}: {exc}", messages.WARNING)

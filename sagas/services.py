@@ -8,6 +8,7 @@ written to the outbox in the same transaction that records the step's outcome, s
 killed between steps leaves nothing lost: the outbox (or the stalled-saga sweep) carries on.
 """
 
+import dataclasses
 import logging
 import uuid
 from datetime import timedelta
@@ -37,6 +38,10 @@ class SagaIdempotencyKeyReused(Exception):
 
 class NothingToRetry(Exception):
     """The saga is not in a state with anything to retry."""
+
+
+class StepStillRunning(Exception):
+    """A step's action is running inside its claim: compensating now could not undo what it is doing."""
 
 
 def _lease() -> timedelta:
@@ -129,17 +134,52 @@ def saga_step_run(*, run_id: uuid.UUID, index: int) -> bool:
         done = SagaStep.objects.filter(run_id=run_id, index=index, state=StepState.RUNNING).update(
             state=StepState.SUCCEEDED, result=result, error="", claimed_at=None, finished_at=timezone.now()
         )
-        if not done:
-            return False
-        if index + 1 < len(definition.steps):
-            _enqueue(STEP_TASK, run_id, index + 1)
-            SagaRun.objects.filter(id=run_id).update(updated_at=timezone.now())
-        else:
-            SagaRun.objects.filter(id=run_id, state=SagaState.RUNNING).update(
-                state=SagaState.SUCCEEDED, updated_at=timezone.now()
+        if done:
+            if index + 1 < len(definition.steps):
+                _enqueue(STEP_TASK, run_id, index + 1)
+                SagaRun.objects.filter(id=run_id).update(updated_at=timezone.now())
+            else:
+                SagaRun.objects.filter(id=run_id, state=SagaState.RUNNING).update(
+                    state=SagaState.SUCCEEDED, updated_at=timezone.now()
+                )
+            _notify(run_id)
+    if not done and _abandoned(run_id=run_id, index=index, generation=run.generation):
+        _undo_abandoned_attempt(run=run, index=index, result=result)
+    return bool(done)
+
+
+def _abandoned(*, run_id: uuid.UUID, index: int, generation: int) -> bool:
+    """The step was given up (and queued for compensation) while this attempt's action still ran:
+    its claim expired and an operator compensated, or another attempt failed for good. Not when
+    another attempt succeeded (the same idempotent effect) or a retry started a new generation."""
+    undoing = [StepState.FAILED, StepState.COMPENSATING, StepState.COMPENSATED, StepState.COMPENSATION_FAILED]
+    return SagaStep.objects.filter(run_id=run_id, index=index, state__in=undoing, run__generation=generation).exists()
+
+
+def _undo_abandoned_attempt(*, run: SagaRun, index: int, result: Any) -> None:
+    """Undo the effect of an action that committed after its step was abandoned.
+
+    The step's compensation may already have run and found nothing to undo, so this attempt runs
+    it again with its own result (compensations are idempotent and accept "already undone"). If
+    that fails, the step and the run are marked ``compensation_failed``, which an operator or the
+    user retries like any failed compensation.
+    """
+    step = saga_definition(run.saga_type).step(index)
+    logger.warning("saga %s step %s (%s) finished after it was abandoned; undoing its effect", run.id, index, step.name)
+    if step.compensation is None:
+        return
+    try:
+        step.compensation(dataclasses.replace(_context(run), results={**_context(run).results, step.name: result}))
+    except Exception as exc:
+        logger.exception("saga %s: undoing the late effect of step %s failed", run.id, index)
+        with transaction.atomic():
+            SagaStep.objects.filter(run_id=run.id, index=index).update(
+                state=StepState.COMPENSATION_FAILED, compensation_error=describe_error(exc), claimed_at=None
             )
-        _notify(run_id)
-    return True
+            SagaRun.objects.filter(id=run.id, state__in=[SagaState.COMPENSATING, SagaState.COMPENSATED]).update(
+                state=SagaState.COMPENSATION_FAILED, updated_at=timezone.now()
+            )
+            _notify(run.id)
 
 
 def _compensate_next(run: SagaRun, *, at_or_below: int) -> None:
@@ -276,7 +316,13 @@ def saga_resume(*, run_id: uuid.UUID) -> str:
 
 
 def saga_compensate(*, run_id: uuid.UUID, reason: str = "compensated by an operator") -> str:
-    """Abandon a running saga (or retry failed compensations) and undo what it did."""
+    """Abandon a running saga (or retry failed compensations) and undo what it did.
+
+    Raises ``StepStillRunning`` while the current step's action runs inside its claim: its
+    compensation could run before the action commits, find nothing and leave the effect behind.
+    Once the claim has expired the worker is presumed dead and the step is abandoned; should its
+    action still commit after all, the step undoes that itself (``_undo_abandoned_attempt``).
+    """
     with transaction.atomic():
         run = SagaRun.objects.select_for_update().get(id=run_id)
         if run.state not in (SagaState.RUNNING, SagaState.COMPENSATION_FAILED):
@@ -285,11 +331,29 @@ def saga_compensate(*, run_id: uuid.UUID, reason: str = "compensated by an opera
             current = run.steps.exclude(state=StepState.SUCCEEDED).order_by("index").first()
             index = current.index if current is not None else run.steps.count() - 1
             if current is not None:
-                SagaStep.objects.filter(id=current.id).update(state=StepState.FAILED, error=reason, claimed_at=None)
+                now = timezone.now()
+                # Conditional, so a worker claiming the step at this moment wins or loses cleanly.
+                abandoned = (
+                    SagaStep.objects.filter(id=current.id)
+                    .filter(Q(state=StepState.PENDING) | (Q(state=StepState.RUNNING) & _claimable(now)))
+                    .update(state=StepState.FAILED, error=reason, claimed_at=None)
+                )
+                if not abandoned:
+                    raise StepStillRunning(_still_running(SagaStep.objects.get(id=current.id), now))
             _compensate_next(run, at_or_below=index)
             return "compensation started"
     saga_retry(run_id=run_id)
     return "failed compensation queued again"
+
+
+def _still_running(step: SagaStep, now: Any) -> str:
+    claimed = step.claimed_at or now
+    left = max(0.0, (claimed + _lease() - now).total_seconds())
+    return (
+        f"step {step.index} ({step.name}) is running (claimed {(now - claimed).total_seconds():.0f}s ago): "
+        f"not compensated. Try again once it has finished, or after its claim expires in {left:.0f}s "
+        "(CHORUS_SAGA_CLAIM_LEASE_SECONDS), when its worker is presumed dead."
+    )
 
 
 def saga_ids_stalled(*, older_than_seconds: float, limit: int = 200) -> list[uuid.UUID]:

@@ -24,6 +24,7 @@ from reactions.counters import (
 )
 from reactions.crdt import PNCounter
 from reactions.models import TapCounter
+from reactions.services.taps import reaction_counts_publish
 from realtime.models import Stream
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,33 @@ def counter_state_merge_into_db(*, stream_id: int, state: CounterState) -> int:
 
 
 def counter_state_from_db(*, stream_id: int) -> CounterState:
-    entries: dict[str, dict[str, int]] = {}
-    for kind, replica, count in TapCounter.objects.filter(stream_id=stream_id).values_list("kind", "replica", "count"):
-        entries.setdefault(kind, {})[replica] = count
-    return {kind: PNCounter(p=p) for kind, p in entries.items()}
+    return counter_states_from_db(stream_ids=[stream_id]).get(stream_id, {})
+
+
+def counter_states_from_db(*, stream_ids: list[int]) -> dict[int, CounterState]:
+    """The PostgreSQL copies of the streams' counters, in one query."""
+    entries: dict[int, dict[str, dict[str, int]]] = {}
+    rows = TapCounter.objects.filter(stream_id__in=stream_ids).values_list("stream_id", "kind", "replica", "count")
+    for stream_id, kind, replica, count in rows:
+        entries.setdefault(stream_id, {}).setdefault(kind, {})[replica] = count
+    return {sid: {kind: PNCounter(p=p) for kind, p in kinds.items()} for sid, kinds in entries.items()}
+
+
+def counter_state_raise_in_redis(*, stream_id: int, in_redis: CounterState, in_db: CounterState) -> int:
+    """Raise every Redis entry that PostgreSQL holds higher (or Redis lost) to the PostgreSQL value;
+    returns how many entries it raised (none when ``in_redis`` was merely older than PostgreSQL).
+
+    Only entries of earlier lives can be behind (a process counts on in the hash's current life,
+    and PostgreSQL only ever gets values read from Redis), so this restores what Redis lost and
+    never overwrites a tap. ``in_redis`` may be stale: the raise itself never lowers an entry.
+    """
+    raised = 0
+    for kind, counter in in_db.items():
+        redis_entries = in_redis.get(kind, PNCounter()).p
+        for replica, count in counter.p.items():
+            if count > redis_entries.get(replica, 0):
+                raised += counter_entry_raise(stream_id=stream_id, kind=kind, crdt_replica=replica, count=count) > 0
+    return raised
 
 
 def reaction_taps_flush(*, batch: int = FLUSH_BATCH) -> int:
@@ -70,6 +94,10 @@ def reaction_taps_flush(*, batch: int = FLUSH_BATCH) -> int:
     A stream is unmarked before it is read, so a tap during the flush marks it again. If the
     write fails the streams are marked again; if the process dies in between, the next tap or
     ``manage.py reconcile_counters`` brings PostgreSQL up to date.
+
+    The merge goes both ways: entries PostgreSQL holds and Redis lost (a Redis restart) are written
+    back, and the restored counts broadcast, so a stream that is tapped again shows its whole count
+    again within one flush. One more query per batch.
     """
     client = redis_client()
     flushed = 0
@@ -80,13 +108,24 @@ def reaction_taps_flush(*, batch: int = FLUSH_BATCH) -> int:
         stream_ids = sorted(int(sid) for sid in raw)
         try:
             existing = set(Stream.objects.filter(id__in=stream_ids).values_list("id", flat=True))
+            in_redis: dict[int, CounterState] = {}
             for stream_id in stream_ids:
                 if stream_id in existing:
-                    counter_state_merge_into_db(stream_id=stream_id, state=counter_state_read(stream_id=stream_id))
+                    in_redis[stream_id] = counter_state_read(stream_id=stream_id)
+                    counter_state_merge_into_db(stream_id=stream_id, state=in_redis[stream_id])
                     flushed += 1
+            _restore_lost_entries(in_redis=in_redis)
         except Exception:
             client.sadd(dirty_key(), *stream_ids)
             raise
+
+
+def _restore_lost_entries(*, in_redis: dict[int, CounterState]) -> None:
+    in_db = counter_states_from_db(stream_ids=list(in_redis))
+    for stream_id, state in in_redis.items():
+        if counter_state_raise_in_redis(stream_id=stream_id, in_redis=state, in_db=in_db.get(stream_id, {})):
+            logger.info("tap counters of stream %s restored from PostgreSQL (Redis had lost them)", stream_id)
+            reaction_counts_publish(stream_id=stream_id)
 
 
 @dataclass(frozen=True)
@@ -110,7 +149,8 @@ def reaction_counters_reconcile(*, repair: bool) -> list[Drift]:
     """Compare every stream's counts in Redis and PostgreSQL; with ``repair``, merge both ways.
 
     Repair raises each lower copy of an entry to the higher one (never lowers anything), so it is
-    safe while taps and flushes continue. Returns the drift found before repairing.
+    safe while taps and flushes continue, and broadcasts the counts of every stream it raised in
+    Redis. Returns the drift found before repairing.
     """
     db_ids = set(TapCounter.objects.values_list("stream_id", flat=True).distinct())
     redis_ids = _stream_ids_in_redis()
@@ -130,11 +170,8 @@ def reaction_counters_reconcile(*, repair: bool) -> list[Drift]:
         if not repair:
             continue
         counter_state_merge_into_db(stream_id=stream_id, state=in_redis)
-        for kind, counter in in_db.items():
-            redis_entries = in_redis.get(kind, PNCounter()).p
-            for replica, count in counter.p.items():
-                if count > redis_entries.get(replica, 0):
-                    counter_entry_raise(stream_id=stream_id, kind=kind, crdt_replica=replica, count=count)
+        if counter_state_raise_in_redis(stream_id=stream_id, in_redis=in_redis, in_db=in_db):
+            reaction_counts_publish(stream_id=stream_id)
     if drifts:
         logger.info("reconcile_counters found %d drifting counts", len(drifts))
     return drifts

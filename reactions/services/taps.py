@@ -15,15 +15,15 @@ from typing import Any
 from django.conf import settings
 
 from reactions.counters import (
+    VERSION_NEXT_SCRIPT,
     async_redis_client,
     counts_of,
     dirty_key,
-    field,
     rate_key,
     redis_client,
-    replica_id,
     shard_count,
     state_from_hashes,
+    tap_count_command,
     taps_key,
     version_key,
 )
@@ -67,12 +67,12 @@ def _shard_for(user_id: int) -> int:
 def _queue_tap(pipe: Any, *, stream_id: int, user_id: int, kind: str, hot: bool) -> None:
     shard = _shard_for(user_id) if hot else 0
     rate = rate_key(stream_id, shard, int(time.time()))
-    pipe.hincrby(taps_key(stream_id, shard), field(kind, replica_id()), 1)
+    pipe.eval(*tap_count_command(stream_id=stream_id, shard=shard, kind=kind))
     pipe.incr(rate)
     pipe.expire(rate, RATE_KEY_TTL)
     pipe.sadd(dirty_key(), stream_id)
     if not hot:
-        pipe.incr(version_key(stream_id))
+        pipe.eval(VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
         for each in range(shard_count()):
             pipe.hgetall(taps_key(stream_id, each))
 
@@ -93,6 +93,21 @@ def _after_tap(*, stream_id: int, hot: bool, results: list[Any]) -> TapResult:
     counts, frame, version = _counts_after_tap(results)
     snapshot_broadcast(stream_id=stream_id, kind=SNAPSHOT_KIND, frame=frame, version=version)
     return TapResult(hot=False, counts=counts)
+
+
+def reaction_counts_publish(*, stream_id: int) -> dict[str, int]:
+    """Broadcast the stream's counts as Redis holds them now, under a new version (after a repair
+    raised them); returns the counts. Version and counts are read in one ``MULTI``, as a tap does."""
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.eval(VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
+    for each in range(shard_count()):
+        pipe.hgetall(taps_key(stream_id, each))
+    results = pipe.execute()
+    version, counts = int(results[0]), counts_of(state_from_hashes(results[1:]))
+    snapshot_broadcast(
+        stream_id=stream_id, kind=SNAPSHOT_KIND, frame=counts_frame(counts=counts, version=version), version=version
+    )
+    return counts
 
 
 def reaction_tap(*, stream_id: int, user_id: int, kind: str) -> TapResult:

@@ -17,12 +17,20 @@ class RedisServer(ManagedProcess):
 
     def __init__(self, name: str, port: int | None = None) -> None:
         self.port = port or free_port()
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        # A directory of its own: a replica's sync writes dump.rdb even with saving off, and a later
+        # server started in the same directory would load that file instead of starting empty.
+        self.datadir = tempfile.mkdtemp(prefix=f"chorus-{name}-")
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.datadir]  # fmt: skip
         super().__init__(name, argv)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.datadir, ignore_errors=True)
 
     def restart(self) -> "RedisServer":
         """Start again on the same port (after ``kill``), as a crashed Redis coming back would."""

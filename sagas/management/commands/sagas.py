@@ -1,6 +1,7 @@
 """``manage.py sagas list|show ID|resume ID|compensate ID``: operate sagas from a shell.
 
-Exit codes: 0 done; 1 unknown saga or nothing to do; 2 bad usage.
+Exit codes: 0 done; 1 unknown saga or nothing to do; 2 bad usage; 3 refused for now (compensate
+while a step's action is running inside its claim): run it again later.
 """
 
 import json
@@ -11,11 +12,11 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from sagas.models import SagaRun, SagaState
 from sagas.selectors import saga_report
-from sagas.services import saga_compensate, saga_resume
+from sagas.services import StepStillRunning, saga_compensate, saga_resume
 
 
 class Command(BaseCommand):
-    help = "List, show, resume and compensate sagas (exit 0 ok, 1 unknown or nothing to do, 2 usage)."
+    help = "List, show, resume and compensate sagas (exit 0 ok, 1 unknown or nothing to do, 2 usage, 3 try later)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -71,4 +72,8 @@ class Command(BaseCommand):
         return self._act(id, saga_resume)
 
     def _compensate(self, *, id: uuid.UUID, **_: Any) -> int:
-        return self._act(id, saga_compensate)
+        try:
+            return self._act(id, saga_compensate)
+        except StepStillRunning as exc:
+            self.stdout.write(str(exc))
+            return 3
