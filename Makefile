@@ -1,4 +1,4 @@
-.PHONY: run test lint format worker clean bench
+.PHONY: run test lint format worker clean bench bench-connections
 
 # Set up everything (venv, services, database, demo data) and run the whole stack in the foreground.
 run:
@@ -32,3 +32,11 @@ bench:
 	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
 	REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
 	.venv/bin/python bench/fanout.py $(BENCH_ARGS)
+
+# Connects/s and memory per idle socket of one node, against the connect path of 0cf021f and the
+# Channels tutorial consumer (a few minutes; BENCH_ARGS=--quick for about one).
+bench-connections:
+	@scripts/venv.sh requirements-dev.txt
+	DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
+	REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
+	.venv/bin/python bench/connections.py $(BENCH_ARGS)
