@@ -25,8 +25,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from gateway.services import ws_frame_admit
 from realtime import protocol
@@ -75,6 +78,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
     stream_id: int
     slug: str
     last_sent: int
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__ runs disconnect() only on a clean close: an exception in
+        # connect() or receive() (Redis or the database failing, or a send to a client that has
+        # gone, which uvicorn raises as ClientDisconnected) ended the consumer with the socket
+        # still counted and registered with the hub. The ``finally`` of this loop is the one place
+        # where a socket's state is given back, however the socket ended.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        except PEER_GONE_ERRORS:
+            logger.debug("client of %s left while the server was answering it", getattr(self, "slug", "?"))
+        finally:
+            self._release()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections before every frame (a thread hop per frame); this
@@ -125,15 +147,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
         except BadRequest as exc:
             await self._refuse("bad_request", str(exc), protocol.CLOSE_BAD_REQUEST)
             return
-        stream = await _get_stream(slug=self.slug)
-        if stream is None:
-            await self._refuse("stream_not_found", f"no stream '{self.slug}'", protocol.CLOSE_STREAM_NOT_FOUND)
-            return
-        self.stream_id = stream.id
+        try:
+            stream = await _get_stream(slug=self.slug)
+            if stream is None:
+                await self._refuse("stream_not_found", f"no stream '{self.slug}'", protocol.CLOSE_STREAM_NOT_FOUND)
+                return
+            self.stream_id = stream.id
 
-        await get_hub().subscribe(stream_id=self.stream_id, subscriber=self)
-        self.subscribed = True
-        head = (await _fetch_heads(stream_ids=[self.stream_id])).get(self.stream_id, 0)
+            await get_hub().subscribe(stream_id=self.stream_id, subscriber=self)
+            self.subscribed = True
+            head = (await _fetch_heads(stream_ids=[self.stream_id])).get(self.stream_id, 0)
+        except (DatabaseError, RedisError, OSError) as exc:
+            logger.warning("a socket of %s could not join its stream: %s", self.slug, exc)
+            message = "the server cannot reach its database or Redis; reconnect shortly"
+            await self._refuse("unavailable", message, protocol.CLOSE_UNAVAILABLE)
+            return
         if after is not None and after > head:
             await self._refuse(
                 "bad_request", f"'after' ({after}) is ahead of the stream ({head})", protocol.CLOSE_BAD_REQUEST
@@ -157,10 +185,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=protocol.error_frame(code=code, message=message))
         await self.close(code=close_code)
 
-    async def disconnect(self, code: int) -> None:
+    def _release(self) -> None:
+        """Give back what the socket holds in the node: its count, its hub subscription, its sender."""
         if getattr(self, "counted", False):
             self.counted = False
             node_stats.connections -= 1
+        if not hasattr(self, "subscribed"):
+            return  # ended before connect() set anything up
+        self.closing = True
         self._set_stalled(False)
         if self.subscribed:
             self.subscribed = False
@@ -253,7 +285,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         except asyncio.CancelledError:
             raise
         except PEER_GONE_ERRORS:
-            # The client left while a frame was on its way; disconnect() cleans up.
+            # The client left while a frame was on its way; the consumer's loop cleans up.
             logger.debug("client of %s left during a send", self.slug)
         except Exception:
             logger.exception("stream sender failed for %s", self.slug)
