@@ -9,11 +9,12 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
+
+from realtime.reads import read_quick
 
 
 def _user_id_from_token(key: str) -> int | None:
@@ -50,7 +51,7 @@ def socket_user_id(scope: dict[str, Any]) -> int | None:
     return None
 
 
-_socket_user_id = database_sync_to_async(socket_user_id)
+_socket_user_id = read_quick(socket_user_id)
 
 
 class SocketUserMiddleware:

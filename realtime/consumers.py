@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -37,6 +36,7 @@ from realtime.extensions import FrameRejected, InboundContext, inbound_handlers,
 from realtime.hub import get_hub
 from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
+from realtime.reads import read_quick, read_replay
 from realtime.selectors import stream_event_frames, stream_get, stream_heads
 from realtime.token_bucket import TokenBucket
 from realtime.transport import PEER_GONE_ERRORS, write_buffer_probe, write_mode, writes_through
@@ -49,9 +49,9 @@ STALL_POLL_SECONDS = 0.05
 # How long a socket closed as too far behind keeps its unread data (and the error frame) on offer.
 CLOSE_GRACE_SECONDS = 3.0
 
-_get_stream = database_sync_to_async(stream_get)
-_fetch_frames = database_sync_to_async(stream_event_frames)
-_fetch_heads = database_sync_to_async(stream_heads)
+_get_stream = read_quick(stream_get)
+_fetch_frames = read_replay(stream_event_frames)
+_fetch_heads = read_quick(stream_heads)
 
 
 class BadRequest(FrameRejected):
@@ -100,7 +100,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections before every frame (a thread hop per frame); this
-        # consumer touches the ORM only through database_sync_to_async, which already does that.
+        # consumer touches the ORM only on the read threads of realtime.reads, which do that.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")
