@@ -12,7 +12,6 @@ from django.urls import get_resolver  # noqa: E402
 
 from project.process_tuning import freeze_startup_heap, shorten_gil_switch_interval  # noqa: E402
 from reactions.fast_taps import FastTaps  # noqa: E402
-from realtime.auth import SocketUserMiddleware  # noqa: E402
 from realtime.daphne_tuning import daphne_tune  # noqa: E402
 from realtime.nodes import node_registry_middleware  # noqa: E402
 from realtime.origin import browser_origin_validator  # noqa: E402
@@ -24,7 +23,7 @@ application = node_registry_middleware(
     ProtocolTypeRouter(
         {
             "http": FastTaps(django_asgi_app),
-            "websocket": browser_origin_validator(SocketUserMiddleware(URLRouter(websocket_urlpatterns))),
+            "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
         }
     )
 )

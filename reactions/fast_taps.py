@@ -10,10 +10,11 @@ types) goes to Django unchanged, so ``reactions.api.StreamReactionsView`` stays 
 same status codes and JSON bodies, the same gateway throttle and shedding (``reactions`` service,
 ``low`` priority) and the same ``RateLimit-*`` headers.
 
-Token -> user id and slug -> stream id are cached in process for
-``CHORUS_FAST_TAP_CACHE_SECONDS``: a deleted token, deactivated user or deleted stream is honoured
-within that bound (taps of a deleted stream counted meanwhile are dropped by the flush, which
-skips streams that no longer exist). Misses are looked up with ``database_sync_to_async``.
+Token -> user id and slug -> stream id come from the lookups the stream sockets use
+(``realtime.lookups``): cached in process for ``CHORUS_FAST_TAP_CACHE_SECONDS``, so a deleted
+token, deactivated user or deleted stream is honoured within that bound (taps of a deleted stream
+counted meanwhile are dropped by the flush, which skips streams that no longer exist); misses are
+read in batches, off the event loop.
 """
 
 import json
@@ -23,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
@@ -33,59 +33,13 @@ from gateway.headers import rate_limit_header_pairs
 from gateway.overload import latency_record, load_shed_check
 from gateway.services import RateLimiterUnavailable, rate_limit_check_async
 from reactions.services.taps import TapLimited, UnknownKind, reaction_kind_check, reaction_tap_async
-from realtime.auth import _user_id_from_token
-from realtime.models import Stream
+from realtime.auth import token_users
+from realtime.lookups import stream_ids
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[..., Awaitable[None]]], Any]
 
 PATH = re.compile(r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/reactions/?$")
 MAX_BODY = 1024
-CACHE_MAX_ENTRIES = 50_000
-
-
-class TtlCache:
-    """A tiny per-process cache of positive lookups; cleared wholesale when full (no LRU needed)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[int, float]] = {}
-
-    def get(self, key: str) -> int | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] < time.monotonic():
-            self._entries.pop(key, None)
-            return None
-        return entry[0]
-
-    def put(self, key: str, value: int) -> None:
-        if len(self._entries) >= CACHE_MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[key] = (value, time.monotonic() + settings.CHORUS_FAST_TAP_CACHE_SECONDS)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-tokens = TtlCache()
-streams = TtlCache()
-
-
-def _stream_id(slug: str) -> int | None:
-    return Stream.objects.filter(slug=slug).values_list("id", flat=True).first()
-
-
-_token_lookup = database_sync_to_async(_user_id_from_token)
-_stream_lookup = database_sync_to_async(_stream_id)
-
-
-async def _cached(cache: TtlCache, key: str, lookup: Callable[[str], Awaitable[int | None]]) -> int | None:
-    value = cache.get(key)
-    if value is None:
-        value = await lookup(key)
-        if value is not None:
-            cache.put(key, value)
-    return value
 
 
 class Answer(Exception):
@@ -174,7 +128,7 @@ def _kind_of(raw: bytes) -> str:
 
 async def _tap(scope: dict[str, Any], receive: Any, key: str, slug: str) -> Answer:
     try:
-        user_id = await _cached(tokens, key, _token_lookup)
+        user_id = await token_users.get(key)
         if user_id is None:
             raise _error(401, "authentication_failed", "Invalid token.", headers=[("WWW-Authenticate", "Token")])
         if (shed := load_shed_check(priority="low")) is not None:
@@ -193,7 +147,7 @@ async def _tap(scope: dict[str, Any], receive: Any, key: str, slug: str) -> Answ
                 detail = f"Request was throttled. Expected available in {wait} second{'s' if wait != 1 else ''}."
                 raise _error(429, "throttled", detail, headers=[("Retry-After", str(wait))])
             kind = _kind_of(await _body(scope, receive))
-            stream_id = await _cached(streams, slug, _stream_lookup)
+            stream_id = await stream_ids.get(slug)
             if stream_id is None:
                 raise _error(404, "not_found", f"No stream '{slug}'.")
             try:

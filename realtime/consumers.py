@@ -32,12 +32,14 @@ from redis.exceptions import RedisError
 
 from gateway.services import ws_frame_admit
 from realtime import protocol
+from realtime.auth import socket_user_id
 from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
+from realtime.lookups import stream_ids
 from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
 from realtime.reads import read_quick, read_replay
-from realtime.selectors import stream_event_frames, stream_get, stream_heads
+from realtime.selectors import stream_event_frames, stream_heads
 from realtime.token_bucket import TokenBucket
 from realtime.transport import PEER_GONE_ERRORS, write_buffer_probe, write_mode, writes_through
 
@@ -49,7 +51,6 @@ STALL_POLL_SECONDS = 0.05
 # How long a socket closed as too far behind keeps its unread data (and the error frame) on offer.
 CLOSE_GRACE_SECONDS = 3.0
 
-_get_stream = read_quick(stream_get)
 _fetch_frames = read_replay(stream_event_frames)
 _fetch_heads = read_quick(stream_heads)
 
@@ -98,6 +99,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         finally:
             self._release()
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' version also hops to asgiref's thread to close DB connections this consumer
+        # never opens there; the state is released by __call__.
+        raise StopConsumer
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections before every frame (a thread hop per frame); this
         # consumer touches the ORM only on the read threads of realtime.reads, which do that.
@@ -108,9 +114,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
-        # Set by the socket authentication middleware when there is one; frames meant for one user
-        # (their saga reports) reach only their sockets.
-        self.user_id: int | None = self.scope.get("user_id")
+        # Frames meant for one user (their saga reports) reach only their sockets.
+        self.user_id: int | None = None
         self.buffer: deque[tuple[int, str]] = deque()
         self.snapshots: dict[str, str] = {}  # latest unsent snapshot per kind (coalesced)
         self.max_buffer = settings.CHORUS_WS_SEND_BUFFER
@@ -148,24 +153,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._refuse("bad_request", str(exc), protocol.CLOSE_BAD_REQUEST)
             return
         try:
-            stream = await _get_stream(slug=self.slug)
-            if stream is None:
-                await self._refuse("stream_not_found", f"no stream '{self.slug}'", protocol.CLOSE_STREAM_NOT_FOUND)
-                return
-            self.stream_id = stream.id
-
-            await get_hub().subscribe(stream_id=self.stream_id, subscriber=self)
-            self.subscribed = True
-            head = (await _fetch_heads(stream_ids=[self.stream_id])).get(self.stream_id, 0)
+            head = await self._join(query, after)
         except (DatabaseError, RedisError, OSError) as exc:
             logger.warning("a socket of %s could not join its stream: %s", self.slug, exc)
             message = "the server cannot reach its database or Redis; reconnect shortly"
             await self._refuse("unavailable", message, protocol.CLOSE_UNAVAILABLE)
             return
-        if after is not None and after > head:
-            await self._refuse(
-                "bad_request", f"'after' ({after}) is ahead of the stream ({head})", protocol.CLOSE_BAD_REQUEST
-            )
+        if head is None:
             return
         # No ``after``: live events only. With ``after``: the sender replays the log first.
         self.last_sent = head if after is None else after
@@ -180,6 +174,30 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=snapshot)
         self.sender = asyncio.create_task(self._sender_loop())
         self.wakeup.set()
+
+    async def _join(self, query: dict[str, list[str]], after: int | None) -> int | None:
+        """Resolve the user and the stream, register with the hub; the head to start from, or None if refused."""
+        self.user_id = await socket_user_id(query=query, headers=self.scope.get("headers", ()))
+        self.scope["user_id"] = self.user_id  # what inbound handlers and the gateway read
+        stream_id = await stream_ids.get(self.slug)
+        if stream_id is None:
+            await self._refuse("stream_not_found", f"no stream '{self.slug}'", protocol.CLOSE_STREAM_NOT_FOUND)
+            return None
+        self.stream_id = stream_id
+        hub = get_hub()
+        await hub.subscribe(stream_id=stream_id, subscriber=self)
+        self.subscribed = True
+        # The hub's last delivered event, read with no await since registering: every later event
+        # reaches this socket through the hub. No query needed, unless the client is ahead of it
+        # (an event this node has not seen yet); then the database decides.
+        head = hub.head(stream_id=stream_id)
+        if after is not None and after > head:
+            head = max(head, (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0))
+            if after > head:
+                message = f"'after' ({after}) is ahead of the stream ({head})"
+                await self._refuse("bad_request", message, protocol.CLOSE_BAD_REQUEST)
+                return None
+        return head
 
     async def _refuse(self, code: str, message: str, close_code: int) -> None:
         await self.send(text_data=protocol.error_frame(code=code, message=message))

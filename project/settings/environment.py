@@ -130,8 +130,9 @@ HOT_STREAM_HOLD_SECONDS = _int("CHORUS_HOT_STREAM_HOLD_SECONDS", 30)
 HOT_STREAM_SHARDS = _int("CHORUS_HOT_STREAM_SHARDS", 8)
 # Interval of the coalesced reaction-count frames of a hot stream, in milliseconds.
 REACTION_COALESCE_MS = _int("CHORUS_REACTION_COALESCE_MS", 250)
-# Seconds the HTTP tap fast lane (reactions/fast_taps.py) caches token -> user and slug -> stream:
-# a deleted token or stream is still honoured for at most this long.
+# Seconds a node caches token -> user, session -> user and slug -> stream (realtime/lookups.py, for
+# stream sockets and the HTTP tap fast lane): a deleted token, ended session or deleted stream is
+# still honoured for at most this long.
 FAST_TAP_CACHE_SECONDS = float(os.environ.get("CHORUS_FAST_TAP_CACHE_SECONDS", "5"))
 # Name of this region/replica in comment edit version vectors (must differ between regions).
 REGION = os.environ.get("CHORUS_REGION", "local")
