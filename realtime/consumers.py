@@ -41,7 +41,13 @@ from realtime.nodes import get_heartbeat
 from realtime.reads import read_quick, read_replay
 from realtime.selectors import stream_event_frames, stream_heads
 from realtime.token_bucket import TokenBucket
-from realtime.transport import PEER_GONE_ERRORS, write_buffer_probe, write_mode, writes_through
+from realtime.transport import (
+    PEER_GONE_ERRORS,
+    handshake_forget,
+    write_buffer_probe,
+    write_mode,
+    writes_through,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +206,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             snapshot = await provider(self.stream_id)  # type: ignore[arg-type]
             if snapshot is not None and not (self.snapshots and kind in self.snapshots):
                 await self.send(text_data=snapshot)
+        handshake_forget(self.base_send)
         self.write_buffered = write_buffer_probe(self.base_send)
         # Where a send reaches the socket at once, the hub writes to an idle socket directly; where
         # it only fills a buffer (Twisted untuned), the sender's batched writes are cheaper.
