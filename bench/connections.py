@@ -243,7 +243,7 @@ def _node_argv(variant: Variant, port: int) -> list[str]:
     if variant.server == "daphne":
         return ["daphne", "-b", "127.0.0.1", "-p", str(port), variant.app]
     return ["uvicorn", variant.app, "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets-sansio",
-            "--loop", "uvloop", "--no-access-log"]  # fmt: skip
+            "--ws-per-message-deflate", "false", "--loop", "uvloop", "--no-access-log"]  # fmt: skip
 
 
 class Node:
