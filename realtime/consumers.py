@@ -188,6 +188,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return
         try:
             head = await self._join(query, after)
+        except PEER_GONE_ERRORS:
+            raise  # the client left (uvicorn's ClientDisconnected is an OSError): nobody to tell
         except (DatabaseError, RedisError, OSError) as exc:
             logger.warning("a socket of %s could not join its stream: %s", self.slug, exc)
             message = "the server cannot reach its database or Redis; reconnect shortly"
