@@ -491,8 +491,10 @@ def run_variant(  # type: ignore[type-arg]
             clients.close_all()
             time.sleep(1.0)
     finally:
-        clients.quit()
-        node.stop()
+        try:
+            clients.quit()
+        finally:
+            node.stop()  # even if a client process died: never leave a node behind
     return result
 
 
