@@ -17,10 +17,10 @@ shedding and token buckets, and the API's exception handler for every error body
 compare the two paths answer by answer (``tests/gateway/test_fast_lane.py``,
 ``tests/reactions/test_fast_taps.py``).
 
-Credentials are cached per process for ``CHORUS_TOKEN_CACHE_SECONDS`` (``project/token_auth.py``,
-``project/session_auth.py``): a deleted token, a logout elsewhere, a password change or a
-deactivation is honoured within that bound; misses are looked up off the loop. Slug -> stream id
-(taps only) is cached for ``CHORUS_FAST_TAP_CACHE_SECONDS``.
+Token -> user, session -> user and slug -> stream come from the node's cached, batched lookups
+(``realtime/lookups.py``, ``realtime/auth.py``), the ones stream sockets use: a deleted token, an
+ended session, a password change, a deactivation or a deleted stream is honoured within
+``CHORUS_FAST_TAP_CACHE_SECONDS``; misses are read off the loop, many at once under a storm.
 """
 
 import contextlib
@@ -57,13 +57,12 @@ from gateway.throttles import LimiterUnavailable, Overloaded
 from project.api_errors import ServiceUnavailable, api_exception_handler
 from project.asgi_handler import request_threads
 from project.middleware import pool_exhausted
-from project.session_auth import session_user_cached, session_user_id
-from project.token_auth import CachedTokenAuthentication, token_cached
-from project.ttl_cache import TtlCache
+from project.token_auth import CachedTokenAuthentication
 from reactions.api import StreamReactionsView, TapSerializer
 from reactions.api import Throttled as TapThrottled
 from reactions.services.taps import TapLimited, reaction_tap_async
-from realtime.selectors import stream_get
+from realtime.auth import session_users, token_users
+from realtime.lookups import stream_ids
 
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[..., Awaitable[None]]], Any]
 Headers = list[tuple[str, str]]
@@ -151,27 +150,13 @@ async def _comment(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
         threads.release(executor)
 
 
-_streams: TtlCache[int] = TtlCache(settings.CHORUS_FAST_TAP_CACHE_SECONDS)
-
-
-def _stream_id(slug: str) -> int | None:
-    stream = stream_get(slug=slug)
-    return stream.id if stream is not None else None
-
-
-_stream_lookup = database_sync_to_async(_stream_id)
-
-
 async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
     payload = TapSerializer(data=_parse(body))
     payload.is_valid(raise_exception=True)
     slug = path["slug"]
-    stream_id = _streams.get(slug)
+    stream_id = await stream_ids.get(slug)
     if stream_id is None:
-        stream_id = await _stream_lookup(slug)
-        if stream_id is None:
-            raise exceptions.NotFound(f"No stream '{slug}'.")
-        _streams.put(slug, stream_id)
+        raise exceptions.NotFound(f"No stream '{slug}'.")
     kind = payload.validated_data["kind"]
     try:
         result = await reaction_tap_async(stream_id=stream_id, user_id=caller.user_id, kind=kind)
@@ -244,24 +229,25 @@ def _cookie(header: str, name: str) -> str | None:
     return None
 
 
-def _token_user_id(key: str) -> int:
-    """DRF's token authentication (cached), with its exact 401s for a bad token or inactive user."""
-    user, _token = CachedTokenAuthentication().authenticate_credentials(key)
-    return int(user.pk)
+def _token_refusal(key: str) -> None:
+    """Raise DRF's own 401 for a token that authenticates nobody ("Invalid token." or "User
+    inactive or deleted."): the rare path, so the exact wording costs a lookup only here."""
+    CachedTokenAuthentication().authenticate_credentials(key)
+    raise exceptions.AuthenticationFailed("Invalid token.")  # it became valid meanwhile: refuse this once
 
 
-_token_lookup = database_sync_to_async(_token_user_id)
-_session_lookup = database_sync_to_async(session_user_id)
+_token_refused = database_sync_to_async(_token_refusal)
 
 
 async def _user_id(credentials: Credentials) -> int | None:
     """The caller's user id; None for a session that is not (or no longer) signed in."""
     if credentials.token is not None:
-        token = token_cached(credentials.token)
-        return token.user_id if token is not None else await _token_lookup(credentials.token)
+        user_id = await token_users.get(credentials.token)
+        if user_id is None:
+            await _token_refused(credentials.token)
+        return user_id
     assert credentials.session is not None
-    cached = session_user_cached(credentials.session)
-    return cached if cached is not None else await _session_lookup(credentials.session)
+    return await session_users.get(credentials.session)
 
 
 def _csrf_refusal(request: ASGIRequest) -> Answer | None:

@@ -214,7 +214,7 @@ def user_tier_mirror(*, user_id: int, tier: str | None) -> None:
 def ws_frame_subject(scope: dict[str, object]) -> str:
     """The rate-limit subject of a WebSocket connection: its user, else its client address.
 
-    The user is ``scope["user_id"]`` (set once at connect by ``realtime.auth.SocketUserMiddleware``),
+    The user is ``scope["user_id"]`` (set once at connect by the stream consumer, ``realtime.auth``),
     so users behind one address have their own buckets and an admin's tier pin applies to sockets.
     """
     user_id = scope.get("user_id")

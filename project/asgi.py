@@ -19,7 +19,6 @@ from django.urls import get_resolver  # noqa: E402
 from gateway.fast_lane import FastLane  # noqa: E402
 from project.process_tuning import freeze_startup_heap, shorten_gil_switch_interval  # noqa: E402
 from project.server_limits import daphne_limits_install  # noqa: E402
-from realtime.auth import SocketUserMiddleware  # noqa: E402
 from realtime.daphne_tuning import daphne_tune  # noqa: E402
 from realtime.nodes import node_registry_middleware  # noqa: E402
 from realtime.origin import browser_origin_validator  # noqa: E402
@@ -32,7 +31,7 @@ application = node_registry_middleware(
     ProtocolTypeRouter(
         {
             "http": FastLane(django_asgi_app),
-            "websocket": browser_origin_validator(SocketUserMiddleware(URLRouter(websocket_urlpatterns))),
+            "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
         }
     )
 )

@@ -1,65 +1,106 @@
 """Who is on a stream socket: resolved once, at connect, from ``?token=`` or the session cookie.
 
 Channels' ``AuthMiddlewareStack`` wraps ``send`` and checks the session on every frame (about a
-fifth of a node's CPU in a fan-out loop); this resolves the user once and only writes
-``scope["user_id"]`` (``None`` for an anonymous socket), leaving ``send`` untouched.
+fifth of a node's CPU in a fan-out loop); the stream consumer instead asks ``socket_user_id`` once
+and keeps the user id (``None`` for an anonymous socket), leaving ``send`` untouched.
+
+An anonymous socket costs no lookup at all. Tokens and sessions are looked up through
+``CachedLookup`` (``realtime.lookups``): answers are kept for ``CHORUS_FAST_TAP_CACHE_SECONDS``, so
+a deleted token, a deactivated user, a changed password or a logout is honoured by new sockets
+within that bound, and a storm of different users costs one query per batch, not one per socket.
+The HTTP tap fast lane (``reactions.fast_taps``) shares the token lookup.
 """
 
-from http.cookies import SimpleCookie
-from typing import Any
-from urllib.parse import parse_qs
+from collections.abc import Iterable
+from http.cookies import CookieError, SimpleCookie
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
+from realtime.lookups import CachedLookup
 
-def _user_id_from_token(key: str) -> int | None:
+
+def _user_ids_by_token(keys: list[str]) -> dict[str, int]:
+    """Token key -> user id, for the tokens of active users among ``keys`` (one query)."""
     from rest_framework.authtoken.models import Token
 
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user_id if token is not None and token.user.is_active else None
+    return dict(Token.objects.filter(key__in=keys, user__is_active=True).values_list("key", "user_id"))
 
 
-def _user_id_from_session(session_key: str) -> int | None:
-    store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")(session_key)
-    raw_id = store.get(SESSION_KEY)
-    if raw_id is None or store.get(BACKEND_SESSION_KEY) is None:
-        return None
-    user = get_user_model()._default_manager.filter(pk=raw_id, is_active=True).first()
-    if user is None:
-        return None
-    # The same check as django.contrib.auth.get_user: a changed password ends the session.
-    if not constant_time_compare(store.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
-        return None
-    return user.pk
+def _session_data(session_keys: list[str]) -> dict[str, dict[str, object]]:
+    engine = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    if issubclass(engine, DatabaseSessionStore):
+        # The database backends (db, cached_db) keep every session in one table: read them at once.
+        rows = (
+            engine.get_model_class()
+            .objects.filter(session_key__in=session_keys, expire_date__gt=timezone.now())
+            .values_list("session_key", "session_data")
+        )
+        store = engine()
+        return {key: store.decode(data) for key, data in rows}
+    found = {}
+    for key in session_keys:
+        store = engine(key)
+        found[key] = {name: store.get(name) for name in (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY)}
+    return found
 
 
-def socket_user_id(scope: dict[str, Any]) -> int | None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+def _user_ids_by_session(session_keys: list[str]) -> dict[str, int]:
+    """Session key -> user id, for the signed-in sessions among ``session_keys`` (two queries).
+
+    The same checks as ``django.contrib.auth.get_user``: an active user, and the session's hash of
+    the password still matching, so a changed password ends the session.
+    """
+    sessions = {
+        key: data
+        for key, data in _session_data(session_keys).items()
+        if data.get(SESSION_KEY) is not None and data.get(BACKEND_SESSION_KEY) is not None
+    }
+    if not sessions:
+        return {}
+    user_model = get_user_model()
+    pk = user_model._meta.pk
+    ids = {}
+    for key, data in sessions.items():
+        try:
+            ids[key] = pk.to_python(data[SESSION_KEY])
+        except ValidationError:
+            continue  # not a user id of this model: an anonymous session
+    users = user_model._default_manager.filter(pk__in=set(ids.values()), is_active=True).in_bulk()
+    found = {}
+    for key, user_id in ids.items():
+        user = users.get(user_id)
+        if user is not None and constant_time_compare(
+            str(sessions[key].get(HASH_SESSION_KEY, "")), user.get_session_auth_hash()
+        ):
+            found[key] = user.pk
+    return found
+
+
+token_users = CachedLookup(_user_ids_by_token)
+session_users = CachedLookup(_user_ids_by_session)
+
+
+async def socket_user_id(*, query: dict[str, list[str]], headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The user of a socket with this query string and these handshake headers; ``None`` if anonymous.
+
+    A ``token`` parameter decides alone (an invalid one makes the socket anonymous); otherwise
+    the session cookie, if any. Raises ``DatabaseError`` when a lookup cannot be made.
+    """
     if "token" in query:
-        return _user_id_from_token(query["token"][0])
-    for name, value in scope.get("headers", []):
+        return await token_users.get(query["token"][0])
+    for name, value in headers:
         if name == b"cookie":
             cookie = SimpleCookie()
-            cookie.load(value.decode("latin-1"))
+            try:
+                cookie.load(value.decode("latin-1"))
+            except CookieError:
+                return None
             if settings.SESSION_COOKIE_NAME in cookie:
-                return _user_id_from_session(cookie[settings.SESSION_COOKIE_NAME].value)
+                return await session_users.get(cookie[settings.SESSION_COOKIE_NAME].value)
     return None
-
-
-_socket_user_id = database_sync_to_async(socket_user_id)
-
-
-class SocketUserMiddleware:
-    """ASGI middleware for WebSockets: sets ``scope["user_id"]`` once; never wraps send/receive."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] == "websocket":
-            scope = {**scope, "user_id": await _socket_user_id(scope)}
-        return await self.app(scope, receive, send)

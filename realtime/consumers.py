@@ -24,19 +24,30 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from gateway.services import ws_frame_admit
 from realtime import protocol
+from realtime.auth import socket_user_id
 from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
+from realtime.lookups import stream_ids
 from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
-from realtime.selectors import stream_event_frames, stream_get, stream_heads
+from realtime.reads import read_quick, read_replay
+from realtime.selectors import stream_event_frames, stream_heads
 from realtime.token_bucket import TokenBucket
-from realtime.transport import PEER_GONE_ERRORS, write_buffer_probe, write_mode, writes_through
+from realtime.transport import (
+    PEER_GONE_ERRORS,
+    handshake_forget,
+    write_buffer_probe,
+    write_mode,
+    writes_through,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +57,8 @@ STALL_POLL_SECONDS = 0.05
 # How long a socket closed as too far behind keeps its unread data (and the error frame) on offer.
 CLOSE_GRACE_SECONDS = 3.0
 
-_get_stream = database_sync_to_async(stream_get)
-_fetch_frames = database_sync_to_async(stream_event_frames)
-_fetch_heads = database_sync_to_async(stream_heads)
+_fetch_frames = read_replay(stream_event_frames)
+_fetch_heads = read_quick(stream_heads)
 
 
 class BadRequest(FrameRejected):
@@ -68,50 +78,101 @@ def parse_after(raw: Any, *, name: str = "after") -> int:
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
+    """One stream socket. While idle it holds no task, event, buffer or lock: only these slots.
+
+    A node keeps thousands of idle sockets, so everything a socket needs only while it is sending
+    (its sender task, its buffer, its snapshots, its send lock, its inbound bucket) is made on
+    first use and, for the sender and the buffer, dropped again when done.
+    """
+
     # Stream fan-out goes through the node's hub, not the channel layer: no per-socket layer
     # channel, no per-socket Redis reads.
     channel_layer_alias = "__none__"
+    groups = ()  # no channel-layer groups (and no per-socket list for them)
 
-    stream_id: int
-    slug: str
-    last_sent: int
+    __slots__ = (
+        "buffer", "closing", "counted", "credit", "direct_sends", "inbound", "lagging", "last_sent", "live",
+        "log_pending", "rewake", "send_claims", "send_lock", "sender", "slug", "snapshots", "stall_poll_pending",
+        "stalled_since", "stream_id", "strikes", "subscribed", "user_id", "write_buffered",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.slug = ""
+        self.stream_id: int | None = None
+        # Frames meant for one user (their saga reports) reach only their sockets.
+        self.user_id: int | None = None
+        self.last_sent = 0
+        self.live = False  # connected: hello sent, the sender may run and the hub may write directly
+        self.counted = False  # in node_stats.connections
+        self.subscribed = False
+        self.closing = False
+        self.buffer: deque[tuple[int, str]] | None = None  # live frames waiting for the sender
+        self.snapshots: dict[str, str] | None = None  # latest unsent snapshot per kind (coalesced)
+        self.lagging = False
+        self.log_pending = False  # events after last_sent must be read from the log before the buffer
+        self.credit: int | None = None  # None until the client opts into flow control
+        self.sender: asyncio.Task[None] | None = None  # runs only while there is something to send
+        self.rewake = False  # more to send turned up while the sender was running
+        self.send_lock: asyncio.Lock | None = None
+        # Holders of send_lock plus those waiting for it: the hub writes directly only when it is 0
+        # (an asyncio.Lock reads as free while a woken waiter has not yet taken it).
+        self.send_claims = 0
+        self.stalled_since: float | None = None
+        self.stall_poll_pending = False
+        self.write_buffered: Any = None
+        self.direct_sends = False
+        self.inbound: TokenBucket | None = None
+        self.strikes = 0
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        """The route's application: returns the consumer's own coroutine.
+
+        Channels' version awaits it from a coroutine of its own, one more frame every idle socket
+        holds for its whole life.
+        """
+
+        def app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+            return cls(**initkwargs)(scope, receive, send)
+
+        app.consumer_class = cls  # type: ignore[attr-defined]
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        return app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels' AsyncConsumer.__call__ awaits every message as a task of its own through
+        # asyncio.wait (two tasks and a future per idle socket), and runs disconnect() only on a
+        # clean close. This loop is the same dispatch, and its ``finally`` is the one place where a
+        # socket's state is given back, however the socket ended: a clean close, an exception in
+        # connect() or receive(), a send to a client that has gone, or the server cancelling us.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        except PEER_GONE_ERRORS:
+            logger.debug("client of %s left while the server was answering it", self.slug)
+        finally:
+            self._release()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale DB connections before every frame (a thread hop per frame); this
-        # consumer touches the ORM only through database_sync_to_async, which already does that.
+        # consumer touches the ORM only on the read threads of realtime.reads, which do that.
         handler = getattr(self, message["type"].replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")
         await handler(message)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' version also hops to asgiref's thread to close DB connections this consumer
+        # never opens there; the state is released by __call__.
+        raise StopConsumer
+
     async def connect(self) -> None:
         self.slug = self.scope["url_route"]["kwargs"]["slug"]
-        # Set by the socket authentication middleware when there is one; frames meant for one user
-        # (their saga reports) reach only their sockets.
-        self.user_id: int | None = self.scope.get("user_id")
-        self.buffer: deque[tuple[int, str]] = deque()
-        self.snapshots: dict[str, str] = {}  # latest unsent snapshot per kind (coalesced)
-        self.max_buffer = settings.CHORUS_WS_SEND_BUFFER
-        self.lagging = False
-        self.wakeup = asyncio.Event()
-        self.send_lock = asyncio.Lock()
-        # Holders of send_lock plus those waiting for it: the hub writes directly only when it is 0
-        # (an asyncio.Lock reads as free while a woken waiter has not yet taken it).
-        self.send_claims = 0
-        self.sender: asyncio.Task[None] | None = None
-        self.subscribed = False
-        self.log_pending = False  # events after last_sent must be read from the log before the buffer
-        self.credit: int | None = None  # None until the client opts into flow control
-        self.stalled_since: float | None = None
-        self.stall_poll_pending = False
-        self.closing = False
-        self.write_buffered = write_buffer_probe(self.base_send)
-        # Where a send reaches the socket at once, the hub writes to an idle socket directly; where
-        # it only fills a buffer (Twisted untuned), the sender's batched writes are cheaper.
-        self.direct_sends = writes_through(self.base_send) and self.write_buffered is not None
-        self.max_write_buffer = settings.CHORUS_WS_MAX_WRITE_BUFFER
-        self.inbound = TokenBucket(rate=settings.CHORUS_WS_INBOUND_RATE, burst=settings.CHORUS_WS_INBOUND_BURST)
-        self.strikes = 0
         self.counted = True
         node_stats.connections += 1
         await self.accept()
@@ -125,19 +186,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
         except BadRequest as exc:
             await self._refuse("bad_request", str(exc), protocol.CLOSE_BAD_REQUEST)
             return
-        stream = await _get_stream(slug=self.slug)
-        if stream is None:
-            await self._refuse("stream_not_found", f"no stream '{self.slug}'", protocol.CLOSE_STREAM_NOT_FOUND)
+        try:
+            head = await self._join(query, after)
+        except PEER_GONE_ERRORS:
+            raise  # the client left (uvicorn's ClientDisconnected is an OSError): nobody to tell
+        except (DatabaseError, RedisError, OSError) as exc:
+            logger.warning("a socket of %s could not join its stream: %s", self.slug, exc)
+            message = "the server cannot reach its database or Redis; reconnect shortly"
+            await self._refuse("unavailable", message, protocol.CLOSE_UNAVAILABLE)
             return
-        self.stream_id = stream.id
-
-        await get_hub().subscribe(stream_id=self.stream_id, subscriber=self)
-        self.subscribed = True
-        head = (await _fetch_heads(stream_ids=[self.stream_id])).get(self.stream_id, 0)
-        if after is not None and after > head:
-            await self._refuse(
-                "bad_request", f"'after' ({after}) is ahead of the stream ({head})", protocol.CLOSE_BAD_REQUEST
-            )
+        if head is None:
             return
         # No ``after``: live events only. With ``after``: the sender replays the log first.
         self.last_sent = head if after is None else after
@@ -147,24 +205,58 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if viewers is not None:  # the next heartbeat sends the count that includes this socket
             await self.send(text_data=protocol.presence_frame(viewers=viewers))
         for kind, provider in snapshot_providers.items():
-            snapshot = await provider(self.stream_id)
-            if snapshot is not None and kind not in self.snapshots:
+            snapshot = await provider(self.stream_id)  # type: ignore[arg-type]
+            if snapshot is not None and not (self.snapshots and kind in self.snapshots):
                 await self.send(text_data=snapshot)
-        self.sender = asyncio.create_task(self._sender_loop())
-        self.wakeup.set()
+        handshake_forget(self.base_send)
+        self.write_buffered = write_buffer_probe(self.base_send)
+        # Where a send reaches the socket at once, the hub writes to an idle socket directly; where
+        # it only fills a buffer (Twisted untuned), the sender's batched writes are cheaper.
+        self.direct_sends = writes_through(self.base_send) and self.write_buffered is not None
+        self.live = True
+        if self.lagging or self.buffer or self.snapshots:
+            self._wake()
+
+    async def _join(self, query: dict[str, list[str]], after: int | None) -> int | None:
+        """Resolve the user and the stream, register with the hub; the head to start from, or None if refused."""
+        self.user_id = await socket_user_id(query=query, headers=self.scope.get("headers", ()))
+        self.scope["user_id"] = self.user_id  # what inbound handlers and the gateway read
+        stream_id = await stream_ids.get(self.slug)
+        if stream_id is None:
+            await self._refuse("stream_not_found", f"no stream '{self.slug}'", protocol.CLOSE_STREAM_NOT_FOUND)
+            return None
+        self.stream_id = stream_id
+        hub = get_hub()
+        await hub.subscribe(stream_id=stream_id, subscriber=self)
+        self.subscribed = True
+        # The hub's last delivered event, read with no await since registering: every later event
+        # reaches this socket through the hub. No query needed, unless the client is ahead of it
+        # (an event this node has not seen yet); then the database decides.
+        head = hub.head(stream_id=stream_id)
+        if after is not None and after > head:
+            head = max(head, (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0))
+            if after > head:
+                message = f"'after' ({after}) is ahead of the stream ({head})"
+                await self._refuse("bad_request", message, protocol.CLOSE_BAD_REQUEST)
+                return None
+        return head
 
     async def _refuse(self, code: str, message: str, close_code: int) -> None:
+        self.closing = True
         await self.send(text_data=protocol.error_frame(code=code, message=message))
         await self.close(code=close_code)
 
-    async def disconnect(self, code: int) -> None:
-        if getattr(self, "counted", False):
+    def _release(self) -> None:
+        """Give back what the socket holds in the node: its count, its hub subscription, its sender."""
+        self.closing = True
+        self.live = False
+        if self.counted:
             self.counted = False
             node_stats.connections -= 1
         self._set_stalled(False)
         if self.subscribed:
             self.subscribed = False
-            get_hub().unsubscribe(stream_id=self.stream_id, subscriber=self)
+            get_hub().unsubscribe(stream_id=self.stream_id, subscriber=self)  # type: ignore[arg-type]
         if self.sender is not None:
             self.sender.cancel()
 
@@ -174,14 +266,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """Called by the hub for every live event; never blocks and never grows without bound."""
         if self.lagging:
             return
-        if len(self.buffer) >= self.max_buffer:
+        if self.buffer is None:
+            self.buffer = deque()
+        if len(self.buffer) >= settings.CHORUS_WS_SEND_BUFFER:
             # Drop what is buffered: the sender re-reads the event log from last_sent instead.
-            self.buffer.clear()
+            self.buffer = None
             self.lagging = True
             node_stats.log_fallbacks += 1
         else:
             self.buffer.append((seq, frame))
-        self.wakeup.set()
+        self._wake()
 
     def can_send_now(self, seq: int) -> bool:
         """Idle, caught up, within its credit and with nothing unflushed: the hub may write directly.
@@ -191,7 +285,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """
         if (
             not self.direct_sends
-            or self.sender is None
+            or not self.live
             or self.closing
             or self.send_claims
             or self.lagging
@@ -231,6 +325,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """Hold the send lock, counted from the moment of asking (see ``send_claims``)."""
         self.send_claims += 1
         try:
+            if self.send_lock is None:
+                self.send_lock = asyncio.Lock()
             async with self.send_lock:
                 yield
         finally:
@@ -238,26 +334,41 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def offer_snapshot(self, kind: str, frame: str) -> None:
         """Keep only the latest snapshot of each kind: a slow client gets fewer, never stale, ones."""
-        if kind in self.snapshots:
+        if self.snapshots is None:
+            self.snapshots = {}
+        elif kind in self.snapshots:
             node_stats.events_coalesced += 1
         self.snapshots[kind] = frame
-        self.wakeup.set()
+        self._wake()
 
-    async def _sender_loop(self) -> None:
+    def _wake(self) -> None:
+        """Make sure a sender will look at what there is to send (started now if none is running)."""
+        if self.sender is not None:
+            self.rewake = True
+        elif self.live and not self.closing:
+            self.sender = asyncio.get_running_loop().create_task(self._send_pending())
+
+    async def _send_pending(self) -> None:
+        """The socket's sender: drains, then ends, so an idle socket has no task waiting."""
         try:
-            while not self.closing:
-                await self.wakeup.wait()
-                self.wakeup.clear()
+            while True:
+                self.rewake = False
                 async with self._sending():
                     await self._drain()
+                if not self.rewake or self.closing:
+                    return
         except asyncio.CancelledError:
             raise
         except PEER_GONE_ERRORS:
-            # The client left while a frame was on its way; disconnect() cleans up.
+            # The client left while a frame was on its way; the consumer's loop cleans up.
             logger.debug("client of %s left during a send", self.slug)
         except Exception:
             logger.exception("stream sender failed for %s", self.slug)
-            await self.close(code=1011)
+            self.closing = True
+            with contextlib.suppress(Exception):
+                await self.close(code=1011)
+        finally:
+            self.sender = None
 
     def _set_stalled(self, stalled: bool) -> None:
         if stalled and self.stalled_since is None:
@@ -269,7 +380,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def _write_blocked(self) -> bool:
         """True while the client has not read what was already written (checked before every frame)."""
-        if self.write_buffered is None or self.write_buffered() <= self.max_write_buffer:
+        if self.write_buffered is None or self.write_buffered() <= settings.CHORUS_WS_MAX_WRITE_BUFFER:
             self._set_stalled(False)
             return False
         self._set_stalled(True)
@@ -281,7 +392,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def _stall_poll(self) -> None:
         self.stall_poll_pending = False
-        self.wakeup.set()
+        self._wake()
 
     def _events_blocked(self) -> bool:
         return (self.credit is not None and self.credit <= 0) or self._write_blocked()
@@ -299,12 +410,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 # From here offer() buffers again; anything older comes from the log, duplicates
                 # are dropped by sequence number.
                 self.lagging = False
-                self.buffer.clear()
+                self.buffer = None
                 self.log_pending = True
             if self.log_pending:
                 self.log_pending = await self._send_log_page()
                 continue
             if not self.buffer:
+                self.buffer = None  # an idle socket keeps no buffer
                 break
             seq, frame = self.buffer[0]
             if seq <= self.last_sent:
@@ -361,6 +473,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
     # --- inbound -------------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.inbound is None:
+            self.inbound = TokenBucket(rate=settings.CHORUS_WS_INBOUND_RATE, burst=settings.CHORUS_WS_INBOUND_BURST)
         if not self.inbound.take():
             await self._rate_limited()
             return
@@ -378,7 +492,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 await self._resync(parse_after(frame.get("after"), name="after"))
             elif kind == "ping":
                 await self.send(text_data=protocol.PONG_FRAME)
-            elif isinstance(kind, str) and kind in inbound_handlers and hasattr(self, "stream_id"):
+            elif isinstance(kind, str) and kind in inbound_handlers and self.live:
+                assert self.stream_id is not None  # live
                 context = InboundContext(stream_id=self.stream_id, slug=self.slug, scope=self.scope)
                 reply = await inbound_handlers[kind](context, frame)
                 if reply is not None:
@@ -409,7 +524,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= protocol.CREDIT_MAX:
             raise BadRequest(f"'n' must be an integer from 1 to {protocol.CREDIT_MAX}")
         self.credit = min((self.credit or 0) + raw, protocol.CREDIT_MAX)
-        self.wakeup.set()
+        self._wake()
 
     def _parse_frame(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:
@@ -426,7 +541,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def _resync(self, after: int) -> None:
         """Re-send the range the client says it missed: events after ``after`` already delivered."""
-        if not hasattr(self, "last_sent"):
+        if not self.live:
             return
         async with self._sending():
             cursor = after

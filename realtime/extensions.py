@@ -2,12 +2,16 @@
 
 - Snapshot providers: on connect (and reconnect) a socket sends, for each registered kind, the
   current snapshot frame (e.g. reaction counts), so a client never waits for the next change.
+  Sockets of one stream that connect together share one call (a storm asks once per batch, not
+  once per socket), and never one that started before they asked: a socket is registered with
+  the hub before it asks, so every later change reaches it either in the answer or live.
 - Inbound handlers: client frames of a registered ``type`` (e.g. ``"reaction"``) are handed to the
   app that owns them; the handler may return a frame to send back.
 
 Apps register in their ``AppConfig.ready``.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +37,39 @@ snapshot_providers: dict[str, SnapshotProvider] = {}
 inbound_handlers: dict[str, InboundHandler] = {}
 
 
+class SharedSnapshots:
+    """A provider whose concurrent calls for one stream are answered by one call of ``provider``."""
+
+    def __init__(self, provider: SnapshotProvider) -> None:
+        self._provider = provider
+        self._next: dict[int, asyncio.Future[str | None]] = {}  # stream -> answer of the call not yet made
+        self._running: dict[int, asyncio.Task[None]] = {}
+
+    async def __call__(self, stream_id: int) -> str | None:
+        future = self._next.get(stream_id)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._next[stream_id] = loop.create_future()
+            if stream_id not in self._running:
+                self._running[stream_id] = loop.create_task(self._calls(stream_id))
+        return await asyncio.shield(future)  # one caller leaving must not cancel the others' answer
+
+    async def _calls(self, stream_id: int) -> None:
+        try:
+            while (future := self._next.pop(stream_id, None)) is not None:
+                try:
+                    future.set_result(await self._provider(stream_id))
+                except Exception as exc:
+                    future.set_exception(exc)
+                except BaseException:
+                    future.cancel()
+                    raise
+        finally:
+            del self._running[stream_id]
+
+
 def register_snapshot_provider(kind: str, provider: SnapshotProvider) -> None:
-    snapshot_providers[kind] = provider
+    snapshot_providers[kind] = SharedSnapshots(provider)
 
 
 def register_inbound_handler(frame_type: str, handler: InboundHandler) -> None:

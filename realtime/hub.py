@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from channels.db import database_sync_to_async
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from realtime.channels import hub_control_channel, stream_channel
 from realtime.events import USER_MARK, decode_published, decode_user_frame, snapshot_kind_version
+from realtime.reads import read_quick
 from realtime.selectors import stream_event_frames, stream_heads
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,9 @@ class _StreamState:
     snapshot_versions: dict[str, int] = field(default_factory=dict)  # last forwarded version per kind
 
 
-_fetch_frames = database_sync_to_async(stream_event_frames)
-_fetch_heads = database_sync_to_async(stream_heads)
+# On the quick-read threads: a repair is never queued behind sockets replaying the log.
+_fetch_frames = read_quick(stream_event_frames)
+_fetch_heads = read_quick(stream_heads)
 
 
 class StreamHub:

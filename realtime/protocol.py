@@ -35,6 +35,10 @@ CLOSE_TOO_FAR_BEHIND = 4408
 # The client kept sending after CHORUS_WS_INBOUND_STRIKES frames in a row were refused by the
 # per-connection inbound rate limit (CHORUS_WS_INBOUND_RATE per second, burst CHORUS_WS_INBOUND_BURST).
 CLOSE_RATE_LIMITED = 4429
+# The node could not reach PostgreSQL or Redis while the socket was connecting (preceded by an
+# error frame with code ``unavailable``): reconnect after a moment, through discovery. (RFC 6455's
+# 1013 "try again later" is refused by daphne's WebSocket library.)
+CLOSE_UNAVAILABLE = 4503
 CREDIT_MAX = 1_000_000  # largest ``n`` of one credit frame, and of a socket's total credit
 
 

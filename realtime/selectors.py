@@ -8,6 +8,11 @@ def stream_get(*, slug: str) -> Stream | None:
     return Stream.objects.filter(slug=slug).first()
 
 
+def stream_ids_by_slug(slugs: list[str]) -> dict[str, int]:
+    """Stream ids of the slugs that exist, in one query (``realtime.lookups`` batches connects)."""
+    return dict(Stream.objects.filter(slug__in=slugs).values_list("slug", "id"))
+
+
 def stream_heads(*, stream_ids: list[int]) -> dict[int, int]:
     """The last sequence number of each stream, in one query."""
     return dict(Stream.objects.filter(id__in=stream_ids).values_list("id", "last_seq"))

@@ -34,13 +34,30 @@ def _twisted_pending(transport: Any) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
-def _transport(send: Callable[..., Any]) -> Any:
-    protocol: Any = None
+def _protocol(send: Callable[..., Any]) -> Any:
     if isinstance(send, partial) and send.args:
-        protocol = send.args[0]  # daphne
-    elif hasattr(send, "__self__"):
-        protocol = send.__self__  # uvicorn (websockets, websockets-sansio, wsproto)
-    return getattr(protocol, "transport", None)
+        return send.args[0]  # daphne
+    return getattr(send, "__self__", None)  # uvicorn (websockets, websockets-sansio, wsproto)
+
+
+def _transport(send: Callable[..., Any]) -> Any:
+    return getattr(_protocol(send), "transport", None)
+
+
+def handshake_forget(send: Callable[..., Any]) -> None:
+    """Let go of what the server keeps of a finished handshake and never reads again.
+
+    uvicorn's websockets-sansio protocol holds the parsed request and the response it sent, with
+    their headers, for the life of the connection (and the websockets parser's frame holds the
+    request too): about 3 KB of each idle socket's memory. Both are read only until the handshake
+    is complete; the application has the request's headers in its scope.
+    """
+    protocol = _protocol(send)
+    if type(protocol).__name__ == "WebSocketsSansIOProtocol" and getattr(protocol, "handshake_complete", False):
+        request = protocol.request
+        protocol.request = protocol.response = None
+        if request is not None:
+            request.headers.clear()
 
 
 def writes_through(send: Callable[..., Any]) -> bool:

@@ -192,8 +192,9 @@ REACTION_COALESCE_MS = _int("CHORUS_REACTION_COALESCE_MS", 250)
 # The HTTP fast lane (gateway/fast_lane.py) answers comment posts and taps on the event loop;
 # 0 sends every request through Django and DRF (the reference path, slower).
 FAST_LANE = _bool("CHORUS_FAST_LANE", True)
-# Seconds the HTTP fast lane (gateway/fast_lane.py) caches slug -> stream for taps: a deleted stream
-# is still honoured for at most this long.
+# Seconds a node caches token -> user, session -> user and slug -> stream (realtime/lookups.py, for
+# stream sockets and the HTTP fast lane): a deleted token, ended session or deleted stream is still
+# honoured for at most this long.
 FAST_TAP_CACHE_SECONDS = float(os.environ.get("CHORUS_FAST_TAP_CACHE_SECONDS", "5"))
 # Name of this region/replica in comment edit version vectors (must differ between regions).
 REGION = os.environ.get("CHORUS_REGION", "local")

@@ -133,7 +133,7 @@ class AsgiNode(ManagedProcess):
         elif server == "uvicorn":
             argv = [
                 str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port), "--ws", "websockets-sansio",
-                "--loop", "uvloop", "--no-access-log", app,
+                "--ws-per-message-deflate", "false", "--loop", "uvloop", "--no-access-log", app,
             ]  # fmt: skip
         else:
             raise ValueError(server)

@@ -10,8 +10,9 @@ import websockets
 
 
 class WsClient:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, headers: dict[str, str] | None = None) -> None:
         self.url = url
+        self.headers = headers or {}
         self.frames: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self._cond = threading.Condition()
@@ -24,7 +25,7 @@ class WsClient:
 
     async def _run(self) -> None:
         try:
-            async with websockets.connect(self.url, max_size=None) as ws:
+            async with websockets.connect(self.url, max_size=None, additional_headers=self.headers) as ws:
                 self._ws = ws
                 async for message in ws:
                     with self._cond:
