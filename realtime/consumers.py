@@ -43,7 +43,7 @@ from realtime.selectors import stream_event_frames, stream_heads
 from realtime.token_bucket import TokenBucket
 from realtime.transport import (
     PEER_GONE_ERRORS,
-    handshake_forget,
+    connection_trim,
     write_buffer_probe,
     write_mode,
     writes_through,
@@ -208,7 +208,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             snapshot = await provider(self.stream_id)  # type: ignore[arg-type]
             if snapshot is not None and not (self.snapshots and kind in self.snapshots):
                 await self.send(text_data=snapshot)
-        handshake_forget(self.base_send)
+        connection_trim(self.base_send, self.scope)
         self.write_buffered = write_buffer_probe(self.base_send)
         # Where a send reaches the socket at once, the hub writes to an idle socket directly; where
         # it only fills a buffer (Twisted untuned), the sender's batched writes are cheaper.

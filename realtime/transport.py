@@ -8,6 +8,7 @@ uvicorn passes a bound method of its protocol object) and reports its unflushed 
 consumer can stop writing to a socket that is not draining.
 """
 
+import asyncio
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -44,20 +45,97 @@ def _transport(send: Callable[..., Any]) -> Any:
     return getattr(_protocol(send), "transport", None)
 
 
-def handshake_forget(send: Callable[..., Any]) -> None:
-    """Let go of what the server keeps of a finished handshake and never reads again.
+class _Inbox:
+    """The part of an ``asyncio.Queue`` uvicorn's protocol uses for received events (``put_nowait``,
+    ``get``, ``empty``), for one reader: a list and at most one waiter, instead of four deques."""
 
-    uvicorn's websockets-sansio protocol holds the parsed request and the response it sent, with
-    their headers, for the life of the connection (and the websockets parser's frame holds the
-    request too): about 3 KB of each idle socket's memory. Both are read only until the handshake
-    is complete; the application has the request's headers in its scope.
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = items
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class _Flag:
+    """The part of an ``asyncio.Event`` uvicorn's protocol uses for ``writable``, without a deque."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self, is_set: bool) -> None:
+        self._set = is_set
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters = None
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters = [*(self._waiters or ()), waiter]
+        await waiter
+        return True
+
+
+def connection_trim(send: Callable[..., Any], scope: dict[str, Any]) -> None:
+    """Let go of what an established socket keeps but never reads again: most of an idle socket's memory.
+
+    - The handshake's request headers, read only while connecting (the scope dicts of every layer
+      share one list: it is emptied in place).
+    - uvicorn's websockets-sansio protocol holds the parsed request and the response it sent for
+      the life of the connection (and the websockets parser's frame holds the request too).
+    - The same protocol keeps received events in an ``asyncio.Queue`` (four deques) and its
+      ``writable`` flag in an ``asyncio.Event`` (one more): about 3.8 KB per socket, for a queue
+      that one reader empties. They become ``_Inbox`` and ``_Flag``, with what they hold.
+
+    Safe only right after the handshake, from the socket's own task, while nothing waits on them.
     """
+    headers = scope.get("headers")
+    if isinstance(headers, list):
+        headers.clear()
     protocol = _protocol(send)
-    if type(protocol).__name__ == "WebSocketsSansIOProtocol" and getattr(protocol, "handshake_complete", False):
-        request = protocol.request
-        protocol.request = protocol.response = None
-        if request is not None:
-            request.headers.clear()
+    if type(protocol).__name__ != "WebSocketsSansIOProtocol" or not getattr(protocol, "handshake_complete", False):
+        return
+    request = protocol.request
+    protocol.request = protocol.response = None
+    if request is not None:
+        request.headers.clear()
+    queue = protocol.queue
+    if type(queue) is asyncio.Queue and not queue._getters:  # type: ignore[attr-defined]
+        protocol.queue = _Inbox(list(queue._queue))  # type: ignore[attr-defined]
+    writable = protocol.writable
+    if type(writable) is asyncio.Event and not writable._waiters:  # type: ignore[attr-defined]
+        protocol.writable = _Flag(writable.is_set())
 
 
 def writes_through(send: Callable[..., Any]) -> bool:
