@@ -416,7 +416,7 @@ def _publish(variant: Variant, stream_id: int, slug: str, n: int) -> None:
 
         from bench.naive_group_send import naive_group
 
-        frame = event_frame(seq=n + 1, event_id=str(uuid.uuid4()), event_type="bench.event", payload={"n": n})
+        frame = event_frame(seq=n + 1, epoch=1, event_id=str(uuid.uuid4()), event_type="bench.event", payload={"n": n})
         async_to_sync(get_channel_layer().group_send)(naive_group(slug), {"type": "stream.event", "frame": frame})
 
 

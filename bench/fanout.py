@@ -292,7 +292,9 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
             from realtime.protocol import event_frame
 
             numbers = list(range(warm + timed + 1, warm + timed + args.burst + 1))
-            frames = [event_frame(seq=n, event_id=str(uuid.uuid4()), event_type="bench", payload={}) for n in numbers]
+            frames = [
+                event_frame(seq=n, epoch=1, event_id=str(uuid.uuid4()), event_type="bench", payload={}) for n in numbers
+            ]
             sender = asyncio.to_thread(publisher.send, f"naive-{slug}", frames)
         else:
             sender = asyncio.to_thread(chorus_publish_burst, stream.id, args.burst)
@@ -340,7 +342,7 @@ async def _timed_run(  # type: ignore[no-untyped-def]
             stamp = f"@t={time.time():.6f}"
             if naive:
                 frame = event_frame(
-                    seq=first_seq + i, event_id=str(uuid.uuid4()), event_type="bench", payload={"b": stamp}
+                    seq=first_seq + i, epoch=1, event_id=str(uuid.uuid4()), event_type="bench", payload={"b": stamp}
                 )
                 await asyncio.to_thread(publisher.send, f"naive-{slug}", [frame])
             else:

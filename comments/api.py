@@ -50,6 +50,12 @@ class CommentCreateSerializer(serializers.Serializer):
 
 class CommentPageQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**62)
+    epoch = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**62,
+        help_text="The epoch `after` belongs to; another than the stream's is answered 409 `history_reset`.",
+    )
     limit = serializers.IntegerField(
         required=False,
         default=settings.CHORUS_PAGE_SIZE_DEFAULT,
@@ -66,7 +72,7 @@ class CommentPageQuerySerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # A tail is anchored at the head, a page at ``after``: both at once has no meaning.
         if "tail" in attrs:
-            given = [name for name in ("after", "limit") if name in self.initial_data]
+            given = [name for name in ("after", "limit", "epoch") if name in self.initial_data]
             if given:
                 raise serializers.ValidationError({"tail": [f"Cannot be combined with '{given[0]}'."]})
         return attrs
@@ -90,6 +96,13 @@ AcceptedSerializer = inline_serializer(
     "CommentAccepted",
     {"id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField()},
 )
+PositionSerializer = inline_serializer(
+    "StreamPosition", {"epoch": serializers.IntegerField(), "seq": serializers.IntegerField()}
+)
+HistoryResetSerializer = inline_serializer(
+    "HistoryReset",
+    {"code": serializers.CharField(), "detail": serializers.CharField(), "position": PositionSerializer},
+)
 CountsSerializer = inline_serializer(
     "StreamCounts", {"head": serializers.IntegerField(), "comments": serializers.IntegerField()}
 )
@@ -99,6 +112,7 @@ PageSerializer = inline_serializer(
         "results": CommentSerializer(many=True),
         "next": serializers.URLField(allow_null=True),
         "counts": CountsSerializer,
+        "position": PositionSerializer,
     },
 )
 
@@ -106,7 +120,7 @@ TailSerializer = inline_serializer(
     "CommentTail",
     {
         "results": CommentSerializer(many=True),
-        "position": inline_serializer("StreamPosition", {"seq": serializers.IntegerField()}),
+        "position": PositionSerializer,
     },
 )
 
@@ -129,12 +143,15 @@ class StreamCommentsView(APIView):
                 component_name="CommentPageOrTail",
                 serializers=[PageSerializer, TailSerializer],
                 resource_type_field_name=None,
-            )
+            ),
+            409: HistoryResetSerializer,
         },
         summary="Published comments of a stream, in sequence order",
         description=(
             "A page of comments after `after`, or with `tail=N` the latest N comments and the position "
-            "`{seq}` they are current at: subscribing with `?after=<seq>` then misses and repeats nothing."
+            "`{epoch, seq}` they are current at: subscribing with `?after=<seq>&epoch=<epoch>` then misses "
+            "and repeats nothing. A page asked for with an `epoch` the stream has left is refused with 409 "
+            "`history_reset` and the stream's position: read the tail again."
         ),
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -142,16 +159,22 @@ class StreamCommentsView(APIView):
         query.is_valid(raise_exception=True)
         stream = stream_or_404(slug)
         if "tail" in query.validated_data:
-            comments, head = comment_tail(stream_id=stream.id, count=query.validated_data["tail"])
-            return Response({"results": [comment_as_dict(c) for c in comments], "position": {"seq": head}})
+            comments, epoch, head = comment_tail(stream_id=stream.id, count=query.validated_data["tail"])
+            position = {"epoch": epoch, "seq": head}
+            return Response({"results": [comment_as_dict(c) for c in comments], "position": position})
+        position = {"epoch": stream.epoch, "seq": stream.last_seq}
+        if query.validated_data.get("epoch", stream.epoch) != stream.epoch:
+            detail = "The stream's history was reset since that position; read its tail again."
+            return Response({"code": "history_reset", "detail": detail, "position": position}, status=409)
         after, limit = query.validated_data["after"], query.validated_data["limit"]
         results, has_more = comment_page_cached(stream=stream, after=after, limit=limit)
         next_url = None
         if has_more:
-            next_url = request.build_absolute_uri(
-                f"{request.path}?{urlencode({'after': results[-1]['seq'], 'limit': limit})}"
-            )
-        return Response({"results": results, "next": next_url, "counts": stream_counters(stream=stream)})
+            # The next page carries the epoch: a walk across a reset is told, not given a mixed list.
+            next_query = urlencode({"after": results[-1]["seq"], "limit": limit, "epoch": stream.epoch})
+            next_url = request.build_absolute_uri(f"{request.path}?{next_query}")
+        counts = stream_counters(stream=stream)
+        return Response({"results": results, "next": next_url, "counts": counts, "position": position})
 
     @extend_schema(
         operation_id="stream_comments_create",

@@ -1,7 +1,7 @@
 """Redis caches of comment reads that are never stale after a write.
 
-- Pages of published comments, cache-aside, each stored with the stream's head sequence number it
-  was read at and served only for that same head. Every change a page can show (a comment
+- Pages of published comments, cache-aside, each stored with the stream's position (epoch and
+  head sequence number) it was read at and served only for that same position. Every change a page can show (a comment
   published, and any later edit or delete) appends a stream event, which moves the head, so after
   a write every stored page is a miss: there is nothing to invalidate and no window in which an
   old page can be served for the new head. The next read overwrites it.
@@ -11,7 +11,9 @@
   ``after`` or page size therefore cannot grow the cache: a stream has at most page size + 2 keys
   here, however many heads, offsets and sizes are read.
 - Stream counters (head, published comments), written through by the publish path after commit,
-  and checked against the head on read: a counter behind the head is recomputed, never served.
+  and checked against the position on read: a counter behind the head is recomputed, never served.
+  The epoch is part of both checks because a restore from a backup can bring a head back to a
+  number it had before, with other comments (``realtime.services.stream_epoch_bump``).
 
 Redis (``CHORUS_CACHE_REDIS_URL``) is an optimisation here: if it is down (or its breaker open)
 reads go to PostgreSQL, and whatever it evicts is recomputed.
@@ -48,11 +50,13 @@ if head ~= nil and head == tonumber(ARGV[1]) - 1 then
 end
 return 0
 """
-# A recomputed value replaces the stored one only if it is for a later head.
+# A recomputed value replaces the stored one only if it is for a later head, or another epoch.
+# (An advance in an old epoch only moves a value no read serves: reads check the epoch.)
 _COUNTERS_FILL = """
 local head = tonumber(redis.call('HGET', KEYS[1], 'head'))
-if head == nil or head < tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'head', ARGV[1], 'comments', ARGV[2])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if head == nil or head < tonumber(ARGV[1]) or epoch ~= ARGV[4] then
+  redis.call('HSET', KEYS[1], 'head', ARGV[1], 'comments', ARGV[2], 'epoch', ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 return 0
@@ -95,13 +99,14 @@ def comment_page_cached(*, stream: Stream, after: int, limit: int) -> tuple[list
             cached = None
         if cached is not None:
             page = json.loads(cached)
-            if page["head"] == head:
+            if page["head"] == head and page.get("epoch") == stream.epoch:
                 return page["results"], page["has_more"]
     comments = comment_page(stream_id=stream.id, after=after, limit=limit + 1)
     results = [comment_as_dict(c) for c in comments[:limit]]
     has_more = len(comments) > limit
     if shared:
-        value = json.dumps({"head": head, "results": results, "has_more": has_more}, ensure_ascii=False).encode()
+        page = {"epoch": stream.epoch, "head": head, "results": results, "has_more": has_more}
+        value = json.dumps(page, ensure_ascii=False).encode()
         if len(value) <= settings.CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES:
             try:
                 cache_breaker.call(_redis().set, key, value, ex=settings.CHORUS_COMMENT_PAGE_CACHE_SECONDS)
@@ -114,17 +119,23 @@ def stream_counters(*, stream: Stream) -> dict[str, int]:
     """``{"head", "comments"}`` of a stream as of ``stream.last_seq`` (read in this request)."""
     key = counters_key(stream_id=stream.id)
     try:
-        stored = cache_breaker.call(_redis().hmget, key, ["head", "comments"])
+        stored = cache_breaker.call(_redis().hmget, key, ["head", "comments", "epoch"])
     except _UNAVAILABLE:
-        stored = [None, None]
-    if stored[0] is not None and stored[1] is not None and int(stored[0]) == stream.last_seq:
+        stored = [None, None, None]
+    if (
+        stored[0] is not None
+        and stored[1] is not None
+        and int(stored[0]) == stream.last_seq
+        and stored[2] is not None
+        and int(stored[2]) == stream.epoch
+    ):
         return {"head": stream.last_seq, "comments": int(stored[1])}
     # Missing, behind (a write-through was lost) or ahead of this request's read: count at our head.
     count = Comment.objects.filter(
         stream_id=stream.id, status=CommentStatus.PUBLISHED, seq__lte=stream.last_seq
     ).count()
     with contextlib.suppress(*_UNAVAILABLE):
-        cache_breaker.call(_redis().eval, _COUNTERS_FILL, 1, key, stream.last_seq, count, COUNTERS_TTL)
+        cache_breaker.call(_redis().eval, _COUNTERS_FILL, 1, key, stream.last_seq, count, COUNTERS_TTL, stream.epoch)
     return {"head": stream.last_seq, "comments": count}
 
 

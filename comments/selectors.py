@@ -26,8 +26,9 @@ def comment_page(*, stream_id: int, after: int, limit: int) -> list[Comment]:
     return list(comments[:limit])
 
 
-def comment_tail(*, stream_id: int, count: int) -> tuple[list[Comment], int]:
-    """The latest ``count`` published comments (oldest first) and the head they are current at.
+def comment_tail(*, stream_id: int, count: int) -> tuple[list[Comment], int, int]:
+    """The latest ``count`` published comments (oldest first) and the position ``(epoch, head)``
+    they are current at.
 
     Both are read in one snapshot (a REPEATABLE READ transaction on PostgreSQL): the comments are
     exactly those published at or before the head, in their state at that head, so a subscriber
@@ -44,8 +45,8 @@ def comment_tail(*, stream_id: int, count: int) -> tuple[list[Comment], int]:
         return _comment_tail_read(using=using, stream_id=stream_id, count=count)
 
 
-def _comment_tail_read(*, using: str, stream_id: int, count: int) -> tuple[list[Comment], int]:
-    head = Stream.objects.using(using).filter(id=stream_id).values_list("last_seq", flat=True).first() or 0
+def _comment_tail_read(*, using: str, stream_id: int, count: int) -> tuple[list[Comment], int, int]:
+    epoch, head = Stream.objects.using(using).filter(id=stream_id).values_list("epoch", "last_seq").first() or (1, 0)
     comments: QuerySet[Comment] = (
         Comment.objects.using(using)
         .select_related("author", "stream")
@@ -54,7 +55,7 @@ def _comment_tail_read(*, using: str, stream_id: int, count: int) -> tuple[list[
     )
     latest = list(comments[:count]) if count else []
     latest.reverse()
-    return latest, head
+    return latest, epoch, head
 
 
 def comment_history(*, comment: Comment) -> list[tuple[str, str, str]]:

@@ -12,6 +12,10 @@ stops writing while they exceed ``CHORUS_WS_MAX_WRITE_BUFFER``; a socket stalled
 ``CHORUS_WS_STALL_SECONDS`` is closed with 4408 and its last delivered seq. A client may also pace
 the server itself with credit frames (``realtime.protocol``). Inbound frames are rate limited per
 connection.
+
+Positions are ``(epoch, seq)``. A client resuming in an epoch the stream has left (``?epoch=``, a
+``resync`` frame) gets a ``reset`` frame with its new position instead of a catch-up, and so does
+every connected socket when its stream enters a new epoch (handed over by the hub).
 """
 
 import asyncio
@@ -39,7 +43,7 @@ from realtime.lookups import stream_ids
 from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
 from realtime.reads import read_quick, read_replay
-from realtime.selectors import stream_event_frames, stream_heads
+from realtime.selectors import stream_event_frames, stream_positions
 from realtime.token_bucket import TokenBucket
 from realtime.transport import (
     PEER_GONE_ERRORS,
@@ -58,7 +62,7 @@ STALL_POLL_SECONDS = 0.05
 CLOSE_GRACE_SECONDS = 3.0
 
 _fetch_frames = read_replay(stream_event_frames)
-_fetch_heads = read_quick(stream_heads)
+_fetch_positions = read_quick(stream_positions)
 
 
 class BadRequest(FrameRejected):
@@ -91,9 +95,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     groups = ()  # no channel-layer groups (and no per-socket list for them)
 
     __slots__ = (
-        "buffer", "closing", "counted", "credit", "direct_sends", "inbound", "lagging", "last_sent", "live",
-        "log_pending", "rewake", "send_claims", "send_lock", "sender", "slug", "snapshots", "stall_poll_pending",
-        "stalled_since", "stream_id", "strikes", "subscribed", "user_id", "write_buffered",
+        "buffer", "closing", "counted", "credit", "direct_sends", "epoch", "inbound", "lagging", "last_sent", "live",
+        "log_pending", "reset_pending", "rewake", "send_claims", "send_lock", "sender", "slug", "snapshots",
+        "stall_poll_pending", "stalled_since", "stream_id", "strikes", "subscribed", "user_id", "write_buffered",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -101,7 +105,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.stream_id: int | None = None
         # Frames meant for one user (their saga reports) reach only their sockets.
         self.user_id: int | None = None
+        self.epoch = 0  # the stream's epoch that last_sent belongs to
         self.last_sent = 0
+        self.reset_pending: str | None = None  # a reset frame to send before any later event
         self.live = False  # connected: hello sent, the sender may run and the hub may write directly
         self.counted = False  # in node_stats.connections
         self.subscribed = False
@@ -180,6 +186,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
             after = parse_after(query["after"][0]) if "after" in query else None
+            # Optional: clients that saved a position without one resume in the current epoch.
+            client_epoch = parse_after(query["epoch"][0], name="epoch") if "epoch" in query else None
             if "credit" in query:
                 # Same as a credit frame sent at once, without the race against the first events.
                 self.credit = min(parse_after(query["credit"][0], name="credit"), protocol.CREDIT_MAX)
@@ -187,7 +195,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._refuse("bad_request", str(exc), protocol.CLOSE_BAD_REQUEST)
             return
         try:
-            head = await self._join(query, after)
+            joined = await self._join(query, after, client_epoch)
         except PEER_GONE_ERRORS:
             raise  # the client left (uvicorn's ClientDisconnected is an OSError): nobody to tell
         except (DatabaseError, RedisError, OSError) as exc:
@@ -195,12 +203,22 @@ class StreamConsumer(AsyncWebsocketConsumer):
             message = "the server cannot reach its database or Redis; reconnect shortly"
             await self._refuse("unavailable", message, protocol.CLOSE_UNAVAILABLE)
             return
-        if head is None:
+        if joined is None:
             return
+        epoch, head = joined
+        # A reset the hub handed over while this socket joined is superseded by what is decided here.
+        self.reset_pending = None
+        self.epoch = epoch
+        void = client_epoch is not None and client_epoch != epoch
+        if void:
+            after = None  # a position in another epoch: start at the head, after a reset frame
         # No ``after``: live events only. With ``after``: the sender replays the log first.
         self.last_sent = head if after is None else after
         self.lagging = after is not None and after < head
-        await self.send(text_data=protocol.hello_frame(stream=self.slug, head=head))
+        await self.send(text_data=protocol.hello_frame(stream=self.slug, epoch=epoch, head=head))
+        if void:
+            node_stats.history_resets += 1
+            await self.send(text_data=protocol.reset_frame(epoch=epoch, seq=head))
         viewers = get_heartbeat().presence(stream_id=self.stream_id)
         if viewers is not None:  # the next heartbeat sends the count that includes this socket
             await self.send(text_data=protocol.presence_frame(viewers=viewers))
@@ -217,8 +235,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.lagging or self.buffer or self.snapshots:
             self._wake()
 
-    async def _join(self, query: dict[str, list[str]], after: int | None) -> int | None:
-        """Resolve the user and the stream, register with the hub; the head to start from, or None if refused."""
+    async def _join(
+        self, query: dict[str, list[str]], after: int | None, client_epoch: int | None
+    ) -> tuple[int, int] | None:
+        """Resolve the user and the stream, register with the hub; the ``(epoch, head)`` to start from,
+        or None if refused."""
         self.user_id = await socket_user_id(query=query, headers=self.scope.get("headers", ()))
         self.scope["user_id"] = self.user_id  # what inbound handlers and the gateway read
         stream_id = await stream_ids.get(self.slug)
@@ -232,14 +253,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
         # The hub's last delivered event, read with no await since registering: every later event
         # reaches this socket through the hub. No query needed, unless the client is ahead of it
         # (an event this node has not seen yet); then the database decides.
-        head = hub.head(stream_id=stream_id)
-        if after is not None and after > head:
-            head = max(head, (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0))
+        epoch, head = hub.position(stream_id=stream_id)
+        if after is not None and after > head and client_epoch in (None, epoch):
+            position = (await _fetch_positions(stream_ids=[stream_id])).get(stream_id)
+            if position is not None and position.epoch == epoch:
+                head = max(head, position.head)
             if after > head:
                 message = f"'after' ({after}) is ahead of the stream ({head})"
                 await self._refuse("bad_request", message, protocol.CLOSE_BAD_REQUEST)
                 return None
-        return head
+            if hub.position(stream_id=stream_id)[0] != epoch:  # the stream moved on while we looked
+                epoch, head = hub.position(stream_id=stream_id)
+        return epoch, head
 
     async def _refuse(self, code: str, message: str, close_code: int) -> None:
         self.closing = True
@@ -292,6 +317,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             or self.log_pending
             or self.buffer
             or self.snapshots
+            or self.reset_pending is not None
             or seq != self.last_sent + 1
             or (self.credit is not None and self.credit <= 0)
             or self.write_buffered() != 0  # type: ignore[misc]
@@ -339,6 +365,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
         elif kind in self.snapshots:
             node_stats.events_coalesced += 1
         self.snapshots[kind] = frame
+        self._wake()
+
+    def reset(self, epoch: int, seq: int) -> None:
+        """Called by the hub when the stream enters a new epoch: what is buffered or being read from
+        the log belongs to the old one; the client is told, then gets the events after ``seq``."""
+        self.epoch = epoch
+        self.last_sent = seq
+        self.buffer = None
+        self.lagging = False
+        self.log_pending = False
+        self.reset_pending = protocol.reset_frame(epoch=epoch, seq=seq)
+        node_stats.history_resets += 1
         self._wake()
 
     def _wake(self) -> None:
@@ -406,6 +444,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             _kind, frame = self.snapshots.popitem()
             await self._send_frame(frame)
         while not self._events_blocked():
+            if self.reset_pending is not None:
+                frame, self.reset_pending = self.reset_pending, None
+                await self._send_frame(frame)  # spends no credit
+                continue
             if self.lagging:
                 # From here offer() buffers again; anything older comes from the log, duplicates
                 # are dropped by sequence number.
@@ -432,10 +474,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def _send_log_page(self) -> bool:
         """Send one page of logged events after ``last_sent``; True if the log may hold more."""
         limit = LOG_PAGE if self.credit is None else max(1, min(LOG_PAGE, self.credit))
-        frames = await _fetch_frames(stream_id=self.stream_id, after=self.last_sent, limit=limit)
+        epoch = self.epoch
+        frames = await _fetch_frames(stream_id=self.stream_id, epoch=epoch, after=self.last_sent, limit=limit)
         for seq, frame in frames:
-            if self._events_blocked():
-                return True
+            if self._events_blocked() or self.epoch != epoch:
+                return True  # a reset came in meanwhile: it goes first, then the log from there
             await self._send_event(seq, frame)
         return len(frames) == limit
 
@@ -459,8 +502,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send(
             text_data=protocol.error_frame(
                 code="too_far_behind",
-                message=f"client stopped reading; reconnect with ?after={self.last_sent}",
+                message=f"client stopped reading; reconnect with ?after={self.last_sent}&epoch={self.epoch}",
                 last_seq=self.last_sent,
+                epoch=self.epoch,
             )
         )
         # Let a client that comes back read the error frame before the close (and the server's abort
@@ -489,7 +533,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if kind == "credit":
                 self._add_credit(frame.get("n"))
             elif kind == "resync":
-                await self._resync(parse_after(frame.get("after"), name="after"))
+                epoch = frame.get("epoch")
+                await self._resync(
+                    parse_after(frame.get("after"), name="after"),
+                    None if epoch is None else parse_after(epoch, name="epoch"),
+                )
             elif kind == "ping":
                 await self.send(text_data=protocol.PONG_FRAME)
             elif isinstance(kind, str) and kind in inbound_handlers and self.live:
@@ -539,17 +587,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise BadRequest("frame must be a JSON object")
         return frame
 
-    async def _resync(self, after: int) -> None:
-        """Re-send the range the client says it missed: events after ``after`` already delivered."""
+    async def _resync(self, after: int, epoch: int | None) -> None:
+        """Re-send the range the client says it missed: events after ``after`` already delivered.
+
+        ``after`` in another epoch than the socket's is answered by a reset to the socket's position.
+        """
         if not self.live:
             return
         async with self._sending():
-            cursor = after
+            if epoch is not None and epoch != self.epoch:
+                if self.reset_pending is None:  # else the reset on its way says the same
+                    await self.send(text_data=protocol.reset_frame(epoch=self.epoch, seq=self.last_sent))
+                return
+            cursor, epoch = after, self.epoch
             while cursor < self.last_sent:
                 frames = await _fetch_frames(
-                    stream_id=self.stream_id, after=cursor, upto=self.last_sent, limit=LOG_PAGE
+                    stream_id=self.stream_id, epoch=epoch, after=cursor, upto=self.last_sent, limit=LOG_PAGE
                 )
-                if not frames:
+                if not frames or self.epoch != epoch:
                     return
                 for seq, frame in frames:
                     await self.send(text_data=frame)

@@ -1,7 +1,9 @@
 """The only code that publishes to the real-time tier.
 
-An event is published as ``"<seq>\\n<frame>"`` on its stream's Redis channel: every node decodes
-the sequence number once and forwards the pre-encoded frame to its local subscribers untouched.
+An event is published as ``"<seq>:<epoch>\\n<frame>"`` on its stream's Redis channel: every node
+decodes the position once and forwards the pre-encoded frame to its local subscribers untouched.
+A change of epoch (``stream_epoch_bump``) is announced as ``"!<epoch>"``, so nodes tell their
+sockets at once instead of at their next tail check.
 A snapshot (latest-wins state such as reaction counts) is published as ``"~<kind>\\n<frame>"``, or
 ``"~<kind>@<version>\\n<frame>"`` when its publisher numbers its versions: publishers on several
 nodes can cross in Redis, and each node then forwards only versions newer than the last it did.
@@ -23,10 +25,11 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_MARK = b"~"
 USER_MARK = b"@"
+EPOCH_MARK = b"!"
 
 
-def encode_published(seq: int, frame: str) -> bytes:
-    return f"{seq}\n{frame}".encode()
+def encode_published(seq: int, frame: str, *, epoch: int) -> bytes:
+    return f"{seq}:{epoch}\n{frame}".encode()
 
 
 def encode_snapshot(kind: str, frame: str, *, version: int | None = None) -> bytes:
@@ -50,20 +53,27 @@ def decode_user_frame(message: bytes) -> tuple[int, str, str]:
     return int(user_id), kind, frame.decode()
 
 
-def decode_published(message: bytes) -> tuple[int | str, str]:
-    """``(seq, frame)`` for a sequenced event, ``(head, frame)`` for a snapshot (``snapshot_kind_version``)."""
+def decode_published(message: bytes) -> tuple[int | str, str, int | None]:
+    """``(seq, frame, epoch)`` for a sequenced event, ``(head, frame, None)`` for a snapshot
+    (``snapshot_kind_version``). ``epoch`` is None for an event published without one (a node of
+    the previous release during a rolling upgrade): it belongs to the epoch the reader knows."""
     head, _, frame = message.partition(b"\n")
     if head.startswith(SNAPSHOT_MARK):
-        return head[1:].decode(), frame.decode()
-    return int(head), frame.decode()
+        return head[1:].decode(), frame.decode(), None
+    seq, _, epoch = head.partition(b":")
+    return int(seq), frame.decode(), int(epoch) if epoch else None
 
 
-def event_broadcast(*, stream_id: int, seq: int, frame: str) -> None:
+def decode_epoch_notice(message: bytes) -> int:
+    return int(message[1:])
+
+
+def event_broadcast(*, stream_id: int, seq: int, frame: str, epoch: int) -> None:
     """Publish an already-committed event to every node; never raises."""
-    events_broadcast(stream_id=stream_id, frames=[(seq, frame)])
+    events_broadcast(stream_id=stream_id, frames=[(seq, frame)], epoch=epoch)
 
 
-def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]]) -> None:
+def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]], epoch: int) -> None:
     """Publish already-committed events of one stream, in order, in one round trip; never raises.
 
     Each event stays its own message, so every node handles a batch exactly like single events.
@@ -74,7 +84,7 @@ def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]]) -> No
     try:
         with _redis().pipeline(transaction=False) as pipe:
             for seq, frame in frames:
-                pipe.publish(channel, encode_published(seq, frame))
+                pipe.publish(channel, encode_published(seq, frame, epoch=epoch))
             pipe.execute()
     except redis.RedisError:
         logger.warning(
@@ -83,6 +93,14 @@ def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]]) -> No
             frames[0][0],
             frames[-1][0],
         )
+
+
+def epoch_broadcast(*, stream_id: int, epoch: int) -> None:
+    """Tell every node that a stream entered ``epoch``; never raises (nodes' tail checks see it too)."""
+    try:
+        _redis().publish(stream_channel(stream_id), EPOCH_MARK + str(epoch).encode())
+    except redis.RedisError:
+        logger.warning("epoch %s of stream %s not announced; nodes will see it in the database", epoch, stream_id)
 
 
 def snapshot_broadcast(*, stream_id: int, kind: str, frame: str, version: int | None = None) -> None:

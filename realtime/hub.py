@@ -9,6 +9,11 @@ number it delivered; a jump (a lost or reordered publish) is filled from the eve
 the later event goes out, and a periodic tail check compares that number with the stream's head
 in PostgreSQL, so even a lost final event or a silent Redis reconnect is repaired within
 ``CHORUS_HUB_TAIL_CHECK_SECONDS``.
+
+It also follows each stream's epoch. When a stream enters a new one (an event or notice of a later
+epoch, or the tail check's read of the database), the hub hands every local subscriber a reset to
+the epoch's first position, then delivers the new epoch's events from there. Events stamped with
+an older epoch are dropped. This costs a comparison per event per node, nothing per delivery.
 """
 
 import asyncio
@@ -23,9 +28,16 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from realtime.channels import hub_control_channel, stream_channel
-from realtime.events import USER_MARK, decode_published, decode_user_frame, snapshot_kind_version
+from realtime.events import (
+    EPOCH_MARK,
+    USER_MARK,
+    decode_epoch_notice,
+    decode_published,
+    decode_user_frame,
+    snapshot_kind_version,
+)
 from realtime.reads import read_quick
-from realtime.selectors import stream_event_frames, stream_heads
+from realtime.selectors import StreamPosition, stream_event_frames, stream_positions
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +65,16 @@ class Subscriber(Protocol):
     def offer_snapshot(self, kind: str, frame: str) -> None:
         """Take the latest snapshot of ``kind`` without blocking; it replaces an unsent older one."""
 
+    def reset(self, epoch: int, seq: int) -> None:
+        """The stream entered ``epoch``: events offered from now on follow ``seq``; never blocks."""
+
 
 @dataclass(eq=False)
 class _StreamState:
     stream_id: int
     channel: str
     ready: asyncio.Future[None]
+    epoch: int = 0
     last_seq: int = 0
     subscribers: set[Subscriber] = field(default_factory=set)
     idle_since: float | None = None
@@ -71,7 +87,7 @@ class _StreamState:
 
 # On the quick-read threads: a repair is never queued behind sockets replaying the log.
 _fetch_frames = read_quick(stream_event_frames)
-_fetch_heads = read_quick(stream_heads)
+_fetch_positions = read_quick(stream_positions)
 
 
 class StreamHub:
@@ -104,7 +120,9 @@ class StreamHub:
                 await self._connected_pubsub().subscribe(state.channel)
                 # Read the head only after SUBSCRIBE went out: anything committed later arrives by
                 # pub/sub or, if that publish is lost, by the tail check.
-                state.last_seq = (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0)
+                position = (await _fetch_positions(stream_ids=[stream_id])).get(stream_id)
+                if position is not None:
+                    state.epoch, state.last_seq = position.epoch, position.head
                 state.ready.set_result(None)
             except BaseException as exc:
                 self._forget(state)
@@ -134,15 +152,16 @@ class StreamHub:
 
     # --- delivery ------------------------------------------------------------------------------
 
-    async def _fan_out(self, state: _StreamState, seq: int, frame: str) -> None:
-        """Hand one event to every local subscriber.
+    async def _fan_out(self, state: _StreamState, seq: int, frame: str, epoch: int) -> None:
+        """Hand one event of ``epoch`` to every local subscriber (none if the stream left that epoch).
 
         A subscriber that is idle and caught up gets the frame written directly, here: no task
         to wake per socket, which is most of what a delivery cost besides the write itself. The
         others (behind, paced by credit, not draining) get it queued for their own sender.
         """
         async with state.fan_out_lock:
-            await self._fan_out_locked(state, seq, frame)
+            if epoch == state.epoch:
+                await self._fan_out_locked(state, seq, frame)
 
     async def _fan_out_locked(self, state: _StreamState, seq: int, frame: str) -> None:
         if seq <= state.last_seq:
@@ -165,11 +184,30 @@ class StreamHub:
     async def _repair(self, state: _StreamState, *, upto: int | None = None) -> None:
         """Deliver, from the event log, everything after the last delivered event (up to ``upto``)."""
         while True:
-            frames = await _fetch_frames(stream_id=state.stream_id, after=state.last_seq, upto=upto, limit=REPAIR_PAGE)
+            epoch = state.epoch
+            frames = await _fetch_frames(
+                stream_id=state.stream_id, epoch=epoch, after=state.last_seq, upto=upto, limit=REPAIR_PAGE
+            )
             for seq, frame in frames:
-                await self._fan_out(state, seq, frame)
-            if len(frames) < REPAIR_PAGE:
+                await self._fan_out(state, seq, frame, epoch)
+            if len(frames) < REPAIR_PAGE or epoch != state.epoch:
                 return
+
+    async def _enter_epoch(self, state: _StreamState, position: StreamPosition | None = None) -> bool:
+        """Move to the stream's epoch in the database if it is later than ours: every subscriber gets
+        a reset to the epoch's first position. True if it moved (the caller repairs from there)."""
+        if position is None:
+            position = (await _fetch_positions(stream_ids=[state.stream_id])).get(state.stream_id)
+        if position is None:
+            return False
+        async with state.fan_out_lock:
+            if position.epoch <= state.epoch:
+                return False
+            logger.info("stream %s entered epoch %s at seq %s", state.stream_id, position.epoch, position.epoch_seq)
+            state.epoch, state.last_seq = position.epoch, position.epoch_seq
+            for subscriber in tuple(state.subscribers):
+                subscriber.reset(position.epoch, position.epoch_seq)
+        return True
 
     async def _on_message(self, channel: bytes, data: bytes) -> None:
         state = self._by_channel.get(channel)
@@ -181,7 +219,11 @@ class StreamHub:
                 if getattr(subscriber, "user_id", None) == user_id:
                     subscriber.offer_snapshot(kind, frame)
             return
-        seq, frame = decode_published(data)
+        if data.startswith(EPOCH_MARK):
+            if decode_epoch_notice(data) > state.epoch and await self._enter_epoch(state):
+                await self._repair(state)
+            return
+        seq, frame, epoch = decode_published(data)
         if isinstance(seq, str):
             kind, version = snapshot_kind_version(seq)
             if version is not None:
@@ -191,6 +233,13 @@ class StreamHub:
             for subscriber in tuple(state.subscribers):
                 subscriber.offer_snapshot(kind, frame)
             return
+        if epoch is None:
+            epoch = state.epoch
+        elif epoch != state.epoch and (
+            # Older: published before a reset this node already made. Newer: enter it first.
+            epoch < state.epoch or not await self._enter_epoch(state) or epoch != state.epoch
+        ):
+            return
         if seq <= state.last_seq:
             return
         if seq > state.last_seq + 1:
@@ -198,7 +247,7 @@ class StreamHub:
                 "gap on stream %s: have %s, got %s; repairing from the log", state.stream_id, state.last_seq, seq
             )
             await self._repair(state, upto=seq - 1)
-        await self._fan_out(state, seq, frame)
+        await self._fan_out(state, seq, frame, epoch)
 
     # --- background loops ----------------------------------------------------------------------
 
@@ -260,9 +309,14 @@ class StreamHub:
         states = [state for state in self._streams.values() if state.ready.done()]
         if not states:
             return
-        heads = await _fetch_heads(stream_ids=[state.stream_id for state in states])
+        positions = await _fetch_positions(stream_ids=[state.stream_id for state in states])
         for state in states:
-            if heads.get(state.stream_id, 0) > state.last_seq:
+            position = positions.get(state.stream_id)
+            if position is None:
+                continue
+            if position.epoch > state.epoch:
+                await self._enter_epoch(state, position)
+            if position.epoch == state.epoch and position.head > state.last_seq:
                 await self._repair(state)
 
     async def _tail_check_loop(self) -> None:
@@ -292,10 +346,10 @@ class StreamHub:
             for subscriber in tuple(state.subscribers):
                 subscriber.offer_snapshot(kind, frame)
 
-    def head(self, *, stream_id: int) -> int:
-        """The last sequence number this node delivered for the stream (0 if not subscribed)."""
+    def position(self, *, stream_id: int) -> tuple[int, int]:
+        """``(epoch, seq)`` of the last event this node delivered for the stream ((0, 0) if not subscribed)."""
         state = self._streams.get(stream_id)
-        return state.last_seq if state is not None else 0
+        return (state.epoch, state.last_seq) if state is not None else (0, 0)
 
     def stream_counts(self) -> dict[int, int]:
         """Local subscribers per stream (what the node registry and presence report)."""

@@ -27,6 +27,7 @@ class NodeStats:
     events_coalesced: int = 0  # snapshot frames replaced by a newer one before they were sent
     log_fallbacks: int = 0  # times a socket's buffer overflowed and it switched to the event log
     slow_disconnects: int = 0  # sockets closed as too far behind (4408)
+    history_resets: int = 0  # reset frames sent: a stream entered a new epoch, or a client resumed in an old one
     rate_limited_frames: int = 0  # inbound frames refused by the per-connection rate limit
     rate_limit_disconnects: int = 0  # sockets closed for inbound abuse (4429)
     stalled_sockets: int = 0  # sockets currently held because their write buffer is over the limit
@@ -110,6 +111,7 @@ class ChorusCollector:
             ("chorus_ws_events_coalesced", "Snapshots replaced by a newer one unsent.", s.events_coalesced),
             ("chorus_ws_log_fallbacks", "Socket buffer overflows answered from the event log.", s.log_fallbacks),
             ("chorus_ws_slow_disconnects", "Sockets closed as too far behind (4408).", s.slow_disconnects),
+            ("chorus_ws_history_resets", "Reset frames sent (a stream's epoch changed).", s.history_resets),
             ("chorus_ws_rate_limited_frames", "Inbound frames refused by the rate limit.", s.rate_limited_frames),
             ("chorus_ws_rate_limit_disconnects", "Sockets closed for inbound abuse (4429).", s.rate_limit_disconnects),
         ]:

@@ -9,11 +9,21 @@ class Stream(models.Model):
 
     ``last_seq`` is the last sequence number handed out; it only moves inside the transaction that
     appends the matching event, so a stream's sequence is gapless.
+
+    A position in a stream is ``(epoch, seq)``. ``epoch`` changes when the stream's log is reset or
+    the database is restored from a backup (``realtime.services.stream_epoch_bump``): a restore can
+    hand out again sequence numbers that clients have already seen, with different events, so a
+    client resuming in an older epoch is told its history was reset instead of being served a
+    wrong catch-up. Events of the current epoch are those with ``seq > epoch_seq``; sequence numbers
+    keep growing across a log reset, so comments' ``seq`` stay unique.
     """
 
     slug = models.SlugField(max_length=64, unique=True)
     title = models.CharField(max_length=200)
     last_seq = models.BigIntegerField(default=0)
+    # Opaque to clients (compared for equality); in the server it only grows (``stream_epoch_bump``).
+    epoch = models.BigIntegerField(default=1)
+    epoch_seq = models.BigIntegerField(default=0)  # the head when the current epoch began
     created_at = models.DateTimeField(auto_now_add=True)
     # Set when the stream is closed: it stays readable, but takes no new comments.
     closed_at = models.DateTimeField(null=True, blank=True)

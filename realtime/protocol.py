@@ -1,16 +1,22 @@
 """The WebSocket protocol: frame encoding and close codes, shared by server, tests and clients.
 
+A position in a stream is ``(epoch, seq)``: ``seq`` numbers the stream's events, ``epoch`` changes when
+its log is reset or restored from a backup (then sequence numbers may be handed out again).
+
 Server frames (JSON text):
-  {"type": "hello", "stream": slug, "head": N}                 once, after connect
-  {"type": "event", "seq": N, "id": uuid, "event": type, "data": {...}}
+  {"type": "hello", "stream": slug, "epoch": E, "head": N}     once, after connect
+  {"type": "reset", "epoch": E, "seq": N}                      history reset: the client's position
+                                                                 is void; events continue after (E, N)
+  {"type": "event", "seq": N, "epoch": E, "id": uuid, "event": type, "data": {...}}
   {"type": "pong"}                                               answer to {"type": "ping"}
   {"type": "error", "code": str, "message": str}                 a bad client frame; socket stays open
-  {"type": "error", "code": "too_far_behind", "message": str, "last_seq": N}
-                                                                 then close 4408; resume with ?after=N
+  {"type": "error", "code": "too_far_behind", "message": str, "last_seq": N, "epoch": E}
+                                                                 then close 4408; resume with ?after=N&epoch=E
   {"type": "error", "code": "rate_limited", "message": str}      a frame over the inbound rate was dropped
   {"type": "presence", "viewers": N}                             approximate live viewers, all nodes
 Client frames:
-  {"type": "resync", "after": N}   re-send every event after N up to what was already delivered
+  {"type": "resync", "after": N, "epoch": E}   re-send every event after N up to what was already
+                                   delivered (``epoch`` optional; an old one is answered by a reset)
   {"type": "ping"}
   {"type": "credit", "n": K}       flow control: allow K more event frames (see docs/API.md)
 
@@ -46,19 +52,29 @@ def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def event_frame(*, seq: int, event_id: str, event_type: str, payload: dict[str, Any]) -> str:
+def event_frame(*, seq: int, epoch: int, event_id: str, event_type: str, payload: dict[str, Any]) -> str:
     """Encode one event; called once per event (not per subscriber) and sent verbatim."""
-    return _dumps({"type": "event", "seq": seq, "id": event_id, "event": event_type, "data": payload})
+    return _dumps({"type": "event", "seq": seq, "epoch": epoch, "id": event_id, "event": event_type, "data": payload})
 
 
-def hello_frame(*, stream: str, head: int) -> str:
-    return _dumps({"type": "hello", "stream": stream, "head": head})
+def hello_frame(*, stream: str, epoch: int, head: int) -> str:
+    return _dumps({"type": "hello", "stream": stream, "epoch": epoch, "head": head})
 
 
-def error_frame(*, code: str, message: str, last_seq: int | None = None) -> str:
+def reset_frame(*, epoch: int, seq: int) -> str:
+    """The client's position belongs to an epoch the stream has left: what it holds may be wrong.
+
+    Events that follow continue after ``(epoch, seq)``; state before it is read again over HTTP.
+    """
+    return _dumps({"type": "reset", "epoch": epoch, "seq": seq})
+
+
+def error_frame(*, code: str, message: str, last_seq: int | None = None, epoch: int | None = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if last_seq is not None:
         frame["last_seq"] = last_seq
+    if epoch is not None:
+        frame["epoch"] = epoch
     return _dumps(frame)
 
 

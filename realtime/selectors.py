@@ -1,5 +1,7 @@
 """Reads of streams and their event log."""
 
+from typing import NamedTuple
+
 from realtime.models import Stream, StreamEvent
 from realtime.protocol import event_frame
 
@@ -13,21 +15,29 @@ def stream_ids_by_slug(slugs: list[str]) -> dict[str, int]:
     return dict(Stream.objects.filter(slug__in=slugs).values_list("slug", "id"))
 
 
-def stream_heads(*, stream_ids: list[int]) -> dict[int, int]:
-    """The last sequence number of each stream, in one query."""
-    return dict(Stream.objects.filter(id__in=stream_ids).values_list("id", "last_seq"))
+class StreamPosition(NamedTuple):
+    epoch: int
+    epoch_seq: int  # the head when the epoch began
+    head: int
+
+
+def stream_positions(*, stream_ids: list[int]) -> dict[int, StreamPosition]:
+    """The epoch and head of each stream, in one query."""
+    rows = Stream.objects.filter(id__in=stream_ids).values_list("id", "epoch", "epoch_seq", "last_seq")
+    return {stream_id: StreamPosition(epoch, epoch_seq, head) for stream_id, epoch, epoch_seq, head in rows}
 
 
 def stream_event_frames(
-    *, stream_id: int, after: int, upto: int | None = None, limit: int = 500
+    *, stream_id: int, epoch: int, after: int, upto: int | None = None, limit: int = 500
 ) -> list[tuple[int, str]]:
-    """Encoded frames of the events with ``after < seq <= upto``, in sequence order."""
+    """Encoded frames of the events with ``after < seq <= upto``, in sequence order, stamped with
+    ``epoch`` (the reader's: a reader that has not yet seen a new epoch gets a reset before it)."""
     events = StreamEvent.objects.filter(stream_id=stream_id, seq__gt=after)
     if upto is not None:
         events = events.filter(seq__lte=upto)
     rows = events.order_by("seq").values_list("seq", "event_id", "type", "payload")[:limit]
     return [
-        (seq, event_frame(seq=seq, event_id=str(event_id), event_type=event_type, payload=payload))
+        (seq, event_frame(seq=seq, epoch=epoch, event_id=str(event_id), event_type=event_type, payload=payload))
         for seq, event_id, event_type, payload in rows
     ]
 

@@ -1,5 +1,6 @@
 """Writes to streams and their event log."""
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from realtime.events import event_broadcast, events_broadcast
+from realtime.events import epoch_broadcast, event_broadcast, events_broadcast
 from realtime.models import Stream, StreamEvent
 from realtime.protocol import event_frame
 
@@ -53,21 +54,22 @@ def stream_close(*, slug: str) -> Stream | None:
     return stream
 
 
-def _advance_head(stream_id: int, count: int) -> int:
-    """Hand out ``count`` sequence numbers; returns the last. Takes the stream's row lock.
+def _advance_head(stream_id: int, count: int) -> tuple[int, int]:
+    """Hand out ``count`` sequence numbers; returns the last and the stream's epoch. Takes the
+    stream's row lock.
 
     One statement takes the lock and moves the head; the lock is held until the caller's
     transaction ends, so numbers are assigned in commit order and a rollback takes them back.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE realtime_stream SET last_seq = last_seq + %s WHERE id = %s RETURNING last_seq",
+            "UPDATE realtime_stream SET last_seq = last_seq + %s WHERE id = %s RETURNING last_seq, epoch",
             [count, stream_id],
         )
         row = cursor.fetchone()
     if row is None:
         raise Stream.DoesNotExist(f"stream {stream_id} does not exist")
-    return int(row[0])
+    return int(row[0]), int(row[1])
 
 
 Payload = dict[str, Any]
@@ -95,14 +97,14 @@ def stream_events_append(*, stream_id: int, events: Sequence[NewEvent]) -> list[
         raise RuntimeError("stream_events_append must run inside a transaction")
     if not events:
         return []
-    last = _advance_head(stream_id, len(events))
+    last, epoch = _advance_head(stream_id, len(events))
     rows: list[StreamEvent] = []
     frames: list[tuple[int, str]] = []
     for seq, new in enumerate(events, start=last - len(events) + 1):
         payload = new.payload_factory(seq)
-        frames.append(
-            (seq, event_frame(seq=seq, event_id=str(new.event_id), event_type=new.event_type, payload=payload))
-        )
+        event_id = str(new.event_id)
+        frame = event_frame(seq=seq, epoch=epoch, event_id=event_id, event_type=new.event_type, payload=payload)
+        frames.append((seq, frame))
         rows.append(
             StreamEvent(
                 stream_id=stream_id,
@@ -114,7 +116,7 @@ def stream_events_append(*, stream_id: int, events: Sequence[NewEvent]) -> list[
             )
         )
     StreamEvent.objects.bulk_create(rows)
-    transaction.on_commit(lambda: events_broadcast(stream_id=stream_id, frames=frames), robust=True)
+    transaction.on_commit(lambda: events_broadcast(stream_id=stream_id, frames=frames, epoch=epoch), robust=True)
     return rows
 
 
@@ -170,5 +172,38 @@ def _constant(payload: Payload) -> Callable[[int], Payload]:
 
 def stream_event_rebroadcast(*, event: StreamEvent) -> None:
     """Publish a committed event again (after a redelivered task); subscribers drop the duplicate."""
-    frame = event_frame(seq=event.seq, event_id=str(event.event_id), event_type=event.type, payload=event.payload)
-    transaction.on_commit(lambda: event_broadcast(stream_id=event.stream_id, seq=event.seq, frame=frame), robust=True)
+    epoch = Stream.objects.filter(id=event.stream_id).values_list("epoch", flat=True).get()
+    frame = event_frame(
+        seq=event.seq, epoch=epoch, event_id=str(event.event_id), event_type=event.type, payload=event.payload
+    )
+    transaction.on_commit(
+        lambda: event_broadcast(stream_id=event.stream_id, seq=event.seq, frame=frame, epoch=epoch), robust=True
+    )
+
+
+def _next_epoch(current: int) -> int:
+    """An epoch greater than any handed out before, even by the database a backup was taken of:
+    the clock has moved on while the backup waited, so a restored stream never repeats an epoch."""
+    return max(current + 1, int(time.time()))
+
+
+@transaction.atomic
+def stream_epoch_bump(*, stream_id: int, reset_log: bool = False) -> Stream:
+    """Start a new epoch of the stream at its current head; with ``reset_log``, delete its event log.
+
+    Positions of the old epoch become void: a socket connected in it gets a ``reset`` frame (its
+    node sees the announcement, or the change at its next tail check), and a client resuming with
+    it gets one instead of a catch-up. After a restore from a backup, run this for every stream
+    (``manage.py stream_reset --all --keep-log``) before nodes serve clients. Sequence numbers go on
+    from the head, so a log reset keeps them unique. Takes the stream's row lock, so no event is
+    appended meanwhile; announces the epoch after commit. Raises Stream.DoesNotExist.
+    """
+    stream = Stream.objects.select_for_update().get(id=stream_id)
+    stream.epoch = _next_epoch(stream.epoch)
+    stream.epoch_seq = stream.last_seq
+    stream.save(update_fields=["epoch", "epoch_seq"])
+    if reset_log:
+        StreamEvent.objects.filter(stream_id=stream_id).delete()
+    epoch = stream.epoch
+    transaction.on_commit(lambda: epoch_broadcast(stream_id=stream_id, epoch=epoch), robust=True)
+    return stream

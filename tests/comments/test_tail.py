@@ -33,8 +33,8 @@ def test_tail_is_the_latest_comments_oldest_first_at_the_head(live, api_user, st
     page = response.json()
     assert [c["body"] for c in page["results"]] == ["c1", "c2", "c4"]
     assert [c["seq"] for c in page["results"]] == [2, 3, 5]
-    assert page["position"] == {"seq": 6}
-    assert _tail(http, base, stream.slug, "tail=0").json() == {"results": [], "position": {"seq": 6}}
+    assert page["position"] == {"epoch": 1, "seq": 6}
+    assert _tail(http, base, stream.slug, "tail=0").json() == {"results": [], "position": {"epoch": 1, "seq": 6}}
 
 
 @pytest.mark.parametrize(

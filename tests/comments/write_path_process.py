@@ -90,7 +90,7 @@ def main() -> None:
     ]
     out["taps"] = [merged, dict(counter_state_from_db(stream_id=stream.id)["clap"].p)]
 
-    frames = [json.loads(frame) for _, frame in stream_event_frames(stream_id=stream.id, after=0)]
+    frames = [json.loads(frame) for _, frame in stream_event_frames(stream_id=stream.id, epoch=stream.epoch, after=0)]
     out["log"] = [[f["seq"], f["event"], f["data"].get("body"), f["data"].get("count")] for f in frames]
     out["head"] = Stream.objects.get(id=stream.id).last_seq
     stream.refresh_from_db()
