@@ -2,7 +2,8 @@
 
 The JavaScript client's tests (clients/js/test/) run in Node against real nodes, a real worker,
 PostgreSQL and Redis. What only the harness can do, they ask for here: a user with a token, a
-stream, a node killed with SIGKILL, frozen or started again, a stream's history reset.
+stream, a node killed with SIGKILL, frozen or started again, a stream's history restored from an
+older backup (with or without the epoch bump the restore procedure asks for), a log reset.
 """
 
 import json
@@ -17,18 +18,22 @@ from rest_framework.authtoken.models import Token
 
 from comments.models import Comment
 from realtime.models import Stream, StreamEvent
+from realtime.services import stream_epoch_bump
 from tests.factories import StreamFactory, UserFactory
 from tests.support.processes import AsgiNode
 
 
-def stream_history_reset(*, slug: str, seq: int) -> None:
+def stream_history_reset(*, slug: str, seq: int, bump: bool) -> None:
     """Put a stream back to an earlier head, as a restore from an older backup would: its events
-    and comments after ``seq`` vanish and the head is ``seq`` again."""
+    and comments after ``seq`` vanish and the head is ``seq`` again; then, if ``bump``, the restore
+    procedure's epoch bump (docs/OPERATIONS.md)."""
     with transaction.atomic():
         stream = Stream.objects.select_for_update().get(slug=slug)
         StreamEvent.objects.filter(stream=stream, seq__gt=seq).delete()
         Comment.objects.filter(stream=stream, seq__gt=seq).delete()
         Stream.objects.filter(id=stream.id).update(last_seq=seq)
+        if bump:
+            stream_epoch_bump(stream_id=stream.id)
 
 
 class Control:
@@ -80,6 +85,7 @@ class Control:
             ("POST", "user"): self.user,
             ("POST", "stream"): self.stream,
             ("POST", "reset"): self.reset,
+            ("POST", "log-reset"): self.log_reset,
         }
         close_old_connections()
         try:
@@ -121,14 +127,20 @@ class Control:
     def stream(self) -> dict[str, str]:
         return {"slug": StreamFactory(slug=f"js-{uuid.uuid4().hex[:10]}").slug}
 
-    def reset(self, slug: str, seq: int) -> dict[str, Any]:
-        """A restore from backup: every node goes down, the history is cut back, the nodes return."""
+    def reset(self, slug: str, seq: int, bump: bool = True) -> dict[str, Any]:
+        """A restore from backup: every node goes down, the history is cut back (the epoch bumped
+        unless ``bump`` is false, a restore done wrong), the nodes return."""
         with self.lock:
             for node in self.nodes:
                 node.kill()
-            stream_history_reset(slug=slug, seq=seq)
+            stream_history_reset(slug=slug, seq=seq, bump=bump)
             for node in self.nodes:
                 node.start()
             for node in self.nodes:
                 node.wait_ready()
-        return {"slug": slug, "head": seq}
+        return {"slug": slug, "head": seq, "epoch": Stream.objects.get(slug=slug).epoch}
+
+    def log_reset(self, slug: str) -> dict[str, Any]:
+        """``manage.py stream_reset SLUG`` while the nodes run: the log goes, a new epoch starts."""
+        stream = stream_epoch_bump(stream_id=Stream.objects.get(slug=slug).id, reset_log=True)
+        return {"slug": slug, "epoch": stream.epoch, "seq": stream.last_seq}

@@ -83,7 +83,7 @@ def test_subscribe_and_post_from_a_page_with_the_session_cookie(js_build, live, 
             page.wait_for_function("log.comments.length === 1")
             assert page.evaluate("log.comments") == [[hostile, "alice", 1, False]]
             assert page.evaluate("log.errors") == []
-            assert page.evaluate("sub.position") == {"seq": 1}
+            assert page.evaluate("sub.position") == {"epoch": 1, "seq": 1}
             assert page.evaluate("document.body.dataset.pwned") is None
         assert reader.evaluate("log.states") == ["live"]
 

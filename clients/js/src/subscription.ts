@@ -270,7 +270,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     try {
       const { position } = await this.host.tail(this.stream, 0);
       if (generation !== this.generation) return;
-      if (this.received > position.seq) return this.historyReset();
+      const moved = position.epoch !== undefined && this.epoch !== undefined && position.epoch !== this.epoch;
+      if (moved || this.received > position.seq) return this.historyReset();
       this.fail(error);
     } catch (failure) {
       if (generation !== this.generation) return;
@@ -303,6 +304,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       return;
     }
     if (!frame || typeof frame !== "object") return;
+    // The server says the position is void (resumed in an old epoch, or the log was reset or
+    // restored while connected): the application's state is rebuilt from the new tail.
+    if (frame.type === "reset") return this.historyReset();
     if (frame.epoch !== undefined && frame.type !== "error") {
       if (this.epoch !== undefined && frame.epoch !== this.epoch) return this.historyReset();
       this.epoch = frame.epoch;
@@ -364,7 +368,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       if (!this.resyncing) {
         this.resyncing = true;
         this.stats.resyncs++;
-        this.send({ type: "resync", after: this.received });
+        this.send({ type: "resync", after: this.received, epoch: this.epoch }); // no epoch yet: left out
         this.resyncTimer = setTimeout(() => this.restart(), RESYNC_TIMEOUT);
       }
       return;

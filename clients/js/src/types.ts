@@ -1,7 +1,7 @@
 // The shapes Chorus sends and the options the client takes (docs/API.md is the reference).
 
-/** A stream's epoch: changes when its log is reset or restored; opaque to the client. */
-export type Epoch = string | number;
+/** A stream's epoch: changes when its log is reset or restored; compared only for equality. */
+export type Epoch = number;
 
 /** Where a subscriber is in a stream: the last event applied, in the stream's current epoch. */
 export interface Position {

@@ -25,7 +25,11 @@ export const killNode = (index) => control(`/nodes/${index}/kill`, {});
 export const startNode = (index) => control(`/nodes/${index}/start`, {});
 export const pauseNode = (index) => control(`/nodes/${index}/pause`, {});
 export const resumeNode = (index) => control(`/nodes/${index}/resume`, {});
-export const resetHistory = (slug, seq) => control("/reset", { slug, seq });
+/** A restore from an older backup (nodes down, the log cut back to `seq`), with the epoch bump the
+ * procedure asks for unless `bump` is false. */
+export const resetHistory = (slug, seq, { bump = true } = {}) => control("/reset", { slug, seq, bump });
+/** `manage.py stream_reset` with the nodes up: the log is deleted and a new epoch starts. */
+export const resetLog = (slug) => control("/log-reset", { slug });
 
 /** Poll until `condition()` is truthy; fail with `what` at the deadline (no fixed sleeps). */
 export async function waitFor(condition, { timeout = 30000, what = "condition", interval = 20 } = {}) {

@@ -35,7 +35,7 @@ test("a subscriber resumes across a SIGKILL of its node with every event exactly
     assert.deepEqual(log.comments.map((c) => c.comment.id), accepted, "each comment once, in the order posted");
     assert.ok(log.comments.every((c) => !c.tail));
     assert.ok(subscription.stats.connections > before, "it did reconnect");
-    assert.deepEqual(subscription.position, { seq: COMMENTS });
+    assert.deepEqual(subscription.position, { epoch: 1, seq: COMMENTS });
     assert.ok(log.states.includes("offline") && log.states.at(-1) === "live", log.states.join(","));
     assert.deepEqual(log.gaps, []);
     console.log(`reconnects: ${subscription.stats.connections - 1}, duplicates dropped: ${subscription.stats.duplicates}`);
