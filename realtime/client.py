@@ -1,8 +1,10 @@
 """A Python client of the stream WebSocket that survives node deaths: discover, connect, resume.
 
 It asks ``GET /api/v1/realtime/connect?stream=SLUG`` (any of several HTTP base URLs, since the node
-that answered last time may be the one that died) for a node, connects with ``?after=<last seq>``,
-applies each event once and in order, and on any disconnect backs off and starts over. Tests and
+that answered last time may be the one that died) for a node, connects with ``?after=<last seq>``
+(and ``&epoch=<epoch>`` once it knows the stream's epoch), applies each event once and in order,
+and on any disconnect backs off and starts over. A ``reset`` frame (the stream's history was reset
+or restored) moves it to the position the frame names; ``resets`` records them. Tests and
 ``bench/fanout.py`` use it; it is also a reference for client authors.
 """
 
@@ -38,6 +40,7 @@ class StreamSubscriber:
         discovery: list[str],
         http: httpx.AsyncClient,
         after: int = 0,
+        epoch: int | None = None,
         first_url: str | None = None,
         on_event: Callable[[dict[str, Any], float], None] | None = None,
         max_backoff: float = 2.0,
@@ -46,13 +49,15 @@ class StreamSubscriber:
         self.discovery = discovery  # HTTP base URLs of nodes to ask, in order
         self.http = http
         self.last_seq = after
+        self.epoch = epoch  # the stream's epoch last_seq belongs to (None: not known yet)
+        self.resets: list[tuple[int, int]] = []  # (epoch, seq) of each reset frame received
         self.first_url = first_url  # connect here first, without asking (e.g. a known node)
         self.on_event = on_event
         self.max_backoff = max_backoff
         self.seqs: list[int] = []  # every event applied, in order (tests check it is 1..N)
         self.duplicates = 0  # events received again and dropped
         self.connections = 0  # sockets opened, reconnects included
-        self.urls: list[str] = []  # every socket URL used, in order
+        self.urls: list[str] = []  # every socket URL used (with its query), in order
         self.connected = asyncio.Event()
 
     async def discover(self) -> str:
@@ -91,8 +96,9 @@ class StreamSubscriber:
                 backoff = min(backoff * 2, self.max_backoff)
 
     async def _session(self, url: str, stop: asyncio.Event) -> None:
-        self.urls.append(url)
-        async with websockets.connect(f"{url}?after={self.last_seq}", max_size=None, open_timeout=10) as ws:
+        query = f"after={self.last_seq}" if self.epoch is None else f"after={self.last_seq}&epoch={self.epoch}"
+        self.urls.append(f"{url}?{query}")
+        async with websockets.connect(self.urls[-1], max_size=None, open_timeout=10) as ws:
             self.connections += 1
             self.connected.set()
             stopper = asyncio.ensure_future(stop.wait())
@@ -113,7 +119,15 @@ class StreamSubscriber:
                 stopper.cancel()
 
     def _handle(self, frame: dict[str, Any]) -> None:
-        if frame.get("type") != "event":
+        kind = frame.get("type")
+        if kind == "hello":
+            self.epoch = frame.get("epoch", self.epoch)
+            return
+        if kind == "reset":
+            self.epoch, self.last_seq = frame["epoch"], frame["seq"]
+            self.resets.append((self.epoch, self.last_seq))
+            return
+        if kind != "event":
             return
         seq = frame["seq"]
         if seq <= self.last_seq:

@@ -2,14 +2,17 @@
 (a ``reset`` frame, then live events), on both servers, and so is every socket connected when a
 stream's log is reset or its epoch bumped after a restore."""
 
+import asyncio
 import uuid
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 
 from comments.models import Comment
+from realtime.client import StreamSubscriber
 from realtime.models import Stream, StreamEvent
 from realtime.services import NewEvent, stream_epoch_bump, stream_events_append
 from tests.support.ws import WsClient
@@ -199,3 +202,41 @@ def test_stream_reset_command_refuses_unknown_streams_and_bumps_all(live, stream
     call_command("stream_reset", "--all", "--keep-log")
     stream.refresh_from_db()
     assert stream.epoch > before  # never the same twice, even within a second
+
+
+def test_python_client_follows_a_reset_and_resumes_in_the_new_epoch(live, stream):
+    """realtime.client: a reset frame moves its position; a reconnect then names the new epoch."""
+
+    async def scenario() -> StreamSubscriber:
+        async with httpx.AsyncClient(timeout=10) as http:
+            subscriber = StreamSubscriber(slug=stream.slug, discovery=[live.nodes[0].http], http=http)
+            stop = asyncio.Event()
+            task = asyncio.create_task(subscriber.run(stop))
+            await asyncio.wait_for(subscriber.connected.wait(), timeout=30)
+            await asyncio.to_thread(_append, stream.id, 2)
+            await _until(lambda: subscriber.last_seq == 2)
+            await asyncio.to_thread(call_command, "stream_reset", stream.slug)
+            await _until(lambda: subscriber.resets)
+            stop.set()
+            await task
+            # Away, then back: it resumes with its position in the new epoch.
+            await asyncio.to_thread(_append, stream.id, 1)
+            stop = asyncio.Event()
+            task = asyncio.create_task(subscriber.run(stop))
+            await _until(lambda: subscriber.last_seq == 3)
+            stop.set()
+            await task
+            return subscriber
+
+    subscriber = asyncio.run(scenario())
+    stream.refresh_from_db()
+    assert subscriber.resets == [(stream.epoch, 2)]
+    assert subscriber.seqs == [1, 2, 3] and subscriber.epoch == stream.epoch
+    assert subscriber.urls[-1].endswith(f"?after=2&epoch={stream.epoch}")
+
+
+async def _until(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
