@@ -2,7 +2,9 @@
 
 It asks ``GET /api/v1/realtime/connect?stream=SLUG`` (any of several HTTP base URLs, since the node
 that answered last time may be the one that died) for a node, connects with ``?after=<last seq>``,
-applies each event once and in order, and on any disconnect backs off and starts over. Tests and
+applies each event once and in order, and on any disconnect backs off and starts over. A node that
+drains sends ``draining`` and closes with 4503: the client reconnects at once (after a small random
+delay, so a node's clients do not all arrive together) instead of backing off. Tests and
 ``bench/fanout.py`` use it; it is also a reference for client authors.
 """
 
@@ -53,6 +55,8 @@ class StreamSubscriber:
         self.duplicates = 0  # events received again and dropped
         self.connections = 0  # sockets opened, reconnects included
         self.urls: list[str] = []  # every socket URL used, in order
+        self.errors: list[dict[str, Any]] = []  # every error frame received
+        self.drained = 0  # sockets the server handed over (a draining frame)
         self.connected = asyncio.Event()
 
     async def discover(self) -> str:
@@ -75,6 +79,7 @@ class StreamSubscriber:
         """Stay subscribed until ``stop`` is set; raises StreamGone for a stream that does not exist."""
         backoff = 0.05
         while not stop.is_set():
+            opened = self.connections
             try:
                 url = self.first_url or await self.discover()
                 self.first_url = None
@@ -85,6 +90,8 @@ class StreamSubscriber:
             except (TimeoutError, OSError, websockets.WebSocketException, ConnectionError) as exc:
                 logger.debug("%s: %s; reconnecting", self.slug, exc)
             self.connected.clear()
+            if self.connections > opened:
+                backoff = 0.05  # that socket worked (a drain, a node gone): come back soon, with jitter
             if not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff * (1 + random.random()))
@@ -113,7 +120,12 @@ class StreamSubscriber:
                 stopper.cancel()
 
     def _handle(self, frame: dict[str, Any]) -> None:
-        if frame.get("type") != "event":
+        kind = frame.get("type")
+        if kind == "error":
+            self.errors.append(frame)
+        elif kind == "draining":
+            self.drained += 1
+        if kind != "event":
             return
         seq = frame["seq"]
         if seq <= self.last_seq:

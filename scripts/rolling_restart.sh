@@ -2,7 +2,7 @@
 # Restart every node of `make cluster` one at a time, with nothing lost (docs/OPERATIONS.md,
 # "Rolling restart"): each node gets SIGTERM and drains (its sockets reconnect to the others
 # through the balancer, resuming after their last event), scripts/node.sh starts it again, and the
-# next node goes only once the balancer sends traffic to this one again.
+# next node goes only once the balancer sends traffic to every node again.
 #   CHORUS_NODE_PORTS         the nodes' ports (default: 8001 8002 8003, as `make cluster`)
 #   CHORUS_RUN_DIR            where scripts/node.sh writes the pids (default: .run)
 #   CHORUS_HAPROXY_STATS_URL  the balancer's stats page (default: http://127.0.0.1:8404/stats)
@@ -30,12 +30,12 @@ gone() { ! kill -0 "$1" 2>/dev/null; }
 restarted() {  # a new process answers /readyz on the port
   local pid
   pid="$(node_pid "$1")"
-  [ -n "$pid" ] && [ "$pid" != "$2" ] && curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz"
+  [ -n "$pid" ] && [ "$pid" != "$2" ] && curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz"
 }
-balanced() {  # every server line of the balancer at this address is UP (both backends)
-  curl -fsS --max-time 2 "$stats;csv" | awk -F, -v addr="127.0.0.1:$1" '
+balanced() {  # every server of the balancer is UP again (the one restarted included)
+  curl -fs --max-time 2 "$stats;csv" | awk -F, '
     NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-    $col["addr"] == addr { seen++; if ($col["status"] != "UP") down++ }
+    $2 != "FRONTEND" && $2 != "BACKEND" { seen++; if ($col["status"] != "UP") down++ }
     END { exit !(seen > 0 && down == 0) }'
 }
 
@@ -49,7 +49,7 @@ for port in $ports; do
   kill -TERM "$pid"
   wait_for "node :$port to drain and exit" gone "$pid"
   wait_for "node :$port to start again" restarted "$port" "$pid"
-  wait_for "the balancer to send traffic to node :$port" balanced "$port"
+  wait_for "the balancer to send traffic to every node again" balanced
   echo "==> node :$port is back (pid $(node_pid "$port"))"
 done
 echo "==> every node restarted"
