@@ -4,7 +4,9 @@ It asks ``GET /api/v1/realtime/connect?stream=SLUG`` (any of several HTTP base U
 that answered last time may be the one that died) for a node, connects with ``?after=<last seq>``
 (and ``&epoch=<epoch>`` once it knows the stream's epoch), applies each event once and in order,
 and on any disconnect backs off and starts over. A ``reset`` frame (the stream's history was reset
-or restored) moves it to the position the frame names; ``resets`` records them. Tests and
+or restored) moves it to the position the frame names; ``resets`` records them. A node that
+drains sends ``draining`` and closes with 4503: the client reconnects at once (after a small random
+delay, so a node's clients do not all arrive together) instead of backing off. Tests and
 ``bench/fanout.py`` use it; it is also a reference for client authors.
 """
 
@@ -58,6 +60,8 @@ class StreamSubscriber:
         self.duplicates = 0  # events received again and dropped
         self.connections = 0  # sockets opened, reconnects included
         self.urls: list[str] = []  # every socket URL used (with its query), in order
+        self.errors: list[dict[str, Any]] = []  # every error frame received
+        self.drained = 0  # sockets the server handed over (a draining frame)
         self.connected = asyncio.Event()
 
     async def discover(self) -> str:
@@ -80,6 +84,7 @@ class StreamSubscriber:
         """Stay subscribed until ``stop`` is set; raises StreamGone for a stream that does not exist."""
         backoff = 0.05
         while not stop.is_set():
+            opened = self.connections
             try:
                 url = self.first_url or await self.discover()
                 self.first_url = None
@@ -90,6 +95,8 @@ class StreamSubscriber:
             except (TimeoutError, OSError, websockets.WebSocketException, ConnectionError) as exc:
                 logger.debug("%s: %s; reconnecting", self.slug, exc)
             self.connected.clear()
+            if self.connections > opened:
+                backoff = 0.05  # that socket worked (a drain, a node gone): come back soon, with jitter
             if not stop.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff * (1 + random.random()))
@@ -127,6 +134,10 @@ class StreamSubscriber:
             self.epoch, self.last_seq = frame["epoch"], frame["seq"]
             self.resets.append((self.epoch, self.last_seq))
             return
+        if kind == "error":
+            self.errors.append(frame)
+        elif kind == "draining":
+            self.drained += 1
         if kind != "event":
             return
         seq = frame["seq"]

@@ -68,6 +68,9 @@ class Subscriber(Protocol):
     def reset(self, epoch: int, seq: int) -> None:
         """The stream entered ``epoch``: events offered from now on follow ``seq``; never blocks."""
 
+    async def leave(self) -> None:
+        """The node is draining: tell the client where it is and close; never raises."""
+
 
 @dataclass(eq=False)
 class _StreamState:
@@ -350,6 +353,10 @@ class StreamHub:
         """``(epoch, seq)`` of the last event this node delivered for the stream ((0, 0) if not subscribed)."""
         state = self._streams.get(stream_id)
         return (state.epoch, state.last_seq) if state is not None else (0, 0)
+
+    def subscribers(self) -> list[Subscriber]:
+        """Every local subscriber of every stream (what a draining node must hand over)."""
+        return [subscriber for state in self._streams.values() for subscriber in state.subscribers]
 
     def stream_counts(self) -> dict[int, int]:
         """Local subscribers per stream (what the node registry and presence report)."""

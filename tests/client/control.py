@@ -7,6 +7,8 @@ older backup (with or without the epoch bump the restore procedure asks for), a 
 """
 
 import json
+import os
+import signal
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from comments.models import Comment
 from realtime.models import Stream, StreamEvent
 from realtime.services import stream_epoch_bump
 from tests.factories import StreamFactory, UserFactory
-from tests.support.processes import AsgiNode
+from tests.support.processes import AsgiNode, wait_until
 
 
 def stream_history_reset(*, slug: str, seq: int, bump: bool) -> None:
@@ -112,6 +114,9 @@ class Control:
                 if not node.alive():
                     node.start()
                 node.wait_ready()
+            elif action == "term":  # SIGTERM: the node drains, then exits
+                os.kill(node.pid(), signal.SIGTERM)
+                wait_until(lambda: not node.alive(), timeout=30, what=f"{node.name} to drain and exit")
             elif action == "pause":
                 node.pause()
             elif action == "resume":
