@@ -8,10 +8,11 @@ from realtime.services import stream_close, stream_open
 
 @admin.register(Stream)
 class StreamAdmin(admin.ModelAdmin):
-    list_display = ("slug", "title", "last_seq", "closed_at", "created_at")
+    list_display = ("slug", "title", "epoch", "last_seq", "closed_at", "created_at")
     list_filter = (("closed_at", admin.EmptyFieldListFilter),)
     search_fields = ("slug", "title")
-    readonly_fields = ("last_seq", "created_at", "closed_at")
+    # The epoch changes only through stream_epoch_bump (manage.py stream_reset).
+    readonly_fields = ("epoch", "epoch_seq", "last_seq", "created_at", "closed_at")
     actions = ("close_selected", "reopen_selected", "pin_hot", "pin_cold", "unpin")
 
     @admin.action(description="Close selected streams to new comments")
