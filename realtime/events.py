@@ -1,9 +1,11 @@
 """The only code that publishes to the real-time tier.
 
-An event is published as ``"<seq>:<epoch>\\n<frame>"`` on its stream's Redis channel: every node
-decodes the position once and forwards the pre-encoded frame to its local subscribers untouched.
-A change of epoch (``stream_epoch_bump``) is announced as ``"!<epoch>"``, so nodes tell their
-sockets at once instead of at their next tail check.
+An event is published as ``"<seq>\\n<frame>"`` on its stream's Redis channel: every node decodes
+the sequence number once and forwards the pre-encoded frame to its local subscribers untouched.
+The stream's epoch is read from the frame's fixed beginning (``{"type":"event","epoch":E,``), so
+the message keeps the format of releases before epochs and a rolling upgrade mixes both safely. A
+change of epoch (``stream_epoch_bump``) is announced as ``"!<epoch>"``, so nodes tell their sockets
+at once instead of at their next tail check.
 A snapshot (latest-wins state such as reaction counts) is published as ``"~<kind>\\n<frame>"``, or
 ``"~<kind>@<version>\\n<frame>"`` when its publisher numbers its versions: publishers on several
 nodes can cross in Redis, and each node then forwards only versions newer than the last it did.
@@ -28,8 +30,12 @@ USER_MARK = b"@"
 EPOCH_MARK = b"!"
 
 
-def encode_published(seq: int, frame: str, *, epoch: int) -> bytes:
-    return f"{seq}:{epoch}\n{frame}".encode()
+# How every event frame begins (``realtime.protocol.event_frame``), up to its epoch.
+_EPOCH_AT = b'{"type":"event","epoch":'
+
+
+def encode_published(seq: int, frame: str) -> bytes:
+    return f"{seq}\n{frame}".encode()
 
 
 def encode_snapshot(kind: str, frame: str, *, version: int | None = None) -> bytes:
@@ -55,25 +61,27 @@ def decode_user_frame(message: bytes) -> tuple[int, str, str]:
 
 def decode_published(message: bytes) -> tuple[int | str, str, int | None]:
     """``(seq, frame, epoch)`` for a sequenced event, ``(head, frame, None)`` for a snapshot
-    (``snapshot_kind_version``). ``epoch`` is None for an event published without one (a node of
-    the previous release during a rolling upgrade): it belongs to the epoch the reader knows."""
+    (``snapshot_kind_version``). ``epoch`` is None for a frame without one (published by the
+    release before epochs, during a rolling upgrade): it belongs to the epoch the reader knows."""
     head, _, frame = message.partition(b"\n")
     if head.startswith(SNAPSHOT_MARK):
         return head[1:].decode(), frame.decode(), None
-    seq, _, epoch = head.partition(b":")
-    return int(seq), frame.decode(), int(epoch) if epoch else None
+    epoch = None
+    if frame.startswith(_EPOCH_AT):
+        epoch = int(frame[len(_EPOCH_AT) : frame.index(b",", len(_EPOCH_AT))])
+    return int(head), frame.decode(), epoch
 
 
 def decode_epoch_notice(message: bytes) -> int:
     return int(message[1:])
 
 
-def event_broadcast(*, stream_id: int, seq: int, frame: str, epoch: int) -> None:
+def event_broadcast(*, stream_id: int, seq: int, frame: str) -> None:
     """Publish an already-committed event to every node; never raises."""
-    events_broadcast(stream_id=stream_id, frames=[(seq, frame)], epoch=epoch)
+    events_broadcast(stream_id=stream_id, frames=[(seq, frame)])
 
 
-def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]], epoch: int) -> None:
+def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]]) -> None:
     """Publish already-committed events of one stream, in order, in one round trip; never raises.
 
     Each event stays its own message, so every node handles a batch exactly like single events.
@@ -84,7 +92,7 @@ def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]], epoch
     try:
         with _redis().pipeline(transaction=False) as pipe:
             for seq, frame in frames:
-                pipe.publish(channel, encode_published(seq, frame, epoch=epoch))
+                pipe.publish(channel, encode_published(seq, frame))
             pipe.execute()
     except redis.RedisError:
         logger.warning(

@@ -7,7 +7,7 @@ Server frames (JSON text):
   {"type": "hello", "stream": slug, "epoch": E, "head": N}     once, after connect
   {"type": "reset", "epoch": E, "seq": N}                      history reset: the client's position
                                                                  is void; events continue after (E, N)
-  {"type": "event", "seq": N, "epoch": E, "id": uuid, "event": type, "data": {...}}
+  {"type": "event", "epoch": E, "seq": N, "id": uuid, "event": type, "data": {...}}
   {"type": "pong"}                                               answer to {"type": "ping"}
   {"type": "error", "code": str, "message": str}                 a bad client frame; socket stays open
   {"type": "error", "code": "too_far_behind", "message": str, "last_seq": N, "epoch": E}
@@ -62,8 +62,11 @@ def _dumps(value: dict[str, Any]) -> str:
 
 
 def event_frame(*, seq: int, epoch: int, event_id: str, event_type: str, payload: dict[str, Any]) -> str:
-    """Encode one event; called once per event (not per subscriber) and sent verbatim."""
-    return _dumps({"type": "event", "seq": seq, "epoch": epoch, "id": event_id, "event": event_type, "data": payload})
+    """Encode one event; called once per event (not per subscriber) and sent verbatim.
+
+    The epoch comes right after the type: nodes read it from there (``realtime.events``).
+    """
+    return _dumps({"type": "event", "epoch": epoch, "seq": seq, "id": event_id, "event": event_type, "data": payload})
 
 
 def hello_frame(*, stream: str, epoch: int, head: int) -> str:

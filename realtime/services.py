@@ -116,7 +116,7 @@ def stream_events_append(*, stream_id: int, events: Sequence[NewEvent]) -> list[
             )
         )
     StreamEvent.objects.bulk_create(rows)
-    transaction.on_commit(lambda: events_broadcast(stream_id=stream_id, frames=frames, epoch=epoch), robust=True)
+    transaction.on_commit(lambda: events_broadcast(stream_id=stream_id, frames=frames), robust=True)
     return rows
 
 
@@ -176,9 +176,7 @@ def stream_event_rebroadcast(*, event: StreamEvent) -> None:
     frame = event_frame(
         seq=event.seq, epoch=epoch, event_id=str(event.event_id), event_type=event.type, payload=event.payload
     )
-    transaction.on_commit(
-        lambda: event_broadcast(stream_id=event.stream_id, seq=event.seq, frame=frame, epoch=epoch), robust=True
-    )
+    transaction.on_commit(lambda: event_broadcast(stream_id=event.stream_id, seq=event.seq, frame=frame), robust=True)
 
 
 def _next_epoch(current: int) -> int:

@@ -3,16 +3,22 @@
 stream's log is reset or its epoch bumped after a restore."""
 
 import asyncio
+import json
+import time
 import uuid
 
 import httpx
 import pytest
+import redis
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 
 from comments.models import Comment
+from realtime.channels import stream_channel
 from realtime.client import StreamSubscriber
+from realtime.events import decode_published
 from realtime.models import Stream, StreamEvent
 from realtime.services import NewEvent, stream_epoch_bump, stream_events_append
 from tests.support.ws import WsClient
@@ -240,3 +246,35 @@ async def _until(predicate, timeout: float = 20) -> None:  # type: ignore[no-unt
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+def test_published_events_keep_the_format_of_the_release_before_epochs(live, stream):
+    """A rolling upgrade mixes releases: the published message is still "<seq>\\n<frame>" (what an
+    older node parses), and a node takes an older node's frames, which carry no epoch."""
+    pubsub = redis.Redis.from_url(settings.CHORUS_REDIS_URL).pubsub()
+    pubsub.subscribe(stream_channel(stream.id))
+    client = WsClient(f"{live.nodes[1].ws}/ws/streams/{stream.slug}/")
+    try:
+        _append(stream.id, 1)
+        message = None
+        deadline = time.monotonic() + 10
+        while message is None or message["type"] != "message":
+            assert time.monotonic() < deadline, "nothing published"
+            message = pubsub.get_message(timeout=1)
+        head, _, frame = message["data"].partition(b"\n")
+        assert int(head) == 1 and json.loads(frame)["epoch"] == 1
+        assert decode_published(message["data"]) == (1, frame.decode(), 1)
+
+        # the next event as an older node writes and publishes it: no epoch in its frame
+        event_id = uuid.uuid4()
+        with transaction.atomic():
+            StreamEvent.objects.create(stream_id=stream.id, seq=2, event_id=event_id, type="test.thing", payload={})
+            Stream.objects.filter(id=stream.id).update(last_seq=2)
+        old = {"type": "event", "seq": 2, "id": str(event_id), "event": "test.thing", "data": {}}
+        redis.Redis.from_url(settings.CHORUS_REDIS_URL).publish(stream_channel(stream.id), f"2\n{json.dumps(old)}")
+        client.wait_for_seq(2)
+        assert client.events()[-1] == old  # forwarded as published (a repair from the log would add the epoch)
+        assert [e["seq"] for e in client.events()] == [1, 2]
+    finally:
+        pubsub.close()
+        client.close()
