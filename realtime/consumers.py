@@ -474,11 +474,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
         while self.snapshots:
             _kind, frame = self.snapshots.popitem()
             await self._send_frame(frame)
-        while not self._events_blocked():
-            if self.reset_pending is not None:
+        while True:
+            if self.reset_pending is not None:  # before any later event, and whatever the credit
                 frame, self.reset_pending = self.reset_pending, None
-                await self._send_frame(frame)  # spends no credit
+                await self._send_frame(frame)
                 continue
+            if self._events_blocked():
+                break
             if self.lagging:
                 # From here offer() buffers again; anything older comes from the log, duplicates
                 # are dropped by sequence number.
@@ -514,8 +516,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         return len(frames) == limit
 
     async def _send_event(self, seq: int, frame: str) -> None:
+        epoch = self.epoch
         await self._send_frame(frame)
-        self.last_sent = seq
+        if self.epoch == epoch:  # else a reset came in during the send: its position stands
+            self.last_sent = seq
         if self.credit is not None:
             self.credit -= 1
 

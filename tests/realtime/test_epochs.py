@@ -278,3 +278,24 @@ def test_published_events_keep_the_format_of_the_release_before_epochs(live, str
     finally:
         pubsub.close()
         client.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_reset_reaches_a_socket_out_of_credit_and_voids_what_it_held(live, stream, server):
+    """A paced socket gets the reset without credit; events it held from the old epoch are dropped,
+    and with credit it continues after the reset's position."""
+    client = WsClient(f"{_node(live, server).ws}/ws/streams/{stream.slug}/?after=0&credit=2")
+    _append(stream.id, 4)
+    client.wait_for_seq(2)
+    epoch = stream_epoch_bump(stream_id=stream.id, reset_log=True).epoch
+    _append(stream.id, 1)  # seq 5, the new epoch's first
+    client.wait_for(lambda frames: frames[-1]["type"] == "reset", timeout=15, what="the reset")
+    client.send({"type": "credit", "n": 5})
+    client.wait_for_seq(5)
+    assert _kinds(client.frames)[1:] == [
+        ("event", 1, 1),
+        ("event", 1, 2),
+        ("reset", epoch, 4),
+        ("event", epoch, 5),
+    ]
+    client.close()
