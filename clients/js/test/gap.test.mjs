@@ -7,7 +7,17 @@
 // (the server refuses `?after=` ahead of its head with close 4400; the client reads the head).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { client, newStream, newUser, nodes, record, resetHistory, resetLog, waitFor } from "./helpers.mjs";
+import {
+  client,
+  newStream,
+  newUser,
+  nodes,
+  publishedComments,
+  record,
+  resetHistory,
+  resetLog,
+  waitFor,
+} from "./helpers.mjs";
 
 async function subscribedAtTen(node, token, slug) {
   const reader = client({ baseUrl: node.http, token });
@@ -55,6 +65,7 @@ test("a restore whose new head passed the saved position is told apart from new 
   try {
     const { epoch } = await resetHistory(slug, 6);
     for (let i = 0; i < 6; i++) await writer.postComment(slug, `new ${i}`); // seq 7..12: past 10
+    await waitFor(async () => (await publishedComments(node.http, slug)).length === 12, { what: "12 published" });
     const resumed = again.subscribe(slug, { after: saved.seq, epoch: saved.epoch });
     const log = record(resumed);
     await waitFor(() => log.gaps.length === 1 && resumed.state === "live", { what: "the gap" });
