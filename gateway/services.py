@@ -13,7 +13,6 @@ from typing import Any
 
 import pybreaker
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import transaction
 
@@ -23,6 +22,7 @@ from gateway.local_bucket import local_buckets
 from gateway.models import Tier, UserTier
 from gateway.overload import load_shed_check
 from gateway.token_bucket import TIERS, BucketResult, TokenBucket
+from project.redis import redis_async_client, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +52,9 @@ class RateDecision:
     tier: str = ""
 
 
-@lru_cache(maxsize=1)
 def gateway_redis() -> redis.Redis:
     # Short timeouts: a limiter that waits seconds for Redis is itself the outage.
-    return redis.Redis.from_url(settings.CHORUS_GATEWAY_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis_client("gateway")
 
 
 @lru_cache(maxsize=1)
@@ -148,10 +147,7 @@ def _async_bucket() -> TokenBucket:
     loop_id = id(asyncio.get_running_loop())
     bucket = _async_buckets.get(loop_id)
     if bucket is None:
-        client = aioredis.Redis.from_url(
-            settings.CHORUS_GATEWAY_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
-        )
-        bucket = _async_buckets[loop_id] = TokenBucket(client)
+        bucket = _async_buckets[loop_id] = TokenBucket(redis_async_client("gateway"))
     return bucket
 
 

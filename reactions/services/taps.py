@@ -1,6 +1,7 @@
 """Live taps: validated, rate limited and counted in Redis; never one database row each.
 
-A tap is one Redis pipeline: raise this process's entry of the stream's PN-counter for the kind
+A tap is one Redis pipeline (its keys share the stream's hash slot, so the cold tap's ``MULTI`` also
+runs on a Redis Cluster): raise this process's entry of the stream's PN-counter for the kind
 (on shard 0, or on a hashed shard when the stream is hot), count it towards the stream's rate and
 mark the stream dirty for the flush. On a cold stream the same pipeline (a MULTI, so version and
 counts agree) also bumps the snapshot version and reads the counts, which are broadcast at once;
@@ -70,7 +71,7 @@ def _queue_tap(pipe: Any, *, stream_id: int, user_id: int, kind: str, hot: bool)
     pipe.eval(*tap_count_command(stream_id=stream_id, shard=shard, kind=kind))
     pipe.incr(rate)
     pipe.expire(rate, RATE_KEY_TTL)
-    pipe.sadd(dirty_key(), stream_id)
+    pipe.sadd(dirty_key(stream_id), stream_id)
     if not hot:
         pipe.eval(VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
         for each in range(shard_count()):
