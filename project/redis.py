@@ -177,11 +177,3 @@ def partition_tag(partition: int) -> str:
 def stream_tag(stream_id: int) -> str:
     """The hash tag of the stream's partition: keys used together for a stream share its slot."""
     return partition_tag(stream_partition(stream_id))
-
-
-def keys_by_slot(keys: list[str]) -> dict[int, list[str]]:
-    """Group keys by hash slot, for a multi-key command that must not cross slots in a cluster."""
-    groups: dict[int, list[str]] = {}
-    for key in keys:
-        groups.setdefault(key_slot(key.encode()), []).append(key)
-    return groups

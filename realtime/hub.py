@@ -105,7 +105,16 @@ class _Connection:
         await (self.pubsub.ssubscribe(channel) if self.sharded else self.pubsub.subscribe(channel))
         self.channels.add(channel)
 
+    def dropped_by_server(self, channel: str) -> None:
+        """The server unsubscribed us itself (the channel's slot moved): forget it here and in
+        redis-py's record, so neither an unsubscribe nor a reconnect sends it to this master again."""
+        self.channels.discard(channel)
+        self.pubsub.shard_channels.pop(channel.encode(), None)
+        self.pubsub.shard_channels.pop(channel, None)  # type: ignore[call-overload]
+
     async def remove(self, channel: str) -> None:
+        if channel not in self.channels:
+            return
         self.channels.discard(channel)
         if not self.broken:
             with contextlib.suppress(*REDIS_TROUBLE):
@@ -336,7 +345,8 @@ class StreamHub:
                     await self._on_message(message["data"])
                 elif message["type"] == "sunsubscribe" and message["channel"].decode() in connection.channels:
                     # Not asked for: the server dropped the channel because its slot moved to another master.
-                    logger.info("stream hub: %s moved away from %s", message["channel"], connection.name)
+                    logger.info("stream hub: %s moved away from %s", message["channel"].decode(), connection.name)
+                    connection.dropped_by_server(message["channel"].decode())
                     self._topology_changed.set()
             except asyncio.CancelledError:
                 raise
@@ -391,7 +401,8 @@ class StreamHub:
                 try:
                     owner = await self._owner_name(channel)
                     current = self._owner.get(partition)
-                    if current == owner:
+                    carrier = self._connections.get(current) if current is not None else None
+                    if current == owner and carrier is not None and channel in carrier.channels:
                         continue
                     if current is not None and current in self._connections:
                         await self._connections[current].remove(channel)

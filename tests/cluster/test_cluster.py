@@ -173,6 +173,56 @@ def test_presence_sums_the_viewers_of_both_nodes(cluster_stack: ClusterStack) ->
         client.close()
 
 
+def _move_slot(cluster: LocalRedisCluster, slot: int, source: int, target: int) -> None:
+    """Reshard one slot by hand, as ``redis-cli --cluster reshard`` does for each slot it moves."""
+    ids = {port: cluster.client(port).execute_command("CLUSTER", "MYID").decode() for port in cluster.masters()}
+    cluster.client(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    cluster.client(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    while keys := cluster.client(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        cluster.client(source).execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+    for port in [target, source, *(p for p in ids if p not in (source, target))]:
+        cluster.client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+
+
+def test_a_partition_whose_slot_moves_is_followed_to_its_new_master(
+    cluster_stack: ClusterStack, user: ApiUser, http: httpx.Client
+) -> None:
+    """Resharding moves a stream's slot to another master: the old master drops the subscriptions
+    itself (sunsubscribe), both nodes resubscribe at the new one at once, and subscribers get
+    every event once, in order, across the move."""
+    cluster, nodes = cluster_stack.cluster, cluster_stack.nodes
+    stream = StreamFactory(slug=f"mv-{uuid.uuid4().hex[:8]}")
+    slot = _slot(stream)
+    source = cluster.master_of_slot(slot)
+    target = next(port for port in cluster.masters() if port != source)
+    clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/?after=0") for node in nodes]
+
+    def post(first: int, count: int) -> None:
+        ids = []
+        for i in range(first, first + count):
+            response = post_comment(http, nodes[i % 2].http, stream.slug, user.headers, f"m{i}")
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+        wait_published(ids)
+
+    post(0, 10)
+    for client in clients:
+        client.wait_for_seq(10)
+    _move_slot(cluster, slot, source, target)
+    wait_until(
+        lambda: _shard_subscribers(cluster, target, stream_channel(stream.id)) == len(nodes),
+        timeout=10,
+        what="both nodes subscribed on the slot's new master",
+    )
+    for node in nodes:
+        assert f"{stream_channel(stream.id)} moved away from 127.0.0.1:{source}" in node.run_log()
+    post(10, 10)
+    for client in clients:
+        client.wait_for_seq(20)
+        assert _seqs(client) == list(range(1, 21))
+        client.close()
+
+
 class _Poster(threading.Thread):
     """Posts comments round-robin to the streams through both nodes, about ``rate`` a second; a post
     that fails (a node answering 503 during the failover) is sent again with the same key."""
