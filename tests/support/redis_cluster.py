@@ -64,7 +64,7 @@ class LocalRedisCluster(ManagedProcess):
     def masters(self, *, via: int | None = None) -> dict[int, list[tuple[int, int]]]:
         """Live masters by port, with their slot ranges, as the cluster (seen from ``via``) says."""
         out: dict[int, list[tuple[int, int]]] = {}
-        for line in self.client(via or self.ports[0]).execute_command("CLUSTER", "NODES").decode().splitlines():
+        for line in self._cluster_nodes(via).splitlines():
             parts = line.split()
             flags = parts[2].split(",")
             if "master" not in flags or "fail" in flags or "fail?" in flags:
@@ -79,6 +79,15 @@ class LocalRedisCluster(ManagedProcess):
             if ranges:
                 out[port] = ranges
         return out
+
+    def _cluster_nodes(self, via: int | None) -> str:
+        """CLUSTER NODES from ``via``, else from the first node that answers (one may have been killed)."""
+        for port in [via] if via else self.ports:
+            try:
+                return self.client(port).execute_command("CLUSTER", "NODES").decode()
+            except redis.ConnectionError:
+                continue
+        raise AssertionError("no node of the cluster answers")
 
     def master_of_slot(self, slot: int, *, via: int | None = None) -> int:
         for port, ranges in self.masters(via=via).items():
