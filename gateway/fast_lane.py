@@ -24,6 +24,7 @@ ended session, a password change, a deactivation or a deleted stream is honoured
 """
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -326,6 +327,14 @@ def _csrf_refusal(request: ASGIRequest) -> Answer | None:
 
 def _security_headers(request: ASGIRequest) -> Headers:
     """The headers Django's security and clickjacking middleware would add to this answer."""
+    return _security_headers_for(secure=request.is_secure())
+
+
+@functools.cache
+def _security_headers_for(*, secure: bool) -> Headers:
+    """They depend only on the settings and on whether the request came over HTTPS (HSTS)."""
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "scheme": "https" if secure else "http"}
+    request = ASGIRequest(scope, io.BytesIO())
     response = HttpResponse()
     SecurityMiddleware(lambda _request: response).process_response(request, response)
     XFrameOptionsMiddleware(lambda _request: response).process_response(request, response)

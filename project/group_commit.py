@@ -30,54 +30,56 @@ class GroupCommit(Generic[Item, Result]):
     def __init__(self, flush: Callable[[list[Item]], Sequence[Result]], *, max_batch: int) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._waiting: list[tuple[Item, asyncio.Future[Result], asyncio.TimerHandle]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
-        """Queue ``item`` for the next batch and wait for its result (or the batch's exception)."""
+        """Queue ``item`` for the next batch and wait for its result (or the batch's exception).
+
+        An item still queued after ``CHORUS_HTTP_QUEUE_SECONDS`` is withdrawn and refused with
+        ``NoThreadFree`` (never written); once its batch is being written it waits for the answer.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Result] = loop.create_future()
-        self._waiting.append((item, future))
+        # A timer rather than wait_for and shield: cheaper, on a path taken once per request.
+        expiry = loop.call_later(settings.CHORUS_HTTP_QUEUE_SECONDS, self._expire, future)
+        self._waiting.append((item, future, expiry))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_batches())
-        # Shielded: a client that goes away must not cancel the batch its item is part of.
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), settings.CHORUS_HTTP_QUEUE_SECONDS)
-        except TimeoutError:
-            if not self._withdraw(future):
-                return await asyncio.shield(future)  # its batch is being written: the answer is near
-            raise NoThreadFree from None
+        return await future
 
-    def _withdraw(self, future: "asyncio.Future[Result]") -> bool:
-        """Take a still-queued item out (the node is saturated: it is refused, never written)."""
-        for index, (_item, queued) in enumerate(self._waiting):
+    def _expire(self, future: "asyncio.Future[Result]") -> None:
+        for index, (_item, queued, _expiry) in enumerate(self._waiting):
             if queued is future:
                 del self._waiting[index]
-                return True
-        return False
+                if not future.done():
+                    future.set_exception(NoThreadFree())
+                return
 
     async def _write_batches(self) -> None:
         threads = request_threads()
         while self._waiting:
             batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            for _item, _future, expiry in batch:
+                expiry.cancel()  # being written now: it waits for its answer
             executor = await threads.acquire(settings.CHORUS_HTTP_QUEUE_SECONDS)
             if executor is None:
                 self._settle(batch, error=NoThreadFree())
                 continue
             try:
                 write = database_sync_to_async(self._flush, thread_sensitive=False, executor=executor)
-                results = await write([item for item, _ in batch])
+                results = await write([item for item, _future, _expiry in batch])
             except Exception as exc:
                 self._settle(batch, error=exc)
             else:
-                for (_item, future), result in zip(batch, results, strict=True):
+                for (_item, future, _expiry), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
             finally:
                 threads.release(executor)
 
     @staticmethod
-    def _settle(batch: list[tuple[Item, "asyncio.Future[Result]"]], *, error: Exception) -> None:
-        for _item, future in batch:
+    def _settle(batch: list[tuple[Item, "asyncio.Future[Result]", asyncio.TimerHandle]], *, error: Exception) -> None:
+        for _item, future, _expiry in batch:
             if not future.done():
                 future.set_exception(error)
