@@ -174,7 +174,7 @@ def test_the_outbox_keeps_a_post_across_a_node_restart_and_posts_it_once(stream,
             return [accepted for _, accepted in posted]
 
         posted = asyncio.run(resumed())
-        assert len(posted) == 1
+        assert len({accepted["id"] for accepted in posted}) == 1
         wait_until(lambda: stream.comments.filter(status="published").count() == 1, timeout=20, what="publication")
         assert stream.comments.count() == 1
     finally:
