@@ -2,13 +2,18 @@
 by reconnecting; joining at the tail; the outbox across a node restart; credit; close codes."""
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 
 import httpx
 import pytest
 
-from realtime.client import ChorusClient, ChorusError, Gap, StreamGap
+from realtime.client import ChorusClient, ChorusError, Gap, StreamGap, Subscription
 from realtime.models import StreamEvent
-from tests.support.processes import AsgiNode, wait_until
+from tests.factories import StreamFactory, UserFactory
+from tests.support.processes import ROOT, AsgiNode, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -179,3 +184,82 @@ def test_the_outbox_keeps_a_post_across_a_node_restart_and_posts_it_once(stream,
         assert stream.comments.count() == 1
     finally:
         node.stop()
+
+
+def test_a_history_reset_is_reported_as_a_gap_then_the_new_tail(live, stream, api_user):
+    """A client resuming after 10 on a stream whose log now ends at 6 (its history was reset):
+    the server refuses (4400), the client finds the head behind it, reports gap 10 -> 6 and
+    continues from the new tail, then live."""
+    node = live.nodes[0]
+    _post(node, stream.slug, api_user.headers, 6)
+    _published(stream, 6)
+
+    async def scenario() -> tuple[list[Gap], list[tuple[int, bool]]]:
+        async with ChorusClient(node.http, backoff=(0.05, 0.2)) as client:
+            sub = client.subscribe(stream.slug, after=10, tail=2)
+            gaps: list[Gap] = []
+            seen: list[tuple[int, bool]] = []
+            sub.on("gap", gaps.append)
+            sub.on("comment", lambda comment, meta: seen.append((meta["seq"], meta["tail"])))
+            await sub.wait_live(timeout=15)
+            await asyncio.to_thread(_post, node, stream.slug, api_user.headers, 1)
+            while len(seen) < 3:
+                await asyncio.sleep(0.05)
+            return gaps, seen
+
+    gaps, seen = asyncio.run(scenario())
+    assert gaps == [Gap(from_={"seq": 10}, to={"seq": 6}, reason="reset")]
+    assert seen == [(5, True), (6, True), (7, False)]
+
+
+def test_the_watchdog_leaves_a_frozen_node_for_a_live_one(live, stream, api_user):
+    """The node under the socket is frozen (SIGSTOP): no frame, not even a pong, within the
+    watchdog; the client reconnects through discovery and gets what was posted meanwhile."""
+    frozen = AsgiNode("node-py-frozen", env={"CHORUS_NODE_POOL": "pool-py-frozen"}).start().wait_ready()
+    try:
+
+        async def scenario() -> Subscription:
+            async with ChorusClient(
+                live.nodes[0].http, backoff=(0.05, 0.2), ping_interval=0.5, watchdog=1.5, timeout=2
+            ) as client:
+                sub = client.subscribe(stream.slug, after=0, first_url=f"{frozen.ws}/ws/streams/{stream.slug}/")
+                await sub.wait_live(timeout=15)
+                frozen.pause()
+                await asyncio.to_thread(_post, live.nodes[0], stream.slug, api_user.headers, 1)
+                while sub.position["seq"] < 1:
+                    await asyncio.sleep(0.05)
+                return sub
+
+        sub = asyncio.run(scenario())
+        assert sub.stats["connections"] == 2
+        assert sub.urls[0].startswith(frozen.ws) and not sub.urls[-1].startswith(frozen.ws)
+    finally:
+        frozen.resume()
+        frozen.stop()
+
+
+def test_the_documented_python_example_runs_as_written(live, tmp_path):
+    """docs/CLIENT.md's Python example against a node set up as ``make run`` sets it up (user
+    admin, stream demo): it prints the tail, posts, sees its own comment come back live, exits."""
+    UserFactory(username="admin", password="the-printed-password")
+    StreamFactory(slug="demo")
+    doc = (ROOT / "docs" / "CLIENT.md").read_text()
+    example = re.search(r"## Python: `realtime.client`\n.*?```python\n(.*?)```", doc, re.S)
+    assert example is not None, "docs/CLIENT.md has a Python section with a python block"
+    script = tmp_path / "example.py"
+    script.write_text(example.group(1))
+    for run in range(2):
+        env = {
+            **os.environ,
+            "CHORUS_URL": live.nodes[run].http,
+            "CHORUS_PASSWORD": "the-printed-password",
+            "PYTHONPATH": str(ROOT),
+        }
+        result = subprocess.run(
+            [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert re.fullmatch(rf"#{run + 1} admin: hello from process \d+  \(live\)", lines[-1]), lines
+        if run == 1:  # the first run's comment comes from the tail read
+            assert re.fullmatch(r"#1 admin: hello from process \d+", lines[0]), lines

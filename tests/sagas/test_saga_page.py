@@ -1,4 +1,4 @@
-""""Comment and react" on the live page: the saga's outcome shown step by step, and a retry of
+""" "Comment and react" on the live page: the saga's outcome shown step by step, and a retry of
 what failed, in Chromium against a node and a worker that fail on purpose."""
 
 import pytest
