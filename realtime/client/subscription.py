@@ -222,7 +222,8 @@ class Subscription:
         pinged = False
         last_error: ChorusError | None = None
         while True:
-            due = [last + (watchdog if pinged else ping_interval)] + ([resync_due] if resync_due else [])
+            ping_due = not pinged and self.state == "live"
+            due = [last + (ping_interval if ping_due else watchdog)] + ([resync_due] if resync_due else [])
             try:
                 message = await asyncio.wait_for(ws.recv(), timeout=max(0.0, min(due) - loop.time()))
             except TimeoutError:
@@ -230,7 +231,7 @@ class Subscription:
                 if now - last >= watchdog:
                     await ws.close(CLOSE_CLIENT, "watchdog")
                     raise _Restart("watchdog") from None
-                if now - last >= ping_interval and not pinged:
+                if now - last >= ping_interval and not pinged and self.state == "live":
                     pinged = True
                     self._send({"type": "ping"})
                 if resync_due is not None and now >= resync_due:
@@ -357,7 +358,12 @@ class Subscription:
             )
         if code == 4400:
             # Bad parameters: a resume point ahead of the stream's head means its history was reset.
-            head = (await self._client.tail(self.stream, 0))["position"]
+            try:
+                head = (await self._client.tail(self.stream, 0))["position"]
+            except ChorusError as failure:
+                if not failure.retryable:
+                    raise
+                return backoff(self._attempt, low, high)  # checked again on the next refusal
             if self._received > head["seq"]:
                 self._history_reset()
                 return None
