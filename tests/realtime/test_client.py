@@ -263,3 +263,22 @@ def test_the_documented_python_example_runs_as_written(live, tmp_path):
         assert re.fullmatch(rf"#{run + 1} admin: hello from process \d+  \(live\)", lines[-1]), lines
         if run == 1:  # the first run's comment comes from the tail read
             assert re.fullmatch(r"#1 admin: hello from process \d+", lines[0]), lines
+
+
+def test_a_refused_token_is_renewed_once_and_a_4xx_refuses_the_post_for_good(live, stream, api_user):
+    """A 401 asks ``get_token`` again and repeats the request; a 400 leaves the outbox and raises
+    the API's JSON error, naming the field."""
+    node = live.nodes[0]
+    tokens = iter(["not-a-token", api_user.token])
+
+    async def scenario() -> tuple[dict, ChorusError, list]:
+        async with ChorusClient(node.http, get_token=lambda: next(tokens)) as client:
+            accepted = await client.post_comment(stream.slug, "with a renewed token")
+            with pytest.raises(ChorusError) as refused:
+                await client.post_comment(stream.slug, "")
+            return accepted, refused.value, client.pending()
+
+    accepted, error, pending = asyncio.run(scenario())
+    assert accepted["status"] == "pending"
+    assert error.status == 400 and error.code == "invalid" and "body" in (error.fields or {})
+    assert not error.retryable and pending == []
