@@ -251,6 +251,8 @@ class Subscription:
             if not isinstance(frame, dict):
                 continue
             kind = frame.get("type")
+            if kind == "reset":  # the server says this position is void: rebuild from the new tail
+                raise _Restart("history reset", reset=True)
             if "epoch" in frame and kind != "error":
                 if self._epoch is not None and frame["epoch"] != self._epoch:
                     raise _Restart("epoch changed", reset=True)
@@ -293,7 +295,10 @@ class Subscription:
             if resync_due is None:
                 self.stats["holes"].append((self._received + 1, seq))
                 self.stats["resyncs"] += 1
-                self._send({"type": "resync", "after": self._received})
+                resync: dict[str, Any] = {"type": "resync", "after": self._received}
+                if self._epoch is not None:
+                    resync["epoch"] = self._epoch
+                self._send(resync)
                 return now + self._client.resync_timeout
             return resync_due
         self._accept(frame)
@@ -364,7 +369,8 @@ class Subscription:
                 if not failure.retryable:
                     raise
                 return backoff(self._attempt, low, high)  # checked again on the next refusal
-            if self._received > head["seq"]:
+            moved = head.get("epoch") is not None and self._epoch is not None and head["epoch"] != self._epoch
+            if moved or self._received > head["seq"]:
                 self._history_reset()
                 return None
             raise ChorusError(
