@@ -124,3 +124,41 @@ def test_client_that_never_reads_is_bounded_then_closed_with_its_last_seq(tight_
     delivered = [f["seq"] for f in frames if f["type"] == "event"]
     assert error["last_seq"] == delivered[-1] and delivered == list(range(1, delivered[-1] + 1))
     assert delivered[-1] < 3000
+
+
+def test_resync_flood_from_a_client_that_never_reads_is_bounded_then_closed(tight_node, stream):
+    """Resyncs of a long log asked again and again by a client that never reads: the replay goes
+    through the socket's write-buffer limit, server memory stays bounded, then 4408 with last_seq."""
+    append_events(stream.id, 600, size=4 * 1024)  # 2.4 MB of frames per full resync
+    baseline = tight_node.rss_bytes()
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], tight_node.rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    before = tight_node.metrics()["chorus_ws_slow_disconnects_total"]
+    client = RawWs(tight_node.port, f"/ws/streams/{stream.slug}/")  # live only: caught up at 600
+    for _ in range(20):  # within the inbound burst: each one is a resync the server must answer
+        client.send('{"type": "resync", "after": 0}')
+    wait_until(
+        lambda: tight_node.metrics()["chorus_ws_slow_disconnects_total"] > before,
+        timeout=STALL_SECONDS + 30,
+        interval=0.02,
+        what="the client flooding resyncs without reading to be closed",
+    )
+    frames, code = client.read_all(timeout=10)
+    stop.set()
+    sampler.join()
+    client.close()
+
+    assert peak[0] - baseline < 16 * 1024 * 1024, f"server grew by {(peak[0] - baseline) >> 20} MiB"
+    assert code == protocol.CLOSE_TOO_FAR_BEHIND
+    error = frames[-1]
+    assert error["type"] == "error" and error["code"] == "too_far_behind" and error["last_seq"] == 600
+    resent = [f["seq"] for f in frames if f["type"] == "event"]
+    assert resent and resent[: min(len(resent), 600)] == list(range(1, min(len(resent), 600) + 1))
+    assert len(resent) < 600 * 20  # the replays stopped at the write-buffer limit

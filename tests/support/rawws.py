@@ -64,8 +64,28 @@ class RawWs:
                     return frames, struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
         return frames, None
 
+    def send(self, payload: bytes | str, *, opcode: int | None = None) -> None:
+        """Send one masked client frame (text for ``str``, binary for ``bytes`` unless ``opcode`` says)."""
+        if isinstance(payload, str):
+            payload, opcode = payload.encode(), 1 if opcode is None else opcode
+        self.sock.sendall(client_frame(payload, opcode=2 if opcode is None else opcode))
+
     def close(self) -> None:
         self.sock.close()
+
+
+def client_frame(payload: bytes, *, opcode: int, fin: bool = True) -> bytes:
+    """One client frame, masked as RFC 6455 requires of clients."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    length = len(payload)
+    if length < 126:
+        head += bytes([0x80 | length])
+    elif length < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def _parse_frame(buf: bytearray, pos: int) -> tuple[int, bytes, int] | None:
