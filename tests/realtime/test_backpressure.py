@@ -54,6 +54,24 @@ def test_credit_holds_events_until_the_client_grants_more(live, stream):
     client.close()
 
 
+@pytest.mark.parametrize("node", [0, 1], ids=["uvicorn", "daphne"])
+def test_resync_waits_for_credit_and_spends_none(live, stream, node):
+    """A resync asked with no credit left is held until credit arrives; the re-sent events spend none."""
+    append_events(stream.id, 5)
+    client = WsClient(f"{live.nodes[node].ws}/ws/streams/{stream.slug}/?after=0&credit=5")
+    client.wait_for_seq(5)
+    client.send({"type": "resync", "after": 2})
+    client.send({"type": "ping"})  # answered after the resync frame was handled
+    client.wait_for(lambda frames: any(f["type"] == "pong" for f in frames), timeout=10, what="pong")
+    assert [e["seq"] for e in client.events()] == [1, 2, 3, 4, 5]
+
+    append_events(stream.id, 1)
+    client.send({"type": "credit", "n": 1})  # one credit: the whole resync, then seq 6
+    client.wait_for(lambda frames: len([f for f in frames if f["type"] == "event"]) == 9, timeout=10, what="9")
+    assert [e["seq"] for e in client.events()] == [1, 2, 3, 4, 5, 3, 4, 5, 6]
+    client.close()
+
+
 def test_bad_credit_frame_gets_an_error_frame(live, stream):
     """A credit frame with a bad n is refused with an error frame naming n; the socket stays open."""
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
