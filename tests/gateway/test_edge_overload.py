@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from bench.http_load import Tally, burst_run, post_request
 from tests.conftest import ApiUser
-from tests.support.http_load import Outcome, burst_run, post_request
 from tests.support.processes import ServedNode, wait_until
 
 SERVERS = ["uvicorn", "daphne"]
@@ -35,7 +35,7 @@ def served_node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterat
         node.stop()
 
 
-def _burst(node: ServedNode, slug: str, token: str, count: int, *, on_answer=None) -> Outcome:  # type: ignore[no-untyped-def]
+def _burst(node: ServedNode, slug: str, token: str, count: int, *, on_answer=None) -> Tally:  # type: ignore[no-untyped-def]
     run = uuid.uuid4().hex[:8]
 
     def make(i: int) -> bytes:
@@ -81,7 +81,7 @@ def test_a_burst_while_the_database_stalls_gets_202_or_503_never_500(
         host=config["HOST"], port=config["PORT"] or 5432, user=config["USER"], dbname=config["NAME"]
     )
     answered: list[int] = []
-    result: dict[str, Outcome] = {}
+    result: dict[str, Tally] = {}
     try:
         # given: every comment insert waits behind a lock
         locker.execute("LOCK TABLE comments_comment IN ACCESS EXCLUSIVE MODE")
