@@ -561,6 +561,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             frame = json.loads(text_data)
         except ValueError:
             raise BadRequest("frame is not valid JSON") from None
+        except RecursionError:  # 4 KiB of brackets nest deeper than the parser's recursion limit
+            raise BadRequest("frame nests too deeply") from None
         if not isinstance(frame, dict):
             raise BadRequest("frame must be a JSON object")
         return frame
