@@ -147,6 +147,16 @@ def redis_ping(role: str = "probe") -> bool:
     return bool(client.ping())
 
 
+def pipeline_script(pipe: Any, script: Any, *, keys: list[str], args: list[Any]) -> None:
+    """Queue a registered Lua script in a pipeline: by SHA on a single Redis (the pipeline loads it
+    if the server lacks it), as ``EVAL`` of its text in a cluster, whose pipelines refuse ``EVALSHA``
+    (and a promoted replica would not have the script loaded anyway)."""
+    if isinstance(pipe, RedisCluster):  # ClusterPipeline derives from RedisCluster
+        pipe.execute_command("EVAL", script.script, len(keys), *keys, *args)
+    else:
+        script(keys=keys, args=args, client=pipe)
+
+
 # --- partitions and hash tags --------------------------------------------------------------------
 
 
