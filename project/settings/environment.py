@@ -19,6 +19,19 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no variable that refuses anything else at start (a typo must not silently mean "no")."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    text = value.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {value!r}")
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return default if value in (None, "") else int(value)
@@ -68,7 +81,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Redis Cluster: REDIS_URL (and CHORUS_GATEWAY_REDIS_URL, CHORUS_CACHE_REDIS_URL when set) name a seed
 # node of a cluster, and every client is cluster-aware (project/redis.py). The Celery broker is never
 # the cluster: it needs its own CELERY_BROKER_URL (a plain Redis or RabbitMQ).
-REDIS_CLUSTER = _bool("CHORUS_REDIS_CLUSTER", False)
+REDIS_CLUSTER = _flag("CHORUS_REDIS_CLUSTER", False)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 if not CELERY_BROKER_URL:
     if REDIS_CLUSTER:

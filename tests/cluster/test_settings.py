@@ -21,6 +21,13 @@ def test_cluster_mode_with_a_broker_of_its_own_starts() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_a_cluster_flag_that_is_not_yes_or_no_refuses_to_start() -> None:
+    """A typo in CHORUS_REDIS_CLUSTER is refused, naming the variable, rather than read as "off"."""
+    result = manage("check", env={"CHORUS_REDIS_CLUSTER": "ture"})
+    assert result.returncode != 0
+    assert "CHORUS_REDIS_CLUSTER must be 1 or 0" in result.stderr
+
+
 def test_partition_tags_fill_equal_shares_of_the_slots() -> None:
     """Tag i hashes into the i-th of n equal slot ranges, so any even split of the slots between
     masters gives them equal numbers of partitions (3 masters: 21 or 22 of 64 each)."""
