@@ -3,6 +3,7 @@
 import asyncio
 import os
 import random
+import shutil
 import subprocess
 import uuid
 
@@ -198,3 +199,19 @@ def test_rolling_restart_behind_haproxy_loses_nothing(live, api_user):
     assert transport.failures == []
     bad = [answer for answer in transport.answers if answer[1] >= 400 and not (answer[1] == 503 and answer[2])]
     assert bad == []
+
+
+def test_the_shipped_haproxy_configuration_is_valid():
+    """deploy/haproxy/chorus.cfg passes HAProxy's own check with make cluster's addresses."""
+    haproxy = shutil.which("haproxy")
+    assert haproxy, "HAProxy is not installed: apt-get install haproxy (make cluster does it)"
+    env = {
+        **os.environ,
+        "CHORUS_PUBLIC_BIND": "127.0.0.1:8000",
+        "CHORUS_HAPROXY_STATS_BIND": "127.0.0.1:8404",
+        **{f"CHORUS_NODE{i}": f"127.0.0.1:800{i}" for i in (1, 2, 3)},
+    }
+    check = subprocess.run(
+        [haproxy, "-c", "-f", "deploy/haproxy/chorus.cfg"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
