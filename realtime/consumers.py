@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from gateway.services import ws_frame_admit
 from realtime import protocol
 from realtime.auth import socket_user_id
+from realtime.drain import drain
 from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
 from realtime.lookups import stream_ids
@@ -179,6 +180,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.counted = True
         node_stats.connections += 1
         await self.accept()
+        if drain.draining:
+            await self._refuse_draining()
+            return
 
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
@@ -199,6 +203,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._refuse("unavailable", message, protocol.CLOSE_UNAVAILABLE)
             return
         if head is None:
+            return
+        if drain.draining:  # the drain began while this socket was joining: it missed the roll call
+            await self._refuse_draining()
             return
         # No ``after``: live events only. With ``after``: the sender replays the log first.
         self.last_sent = head if after is None else after
@@ -248,6 +255,30 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.closing = True
         await self.send(text_data=protocol.error_frame(code=code, message=message))
         await self.close(code=close_code)
+
+    async def _refuse_draining(self) -> None:
+        self.closing = True
+        await self.send(text_data=protocol.draining_frame(last_seq=None))
+        await self.close(code=protocol.CLOSE_DRAINING, reason=protocol.DRAINING_REASON)
+
+    async def leave(self) -> None:
+        """The node is draining: send ``last_seq`` (every event up to it went out first), then close 4503.
+
+        Waits for a send in progress, so the frame follows the last event written; nothing is
+        written after it. Called by ``realtime.drain``; never raises.
+        """
+        if self.closing or not self.live:
+            return
+        self.closing = True  # no sender starts again, and the hub stops writing directly
+        node_stats.drained_sockets += 1
+        try:
+            async with self._sending():
+                await self.send(text_data=protocol.draining_frame(last_seq=self.last_sent))
+                await self.close(code=protocol.CLOSE_DRAINING, reason=protocol.DRAINING_REASON)
+        except PEER_GONE_ERRORS:
+            pass
+        except Exception:
+            logger.exception("could not hand over a socket of %s", self.slug)
 
     def _release(self) -> None:
         """Give back what the socket holds in the node: its count, its hub subscription, its sender."""

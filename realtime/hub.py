@@ -72,6 +72,9 @@ class Subscriber(Protocol):
     def offer_snapshot(self, kind: str, frame: str) -> None:
         """Take the latest snapshot of ``kind`` without blocking; it replaces an unsent older one."""
 
+    async def leave(self) -> None:
+        """The node is draining: tell the client where it is and close; never raises."""
+
 
 @dataclass(eq=False)
 class _StreamState:
@@ -464,6 +467,10 @@ class StreamHub:
         """The last sequence number this node delivered for the stream (0 if not subscribed)."""
         state = self._streams.get(stream_id)
         return state.last_seq if state is not None else 0
+
+    def subscribers(self) -> list[Subscriber]:
+        """Every local subscriber of every stream (what a draining node must hand over)."""
+        return [subscriber for state in self._streams.values() for subscriber in state.subscribers]
 
     def stream_counts(self) -> dict[int, int]:
         """Local subscribers per stream (what the node registry and presence report)."""

@@ -30,6 +30,7 @@ class NodeStats:
     rate_limited_frames: int = 0  # inbound frames refused by the per-connection rate limit
     rate_limit_disconnects: int = 0  # sockets closed for inbound abuse (4429)
     stalled_sockets: int = 0  # sockets currently held because their write buffer is over the limit
+    drained_sockets: int = 0  # sockets handed over to other nodes while draining (4503)
 
 
 node_stats = NodeStats()
@@ -91,6 +92,7 @@ def _pending_work():  # type: ignore[no-untyped-def]
 
 class ChorusCollector:
     def collect(self):  # type: ignore[no-untyped-def]
+        from realtime.drain import drain
         from realtime.hub import get_hub
         from realtime.nodes import node_list
 
@@ -100,6 +102,7 @@ class ChorusCollector:
         yield GaugeMetricFamily("chorus_hub_streams", "Streams this node's hub is subscribed to.", value=hub["streams"])
         yield GaugeMetricFamily("chorus_hub_subscribers", "Sockets registered with the hub.", hub["subscribers"])
         yield GaugeMetricFamily("chorus_ws_stalled", "Sockets held over their write-buffer limit.", s.stalled_sockets)
+        yield GaugeMetricFamily("chorus_node_draining", "1 while this node drains.", int(drain.draining))
         for name, doc, value in [
             ("chorus_ws_frames_sent", "Event and snapshot frames written to sockets.", s.frames_sent),
             (
@@ -112,6 +115,7 @@ class ChorusCollector:
             ("chorus_ws_slow_disconnects", "Sockets closed as too far behind (4408).", s.slow_disconnects),
             ("chorus_ws_rate_limited_frames", "Inbound frames refused by the rate limit.", s.rate_limited_frames),
             ("chorus_ws_rate_limit_disconnects", "Sockets closed for inbound abuse (4429).", s.rate_limit_disconnects),
+            ("chorus_ws_drained", "Sockets told to reconnect elsewhere while draining (4503).", s.drained_sockets),
         ]:
             yield CounterMetricFamily(name, doc, value=value)
         per_node = GaugeMetricFamily(

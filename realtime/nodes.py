@@ -127,6 +127,11 @@ def stream_ws_url(*, node: NodeInfo, slug: str) -> str:
     return f"{node.url.rstrip('/')}/ws/streams/{slug}/"
 
 
+def public_stream_ws_url(*, slug: str) -> str:
+    """The stream's socket through the load balancer (``CHORUS_PUBLIC_WS_URL``)."""
+    return f"{settings.CHORUS_PUBLIC_WS_URL.rstrip('/')}/ws/streams/{slug}/"
+
+
 # --- the node's own heartbeat (runs in the ASGI server's event loop) --------------------------------
 
 

@@ -254,3 +254,9 @@ NODE_HEARTBEAT_SECONDS = float(os.environ.get("CHORUS_NODE_HEARTBEAT_SECONDS", "
 NODE_MAX_CONNECTIONS = _int("CHORUS_NODE_MAX_CONNECTIONS", 5000)
 # Connections of the node's own async Redis pool (registry, presence); pub/sub uses one more.
 NODE_REDIS_POOL_SIZE = _int("CHORUS_NODE_REDIS_POOL_SIZE", 8)
+# Behind a load balancer: the public WebSocket base URL (e.g. wss://chorus.example.com) that discovery
+# hands out instead of a node's own address; the balancer picks the node (deploy/haproxy/chorus.cfg).
+PUBLIC_WS_URL = os.environ.get("CHORUS_PUBLIC_WS_URL", "")
+# On SIGTERM a node tells its sockets to reconnect elsewhere at random moments spread over this many
+# seconds, then finishes its HTTP requests and exits (realtime/drain.py, docs/OPERATIONS.md).
+DRAIN_SECONDS = float(os.environ.get("CHORUS_DRAIN_SECONDS", "10"))
