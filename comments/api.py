@@ -1,5 +1,6 @@
 """REST endpoints for comments: thin views over ``comments.services`` and ``comments.selectors``."""
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -239,14 +240,19 @@ def _etag(version: int) -> str:
     return f'"{version}"'
 
 
+# An ETag of this API ("3", W/"3" or 3); ASCII digits only, which int() always reads (str.isdigit
+# would also let through '²', which it cannot). The schema documents the same pattern.
+IF_MATCH_PATTERN = r'^\s*(?:W/)?"?([0-9]{1,18})"?\s*$'
+
+
 def _if_match_version(request: Request) -> int:
     raw = request.headers.get("If-Match")
     if raw is None:
         raise PreconditionRequired()
-    value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 18:
+    match = re.match(IF_MATCH_PATTERN, raw)
+    if match is None:
         raise exceptions.ValidationError({"If-Match": ['Must be an ETag from this API, e.g. "3".']})
-    return int(value)
+    return int(match.group(1))
 
 
 def comment_uuid_or_404(comment_id: str) -> uuid.UUID:
@@ -273,7 +279,11 @@ class CommentDetailView(APIView):
         request=CommentEditSerializer,
         parameters=[
             OpenApiParameter(
-                "If-Match", location=OpenApiParameter.HEADER, required=True, description="The ETag you read."
+                "If-Match",
+                location=OpenApiParameter.HEADER,
+                required=True,
+                description="The ETag you read.",
+                pattern=IF_MATCH_PATTERN,
             )
         ],
         responses={
