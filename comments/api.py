@@ -34,6 +34,7 @@ from comments.services import (
     comment_delete,
     comment_edit,
 )
+from project import fields
 from project.idempotency import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_KEY_REUSED,
@@ -45,8 +46,8 @@ from realtime.selectors import stream_get
 
 
 class CommentCreateSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
-    parent = serializers.UUIDField(required=False, allow_null=True)
+    body = fields.TextField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
+    parent = fields.UUIDField(required=False, allow_null=True)
 
 
 class CommentPageQuerySerializer(serializers.Serializer):
@@ -71,6 +72,36 @@ class CommentPageQuerySerializer(serializers.Serializer):
             if given:
                 raise serializers.ValidationError({"tail": [f"Cannot be combined with '{given[0]}'."]})
         return attrs
+
+
+# The query of a comments page: either a page (``after``, ``limit``) or a tail (``tail``), never both.
+# One exploded object parameter (OpenAPI's ``style: form``), so the schema can say "not both": its
+# properties are the query parameters ``after``, ``limit`` and ``tail`` themselves.
+_AFTER = {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0, "description": "Comments with a greater seq."}
+_LIMIT = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": settings.CHORUS_PAGE_SIZE_MAX,
+    "default": settings.CHORUS_PAGE_SIZE_DEFAULT,
+}
+_TAIL = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": settings.CHORUS_PAGE_SIZE_MAX,
+    "description": "The latest N comments and the position they are current at, instead of a page after `after`.",
+}
+PAGE_OR_TAIL_PARAMETER = OpenApiParameter(
+    "page",
+    type={
+        "type": "object",
+        "properties": {"after": _AFTER, "limit": _LIMIT, "tail": _TAIL},
+        "not": {"required": ["tail"], "anyOf": [{"required": ["after"]}, {"required": ["limit"]}]},
+    },
+    location=OpenApiParameter.QUERY,
+    style="form",
+    explode=True,
+    description="`after` and `limit` (a page), or `tail` (the latest comments): not both.",
+)
 
 
 class CommentSerializer(serializers.Serializer):
@@ -112,6 +143,15 @@ TailSerializer = inline_serializer(
 )
 
 
+STREAM_CLOSED_RESPONSE = OpenApiResponse(description="The stream is closed: it takes no new comments.")
+
+
+UNPROCESSABLE_COMMENT_RESPONSE = OpenApiResponse(
+    description="`parent` is no published comment of this stream (`invalid_parent`), or the Idempotency-Key "
+    "was used for a different request (`idempotency_key_reused`)."
+)
+
+
 def stream_or_404(slug: str) -> Stream:
     stream = stream_get(slug=slug)
     if stream is None:
@@ -124,7 +164,7 @@ class StreamCommentsView(APIView):
 
     @extend_schema(
         operation_id="stream_comments_list",
-        parameters=[CommentPageQuerySerializer],
+        parameters=[PAGE_OR_TAIL_PARAMETER],
         responses={
             200: PolymorphicProxySerializer(
                 component_name="CommentPageOrTail",
@@ -158,7 +198,7 @@ class StreamCommentsView(APIView):
         operation_id="stream_comments_create",
         request=CommentCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={202: AcceptedSerializer},
+        responses={202: AcceptedSerializer, 409: STREAM_CLOSED_RESPONSE, 422: UNPROCESSABLE_COMMENT_RESPONSE},
         summary="Accept a comment for publication",
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -208,7 +248,12 @@ def comment_accept_answer(
             idempotency_key=key,
         )
     except InvalidParent as exc:
-        raise exceptions.ValidationError({"parent": [str(exc)]}) from None
+        # Well formed, but no such published comment on this stream (now): 422, naming the field.
+        return status.HTTP_422_UNPROCESSABLE_ENTITY, {
+            "code": "invalid_parent",
+            "detail": "Invalid input: parent.",
+            "fields": {"parent": [str(exc)]},
+        }
     except IdempotencyKeyReused:
         return status.HTTP_422_UNPROCESSABLE_ENTITY, IDEMPOTENCY_KEY_REUSED
     except StreamClosed as exc:
@@ -233,7 +278,7 @@ class PreconditionRequired(exceptions.APIException):
 
 
 class CommentEditSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
+    body = fields.TextField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
 
 
 def _etag(version: int) -> str:

@@ -1,8 +1,7 @@
 """HTTP side of the real-time tier: discovery of the node a stream's clients should connect to."""
 
 from django.utils.cache import patch_cache_control
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from redis.exceptions import RedisError
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
@@ -19,7 +18,7 @@ RETRY_AFTER_SECONDS = 2
 
 
 class ConnectQuery(serializers.Serializer):
-    stream = serializers.SlugField(max_length=64)
+    stream = serializers.SlugField(max_length=64, help_text="stream slug")
 
 
 class NoLiveNode(ServiceUnavailable):
@@ -41,7 +40,7 @@ class RealtimeConnectView(APIView):
             "over its connection limit. Append `?after=SEQ` to resume. 503 with `Retry-After` when no node "
             "is alive."
         ),
-        parameters=[OpenApiParameter("stream", OpenApiTypes.STR, required=True, description="stream slug")],
+        parameters=[ConnectQuery],
         responses={
             200: inline_serializer(
                 "RealtimeConnect", {"url": serializers.CharField(), "node": serializers.CharField()}
