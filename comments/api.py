@@ -77,7 +77,13 @@ class CommentPageQuerySerializer(serializers.Serializer):
 # The query of a comments page: either a page (``after``, ``limit``) or a tail (``tail``), never both.
 # One exploded object parameter (OpenAPI's ``style: form``), so the schema can say "not both": its
 # properties are the query parameters ``after``, ``limit`` and ``tail`` themselves.
-_AFTER = {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0, "description": "Comments with a greater seq."}
+_AFTER = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": 2**62,
+    "default": 0,
+    "description": "Comments with a greater seq.",
+}
 _LIMIT = {
     "type": "integer",
     "minimum": 1,

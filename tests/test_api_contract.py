@@ -21,30 +21,19 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 
+from tests.conftest import SERVICE_TOKEN
 from tests.factories import StreamFactory, UserFactory
 from tests.support.api import post_comment, wait_published
 from tests.support.processes import AsgiNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SERVICE_TOKEN = "contract-service-token"
 MAX_EXAMPLES = 40
 SEED = 20261205
 ERROR_FIELDS = {"code", "detail", "fields"}
 # schemathesis's defaults
 POSITIVE_STATUSES = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 MISSING_HEADER_STATUSES = ["400", "401", "403", "406", "415", "422"]
-
-
-@pytest.fixture(scope="module")
-def contract_node(stack: Any) -> Any:
-    """A node of the shared stack's kind (uvicorn, fast lane on) that also knows the service token."""
-    env = {"CHORUS_INTERNAL_API_TOKEN": SERVICE_TOKEN, "CHORUS_NODE_POOL": "contract"}
-    node = AsgiNode("contract-node", server="uvicorn", env=env).start()
-    try:
-        yield node.wait_ready()
-    finally:
-        node.stop()
 
 
 def _config(*, auth: dict[str, str], parameters: dict[str, str]) -> schemathesis.Config:
@@ -77,17 +66,17 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def public_schema(live: Any, contract_node: AsgiNode) -> schemathesis.BaseSchema:
+def public_schema(live: Any, service_node: AsgiNode) -> schemathesis.BaseSchema:
     """The public operations, as a regular user, over a stream with a published comment and a saga."""
     user = UserFactory()
     token = Token.objects.create(user=user).key
     headers = {"Authorization": f"Token {token}"}
     stream = StreamFactory(slug=f"contract-{uuid.uuid4().hex[:8]}")
     with httpx.Client(timeout=15) as http:
-        posted = post_comment(http, contract_node.http, stream.slug, headers, "a comment to fuzz")
+        posted = post_comment(http, service_node.http, stream.slug, headers, "a comment to fuzz")
         assert posted.status_code == 202, posted.text
         saga = http.post(
-            f"{contract_node.http}/api/v1/streams/{stream.slug}/comment-and-react",
+            f"{service_node.http}/api/v1/streams/{stream.slug}/comment-and-react",
             json={"body": "and a saga", "kind": "heart"},
             headers=headers,
         )
@@ -95,15 +84,15 @@ def public_schema(live: Any, contract_node: AsgiNode) -> schemathesis.BaseSchema
     wait_published([posted.json()["id"]])
     parameters = {"slug": stream.slug, "comment_id": posted.json()["id"], "saga_id": saga.json()["id"]}
     config = _config(auth={"tokenAuth": f"Token {token}"}, parameters=parameters)
-    return schemathesis.openapi.from_url(f"{contract_node.http}/api/schema/", config=config)
+    return schemathesis.openapi.from_url(f"{service_node.http}/api/schema/", config=config)
 
 
 @pytest.fixture
-def internal_schema(live: Any, contract_node: AsgiNode) -> schemathesis.BaseSchema:
+def internal_schema(live: Any, service_node: AsgiNode) -> schemathesis.BaseSchema:
     """The ``/internal/`` operations, with the service token, over a stream of their own."""
     stream = StreamFactory(slug=f"contract-internal-{uuid.uuid4().hex[:8]}")
     config = _config(auth={"serviceToken": f"Service {SERVICE_TOKEN}"}, parameters={"slug": stream.slug})
-    return schemathesis.openapi.from_url(f"{contract_node.http}/api/schema/", config=config)
+    return schemathesis.openapi.from_url(f"{service_node.http}/api/schema/", config=config)
 
 
 @schemathesis.check
