@@ -74,7 +74,7 @@ class _Connect(_Socket):
 
     def __init__(self, url: str, done: "asyncio.Future[bool]", *, cookie: str | None, hello: bool, deflate: bool):
         super().__init__(url, done)
-        if deflate:  # what browsers (and websockets.connect, realtime/client.py) offer
+        if deflate:  # what browsers (and websockets.connect by default) offer
             extensions = [ClientPerMessageDeflateFactory(client_max_window_bits=True)]
             self.protocol = ClientProtocol(parse_uri(url), origin=ORIGIN, extensions=extensions, max_size=None)
         self.cookie = cookie

@@ -238,6 +238,20 @@ class Stack:
             assert worker.proc is not None
             os.killpg(worker.proc.pid, sig)
 
+    def profile(self, directory: Path, tag: str, *, seconds: float) -> list[subprocess.Popen[bytes]]:
+        """py-spy, sampling every process of the stack (a worker's pool children too) for ``seconds``:
+        collapsed stacks in ``directory/<variant>-<process>-<tag>.txt`` (flame-graph input)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        profilers = []
+        for name, process in self.processes.items():
+            assert process.proc is not None
+            output = directory / f"{self.variant.label}-{name}-{tag}.txt"
+            command = ["py-spy", "record", "--pid", str(process.proc.pid), "--subprocesses", "--format", "raw",
+                       "--rate", "200", "--duration", str(max(1, round(seconds))), "--output", str(output)]  # fmt: skip
+            profilers.append(subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:]],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        return profilers
+
     def process_groups(self) -> set[int]:
         return {p.proc.pid for p in self.processes.values() if p.proc is not None}
 
@@ -595,6 +609,7 @@ async def phase_sustained(ctx: PhaseContext, rate: float) -> dict[str, Any]:
         count = int(rate * args.duration)
         groups = ctx.stack.process_groups()
         cpu_before = _group_cpu_seconds(groups)
+        profilers = ctx.stack.profile(args.profile, f"{rate:.0f}", seconds=args.duration) if args.profile else []
         posted = await post(
             ctx,
             rate_schedule(count, rate, everyone, "m."),
@@ -604,6 +619,8 @@ async def phase_sustained(ctx: PhaseContext, rate: float) -> dict[str, Any]:
         published, _ = await wait_published(ctx.dbs, ctx.database, "m.", deadline=time.time() + args.drain)
         reports = await subscribers.wait(published * subscribers.count, timeout=args.drain)
         cpu = _group_cpu_seconds(groups) - cpu_before
+        for profiler in profilers:
+            await asyncio.to_thread(profiler.wait, 60)
         state = await asyncio.to_thread(stream_state, ctx.dbs, ctx.database)
     finally:
         await subscribers.close()
@@ -1001,6 +1018,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db-prefix", default="chorus_bench_writepath")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument(
+        "--profile", type=Path, help="directory: py-spy profiles (collapsed stacks) of every process while posting"
+    )
     args = parser.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
     args.phases = [p for p in args.phases.split(",") if p]

@@ -24,6 +24,7 @@ ended session, a password change, a deactivation or a deleted stream is honoured
 """
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -46,16 +47,18 @@ from redis.exceptions import RedisError
 from rest_framework import exceptions
 from rest_framework.authentication import CSRFCheck
 
-from comments.api import StreamCommentsView, comment_accept_answer
+from comments.api import StreamCommentsView, comment_outcome_answer, comment_post_validate
+from comments.services import AcceptRequest, comments_accept_batch
 from gateway import keys
 from gateway.breakers import breaker_retry_after, database_breaker
 from gateway.db_router import user_wrote
 from gateway.headers import rate_limit_header_pairs
 from gateway.overload import latency_record, load_shed_check
-from gateway.services import RateLimiterUnavailable, rate_limit_check_async
+from gateway.services import RateLimiterUnavailable, rate_limit_check_async, rate_limit_check_many
 from gateway.throttles import LimiterUnavailable, Overloaded
 from project.api_errors import ServiceUnavailable, api_exception_handler
-from project.asgi_handler import request_threads
+from project.api_errors import too_large as too_large_error
+from project.group_commit import GroupCommit, NoThreadFree
 from project.middleware import pool_exhausted
 from project.token_auth import CachedTokenAuthentication
 from reactions.api import StreamReactionsView, TapSerializer
@@ -93,6 +96,7 @@ class Caller:
     user_id: int
     request: ASGIRequest  # built from the scope, without the body: Host, scheme, CSRF, absolute URIs
     timing: "Timing"
+    service: str  # the gateway bucket the request spends
 
 
 @dataclass
@@ -106,7 +110,10 @@ class Route:
     service: str  # the gateway bucket one request spends
     priority: str  # load-shedding priority
     max_body: int  # bytes; larger bodies are refused with 413 before they are read
-    handler: Callable[[Caller, dict[str, str], bytes], Awaitable[Answer]]
+    handler: Callable[["Caller", dict[str, str], bytes], Awaitable["Answer"]]
+    # The handler spends the bucket itself, on the request thread it needs anyway (a synchronous
+    # Redis call there costs a fraction of redis-py's asyncio client on the loop).
+    throttles: bool = False
 
 
 # --- the routes ----------------------------------------------------------------------------------
@@ -120,34 +127,88 @@ def _parse(body: bytes) -> Any:
         raise exceptions.ParseError(f"JSON parse error - {exc}") from None
 
 
-def _comment_answer(caller: Caller, path: dict[str, str], data: Any) -> Answer:
-    status, body = comment_accept_answer(
-        slug=path["slug"],
-        author_id=caller.user_id,
-        data=data,
-        idempotency_header=caller.request.headers.get("Idempotency-Key"),
-        absolute_uri=caller.request.build_absolute_uri,
-    )
-    if status < 300:
-        user_wrote(user_id=caller.user_id)  # read-your-writes, as after any request that wrote
-    return Answer(status, body)
+@dataclass
+class CommentPost:
+    """A comment post, checked on the event loop, waiting for the next batch to be written."""
+
+    caller: Caller
+    slug: str
+    stream_id: int | None
+    fields: dict[str, Any]  # body, parent_id (empty when ``invalid``)
+    key: str | None
+    invalid: exceptions.APIException | None
+    submitted: float  # monotonic time it joined the queue
+
+
+def _comment_posts_write(posts: list[CommentPost]) -> list[Answer]:
+    """One batch, on a request thread: the buckets in one Redis round trip, then the accepted
+    comments in one transaction; each answer decided in DRF's order (bucket, input, stream)."""
+    started = time.monotonic()
+    for post in posts:
+        post.caller.timing.queued = started - post.submitted  # the node's queue, not its latency
+    checks = [(keys.user_subject(post.caller.user_id), post.caller.service) for post in posts]
+    try:
+        decisions = rate_limit_check_many(checks=checks)
+    except RateLimiterUnavailable as exc:
+        return [_answer_of(LimiterUnavailable(exc.retry_after)) for _ in posts]
+    answers: list[Answer | None] = [None] * len(posts)
+    accepting: list[int] = []
+    for index, (post, decision) in enumerate(zip(posts, decisions, strict=True)):
+        if not decision.allowed:
+            answers[index] = _answer_of(exceptions.Throttled(wait=max(1, math.ceil(decision.retry_after))))
+        elif post.invalid is not None:
+            answers[index] = _answer_of(post.invalid)
+        elif post.stream_id is None:
+            answers[index] = _answer_of(exceptions.NotFound(f"No stream '{post.slug}'."))
+        else:
+            accepting.append(index)
+    requests = [
+        AcceptRequest(
+            stream_id=posts[index].stream_id,  # type: ignore[arg-type]
+            slug=posts[index].slug,
+            author_id=posts[index].caller.user_id,
+            idempotency_key=posts[index].key,
+            **posts[index].fields,
+        )
+        for index in accepting
+    ]
+    for index, outcome in zip(accepting, comments_accept_batch(requests=requests), strict=True):
+        caller = posts[index].caller
+        try:
+            status, body = comment_outcome_answer(outcome=outcome, absolute_uri=caller.request.build_absolute_uri)
+        except exceptions.APIException as exc:
+            answers[index] = _answer_of(exc)
+        else:
+            answers[index] = Answer(status, body)
+            if status < 300:
+                user_wrote(user_id=caller.user_id)  # read-your-writes, as after any request that wrote
+    finished: list[Answer] = []
+    for answer, decision in zip(answers, decisions, strict=True):
+        assert answer is not None
+        answer.headers += rate_limit_header_pairs(decision)
+        finished.append(answer)
+    return finished
+
+
+_comment_posts: GroupCommit[CommentPost, Answer] = GroupCommit(_comment_posts_write, max_batch=200)
 
 
 async def _comment(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
-    data = _parse(body)
-    # Validation, the stream lookup and the INSERT need the (synchronous) ORM: one hop to one of
-    # the node's request threads, the same budget Django's requests share.
-    threads = request_threads()
-    waiting = time.monotonic()
-    executor = await threads.acquire(settings.CHORUS_HTTP_QUEUE_SECONDS)
-    caller.timing.queued = time.monotonic() - waiting
-    if executor is None:
-        raise _answer_of(Overloaded(settings.CHORUS_RETRY_AFTER_SECONDS))
+    # Parsing and validation here, on the loop; the bucket and the INSERT with the batch of every
+    # comment that arrives meanwhile (project/group_commit.py).
+    slug = path["slug"]
     try:
-        run = database_sync_to_async(_comment_answer, thread_sensitive=False, executor=executor)
-        return await run(caller, path, data)
-    finally:
-        threads.release(executor)
+        data = _parse(body)
+        fields, key = comment_post_validate(data=data, idempotency_header=caller.request.headers.get("Idempotency-Key"))
+        invalid = None
+    except exceptions.APIException as exc:
+        fields, key, invalid = {}, None, exc
+    stream_id = await stream_ids.get(slug) if invalid is None else None
+    post = CommentPost(caller, slug, stream_id, fields, key, invalid, submitted=time.monotonic())
+    try:
+        return await _comment_posts.submit(post)
+    except NoThreadFree:
+        raise _answer_of(Overloaded(settings.CHORUS_RETRY_AFTER_SECONDS)) from None
 
 
 async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
@@ -167,9 +228,10 @@ async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
     return Answer(202, {"kind": kind, "hot": result.hot})
 
 
-def _route(
-    pattern: str, view: type, handler: Callable[[Caller, dict[str, str], bytes], Awaitable[Answer]], max_body: int
-) -> Route:
+Handler = Callable[[Caller, dict[str, str], bytes], Awaitable[Answer]]
+
+
+def _route(pattern: str, view: type, handler: Handler, max_body: int, *, throttles: bool = False) -> Route:
     """A route that spends the same bucket, at the same shedding priority, as its DRF view."""
     return Route(
         re.compile(pattern),
@@ -177,6 +239,7 @@ def _route(
         priority=getattr(view, "rate_limit_priority", "normal"),
         max_body=max_body,
         handler=handler,
+        throttles=throttles,
     )
 
 
@@ -186,6 +249,7 @@ ROUTES = (
         StreamCommentsView,
         _comment,
         max_body=settings.CHORUS_MAX_REQUEST_BYTES,
+        throttles=True,
     ),
     # A tap is a few bytes: anything over 1 KiB is refused unread (documented in docs/API.md).
     _route(r"^/api/v1/streams/(?P<slug>[-a-zA-Z0-9_]+)/reactions/?$", StreamReactionsView, _tap, max_body=1024),
@@ -263,16 +327,27 @@ def _csrf_refusal(request: ASGIRequest) -> Answer | None:
 
 def _security_headers(request: ASGIRequest) -> Headers:
     """The headers Django's security and clickjacking middleware would add to this answer."""
+    return _security_headers_for(secure=request.is_secure())
+
+
+@functools.cache
+def _security_headers_for(*, secure: bool) -> Headers:
+    """They depend only on the settings and on whether the request came over HTTPS (HSTS)."""
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "scheme": "https" if secure else "http"}
+    request = ASGIRequest(scope, io.BytesIO())
     response = HttpResponse()
     SecurityMiddleware(lambda _request: response).process_response(request, response)
     XFrameOptionsMiddleware(lambda _request: response).process_response(request, response)
     return [(name, value) for name, value in response.items() if name.lower() != "content-type"]
 
 
+def _too_large(limit: int) -> Answer:
+    return Answer(413, too_large_error(limit), [("Connection", "close")])  # the rest is never read
+
+
 async def _body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int, declared: int | None) -> bytes:
-    too_large = Answer(413, {"code": "too_large", "detail": f"The request body is over {limit} bytes."})
     if declared is not None and declared > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -281,7 +356,7 @@ async def _body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int, de
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -290,6 +365,9 @@ async def _body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int, de
 async def _answer(
     route: Route, match: re.Match[str], credentials: Credentials, request: ASGIRequest, receive: Any, timing: Timing
 ) -> Answer:
+    declared = _content_length(request)
+    if declared is not None and declared > route.max_body:  # refused unread, as Django's handler does
+        raise _too_large(route.max_body)
     if database_breaker.current_state == pybreaker.STATE_OPEN:
         raise Answer(*_unavailable("database", breaker_retry_after(database_breaker)))
     try:
@@ -302,6 +380,9 @@ async def _answer(
         raise refusal
     if (shed := load_shed_check(priority=route.priority)) is not None:
         raise _answer_of(Overloaded(shed))
+    caller = Caller(user_id=user_id, request=request, timing=timing, service=route.service)
+    if route.throttles:
+        return await route.handler(caller, match.groupdict(), await _body(receive, route.max_body, None))
     try:
         decision = await rate_limit_check_async(subject=keys.user_subject(user_id), service=route.service)
     except RateLimiterUnavailable as exc:
@@ -310,9 +391,8 @@ async def _answer(
     try:
         if not decision.allowed:
             raise _answer_of(exceptions.Throttled(wait=max(1, math.ceil(decision.retry_after))))
-        body = await _body(receive, route.max_body, _content_length(request))
+        body = await _body(receive, route.max_body, None)
         try:
-            caller = Caller(user_id=user_id, request=request, timing=timing)
             answer = await route.handler(caller, match.groupdict(), body)
         except exceptions.APIException as exc:
             raise _answer_of(exc) from None

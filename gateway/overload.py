@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-from functools import lru_cache
 
 import pybreaker
 import redis
@@ -23,6 +22,7 @@ from django.db import DatabaseError, connection
 
 from comments.selectors import comments_pending_oldest_age
 from gateway.breakers import broker_breaker
+from project.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +35,11 @@ _lock = threading.Lock()
 _latency_ms = 0.0
 
 
-@lru_cache(maxsize=1)
 def _broker() -> redis.Redis | None:
     url = settings.CELERY_BROKER_URL
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis_client("broker")
 
 
 def _read_depth() -> int:

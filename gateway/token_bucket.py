@@ -6,12 +6,14 @@ scripts by their effects, which is what makes reading ``TIME`` inside a script a
 """
 
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+
+from project.redis import pipeline_script
 
 # KEYS[1] bucket hash {t: tokens, ts: last refill}      (per subject and service)
 # KEYS[2] subject hash {r: decayed request count, ts, tier: automatic tier, calm: since when calm}
@@ -112,13 +114,47 @@ class TokenBucket:
         Returns a ``BucketResult``; on a bucket built over an asyncio client, an awaitable of one
         (``await bucket.take(...)``), so both kinds of caller share the script and its arguments.
         """
-        args: list[object] = [cost, forced_tier, hot_above, regular_below, hold_seconds, window_seconds]
-        for tier in TIERS:
-            args.extend(limits[tier])
-        raw = self.script(keys=[bucket_key, subject_key, pin_key], args=args)
+        call = {
+            "bucket_key": bucket_key,
+            "subject_key": subject_key,
+            "pin_key": pin_key,
+            "limits": limits,
+            "forced_tier": forced_tier,
+            "cost": cost,
+            "hot_above": hot_above,
+            "regular_below": regular_below,
+            "hold_seconds": hold_seconds,
+            "window_seconds": window_seconds,
+        }
+        raw = self.script(keys=_keys(call), args=_args(call))
         if inspect.isawaitable(raw):
             return _awaited_result(raw)
         return _result(raw)
+
+    def take_many(self, client: redis.Redis, calls: Sequence[dict[str, Any]]) -> list[BucketResult]:
+        """``take`` for many subjects in one round trip (a pipeline of the same script); sync only."""
+        with client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipeline_script(pipe, self.script, keys=_keys(call), args=_args(call))
+            return [_result(raw) for raw in pipe.execute()]
+
+
+def _keys(call: dict[str, Any]) -> list[str]:
+    return [call["bucket_key"], call["subject_key"], call["pin_key"]]
+
+
+def _args(call: dict[str, Any]) -> list[object]:
+    args: list[object] = [
+        call.get("cost", 1),
+        call.get("forced_tier", ""),
+        call["hot_above"],
+        call["regular_below"],
+        call["hold_seconds"],
+        call["window_seconds"],
+    ]
+    for tier in TIERS:
+        args.extend(call["limits"][tier])
+    return args
 
 
 async def _awaited_result(raw: Awaitable[list[Any]]) -> BucketResult:

@@ -49,9 +49,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 OVERLOADED = {"code": "overloaded", "detail": "The service is overloaded, try again shortly."}
 
 
+def too_large(limit: int) -> dict[str, str]:
+    """The error of a 413: the request body is over ``limit`` bytes (nothing was read past it, so
+    the answer closes the connection)."""
+    return {"code": "too_large", "detail": f"The request body is over {limit} bytes."}
+
+
 def too_large_body(limit: int) -> bytes:
-    """The JSON body of a 413: the request body is over ``limit`` bytes (nothing was read past it)."""
-    return json.dumps({"code": "too_large", "detail": f"The request body is over {limit} bytes."}).encode()
+    return json.dumps(too_large(limit)).encode()
 
 
 def overloaded_response() -> JsonResponse:

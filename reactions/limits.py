@@ -19,7 +19,8 @@ return false
 
 
 def _limit_key(user_id: int) -> str:
-    return f"{_prefix()}:limit:{user_id}"
+    # The user's hash tag: the per-second key the script derives from it stays in its slot.
+    return f"{_prefix()}:limit:{{u{user_id}}}"
 
 
 def tap_rate_check(*, user_id: int) -> float | None:

@@ -97,8 +97,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     __slots__ = (
         "buffer", "closing", "counted", "credit", "direct_sends", "epoch", "inbound", "lagging", "last_sent", "live",
-        "log_pending", "reset_pending", "rewake", "send_claims", "send_lock", "sender", "slug", "snapshots",
-        "stall_poll_pending", "stalled_since", "stream_id", "strikes", "subscribed", "user_id", "write_buffered",
+        "log_pending", "reset_pending", "resync_after", "rewake", "send_claims", "send_lock", "sender", "slug",
+        "snapshots", "stall_poll_pending", "stalled_since", "stream_id", "strikes", "subscribed", "user_id",
+        "write_buffered",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -117,6 +118,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.snapshots: dict[str, str] | None = None  # latest unsent snapshot per kind (coalesced)
         self.lagging = False
         self.log_pending = False  # events after last_sent must be read from the log before the buffer
+        # A resync the sender still owes: events after this seq up to last_sent, sent before anything new.
+        self.resync_after: int | None = None
         self.credit: int | None = None  # None until the client opts into flow control
         self.sender: asyncio.Task[None] | None = None  # runs only while there is something to send
         self.rewake = False  # more to send turned up while the sender was running
@@ -346,6 +349,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             or self.send_claims
             or self.lagging
             or self.log_pending
+            or self.resync_after is not None
             or self.buffer
             or self.snapshots
             or self.reset_pending is not None
@@ -406,6 +410,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.buffer = None
         self.lagging = False
         self.log_pending = False
+        self.resync_after = None
         self.reset_pending = protocol.reset_frame(epoch=epoch, seq=seq)
         node_stats.history_resets += 1
         self._wake()
@@ -481,6 +486,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 continue
             if self._events_blocked():
                 break
+            if self.resync_after is not None:
+                await self._send_resync_page()
+                continue
             if self.lagging:
                 # From here offer() buffers again; anything older comes from the log, duplicates
                 # are dropped by sequence number.
@@ -514,6 +522,27 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 return True  # a reset came in meanwhile: it goes first, then the log from there
             await self._send_event(seq, frame)
         return len(frames) == limit
+
+    async def _send_resync_page(self) -> None:
+        """Send one page of a resync: events after ``resync_after`` up to ``last_sent``, again.
+
+        The frames go out under the same limits as events (credit, the write buffer), so a client
+        that asks again and again without reading holds the server to one page and its buffer
+        limit, and is closed as too far behind like any client that stops reading. Re-sent events
+        spend no credit: a client drops what it already has, and would never grant that credit back.
+        """
+        cursor, epoch = self.resync_after, self.epoch
+        assert cursor is not None
+        frames = await _fetch_frames(
+            stream_id=self.stream_id, epoch=epoch, after=cursor, upto=self.last_sent, limit=LOG_PAGE
+        )
+        for seq, frame in frames:
+            if self.resync_after != cursor or self._events_blocked() or self.epoch != epoch:
+                return  # a newer resync moved the range (a reset voided it), or the socket must wait
+            await self._send_frame(frame)
+            cursor = self.resync_after = seq
+        if self.resync_after == cursor and (len(frames) < LOG_PAGE or cursor >= self.last_sent):
+            self.resync_after = None
 
     async def _send_event(self, seq: int, frame: str) -> None:
         epoch = self.epoch
@@ -569,7 +598,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 self._add_credit(frame.get("n"))
             elif kind == "resync":
                 epoch = frame.get("epoch")
-                await self._resync(
+                self._resync(
                     parse_after(frame.get("after"), name="after"),
                     None if epoch is None else parse_after(epoch, name="epoch"),
                 )
@@ -618,29 +647,28 @@ class StreamConsumer(AsyncWebsocketConsumer):
             frame = json.loads(text_data)
         except ValueError:
             raise BadRequest("frame is not valid JSON") from None
+        except RecursionError:  # 4 KiB of brackets nest deeper than the parser's recursion limit
+            raise BadRequest("frame nests too deeply") from None
         if not isinstance(frame, dict):
             raise BadRequest("frame must be a JSON object")
         return frame
 
-    async def _resync(self, after: int, epoch: int | None) -> None:
-        """Re-send the range the client says it missed: events after ``after`` already delivered.
+    def _resync(self, after: int, epoch: int | None) -> None:
+        """Have the sender re-send the events after ``after`` that were already delivered.
 
-        ``after`` in another epoch than the socket's is answered by a reset to the socket's position.
+        Only recorded here: the sender sends them before any newer event, within the socket's
+        limits. Resyncs asked for before the last one is sent merge into one range (the lowest
+        ``after``), so repeating the frame costs nothing more. ``after`` in another epoch than the
+        socket's is answered by a reset to the socket's position instead.
         """
         if not self.live:
             return
-        async with self._sending():
-            if epoch is not None and epoch != self.epoch:
-                if self.reset_pending is None:  # else the reset on its way says the same
-                    await self.send(text_data=protocol.reset_frame(epoch=self.epoch, seq=self.last_sent))
-                return
-            cursor, epoch = after, self.epoch
-            while cursor < self.last_sent:
-                frames = await _fetch_frames(
-                    stream_id=self.stream_id, epoch=epoch, after=cursor, upto=self.last_sent, limit=LOG_PAGE
-                )
-                if not frames or self.epoch != epoch:
-                    return
-                for seq, frame in frames:
-                    await self.send(text_data=frame)
-                    cursor = seq
+        if epoch is not None and epoch != self.epoch:
+            if self.reset_pending is None:  # else the reset on its way says the same
+                self.reset_pending = protocol.reset_frame(epoch=self.epoch, seq=self.last_sent)
+                self._wake()
+            return
+        if after >= self.last_sent:
+            return
+        self.resync_after = after if self.resync_after is None else min(self.resync_after, after)
+        self._wake()

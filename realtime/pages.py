@@ -1,10 +1,15 @@
-"""The demo page: a live comment column for one stream."""
+"""The live page of a stream: comments, reactions and viewers, driven by @chorus/client."""
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from reactions.selectors import stream_latest_comment_reactions
 from realtime.selectors import stream_get
+
+# Comments the page reads when it joins at the tail (and whose reactions it is given up front).
+PAGE_TAIL = 50
 
 
 @ensure_csrf_cookie
@@ -12,4 +17,14 @@ def stream_page(request: HttpRequest, slug: str) -> HttpResponse:
     stream = stream_get(slug=slug)
     if stream is None:
         raise Http404(f"No stream '{slug}'")
-    return render(request, "streams/stream.html", {"stream": stream})
+    user = request.user if request.user.is_authenticated else None
+    config = {
+        "stream": stream.slug,
+        "user": user.get_username() if user else None,
+        "kinds": list(settings.CHORUS_REACTION_KINDS),
+        "tail": PAGE_TAIL,
+        "reactions": stream_latest_comment_reactions(
+            stream_id=stream.id, user_id=user.pk if user else None, limit=PAGE_TAIL
+        ),
+    }
+    return render(request, "streams/stream.html", {"stream": stream, "config": config})

@@ -27,7 +27,8 @@ Flow control: a socket is unlimited until its client sends a first credit frame.
 server sends an event frame only while the client has credit (each event frame spends one; credit
 frames add up) and holds later events (in its bounded buffer, then in the event log) until more
 credit arrives. Hello, pong, error and snapshot frames (presence, reaction counts) spend no credit;
-snapshots are coalesced to the latest of each kind while a client is behind.
+snapshots are coalesced to the latest of each kind while a client is behind. Events re-sent by a
+resync spend no credit either, but wait like events while the credit is 0 or the write buffer full.
 """
 
 import json

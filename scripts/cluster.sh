@@ -47,7 +47,7 @@ export CHORUS_NODE1="127.0.0.1:8001" CHORUS_NODE2="127.0.0.1:8002" CHORUS_NODE3=
 export CHORUS_HAPROXY_STATS_BIND="${CHORUS_HAPROXY_STATS_BIND:-127.0.0.1:8404}"
 # Discovery hands out the balancer's address, not a node's.
 export CHORUS_PUBLIC_WS_URL="${CHORUS_PUBLIC_WS_URL:-ws://$CHORUS_PUBLIC_BIND}"
-haproxy -c -q -f deploy/haproxy/chorus.cfg
+haproxy -c -f deploy/haproxy/chorus.cfg >/dev/null
 
 cat <<INFO
 

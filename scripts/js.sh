@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The JavaScript client (clients/js): install its pinned build tools (npm ci, again only when the
-# lock file changed), build it, and check its size budget (the measured size is printed).
+# lock file changed), build it (again only when its sources changed), and check its size budget
+# (the measured size is printed).
 set -euo pipefail
 cd "$(dirname "$0")/../clients/js"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -17,5 +18,13 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
-npm run --silent build
+# Built already and nothing it is built from changed since: keep it (scripts/setup.sh calls this on
+# every `make run`).
+built=dist/esm/index.js
+if [ -f "$built" ] && [ -f dist/chorus-client.min.js ] && \
+   [ -z "$(find src scripts/build.mjs package-lock.json tsconfig.json -newer "$built" -print -quit)" ]; then
+  echo "==> clients/js/dist is up to date"
+else
+  npm run --silent build
+fi
 npm run --silent size

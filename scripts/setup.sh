@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 scripts/secret_key.sh
 python scripts/ensure_database.py
 python manage.py migrate --noinput
+# The live page (streams/<slug>/) runs on the built @chorus/client, served from static files.
+if command -v node >/dev/null 2>&1; then
+  scripts/js.sh
+else
+  echo "!! node is not installed: the live page needs clients/js built (Node 20+, then scripts/js.sh)"
+fi
 python manage.py collectstatic --noinput -v0
 python manage.py stream_create demo --title "Demo stream"
 

@@ -1,7 +1,16 @@
 """Writes of comments: acceptance (``accept``), the per-stream sequencer (``publish``), edits and
 deletes (``edits``). Callers import from here."""
 
-from comments.services.accept import IdempotencyKeyReused, InvalidParent, StreamClosed, comment_accept
+from comments.services.accept import (
+    AcceptOutcome,
+    AcceptRequest,
+    IdempotencyKeyReused,
+    InvalidParent,
+    StreamClosed,
+    StreamNotFound,
+    comment_accept,
+    comments_accept_batch,
+)
 from comments.services.edits import (
     COMMENT_DELETED,
     COMMENT_EDITED,
@@ -32,12 +41,15 @@ __all__ = [
     "COMMENT_EDITED",
     "PUBLISH_TASK",
     "STREAM_PUBLISH_TASK",
+    "AcceptOutcome",
+    "AcceptRequest",
     "CommentChangeForbidden",
     "CommentNotEditable",
     "CommentNotFound",
     "IdempotencyKeyReused",
     "InvalidParent",
     "StreamClosed",
+    "StreamNotFound",
     "VersionMismatch",
     "comment_accept",
     "comment_delete",
@@ -46,6 +58,7 @@ __all__ = [
     "comment_event_id",
     "comment_publish",
     "comment_replicated_edit_apply",
+    "comments_accept_batch",
     "comments_pending_redrive",
     "comments_publish_batch",
     "comments_publish_nudge",

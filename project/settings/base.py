@@ -101,6 +101,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = True
+# The built @chorus/client (scripts/js.sh writes clients/js/dist), served as static/chorus-client/.
+STATICFILES_DIRS = [("chorus-client", BASE_DIR / "clients" / "js" / "dist")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

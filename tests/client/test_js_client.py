@@ -6,6 +6,7 @@ Each file of clients/js/test/ runs as one test here; the Node tests drive the st
 
 import os
 import re
+import secrets
 import subprocess
 
 import pytest
@@ -42,9 +43,11 @@ def test_node_suite(js_build, control, name):
 
 
 def test_the_documented_example_runs_as_written(js_build, control, js_nodes):
-    """docs/CLIENT.md's example, against a node set up as ``make run`` sets it up (user admin,
-    stream demo): it prints the stream, posts, sees its own comment come back live, and exits."""
-    UserFactory(username="admin", password="chorus-admin")
+    """docs/CLIENT.md's example, against a node set up as ``make run`` sets it up (user admin with
+    a random password, stream demo): it prints the stream, posts, sees its own comment come back
+    live, and exits."""
+    password = secrets.token_urlsafe(18)
+    UserFactory(username="admin", password=password)
     StreamFactory(slug="demo")
     doc = (ROOT / "docs" / "CLIENT.md").read_text()
     example = re.search(r"## Example\n.*?```js\n(.*?)```", doc, re.S)
@@ -59,7 +62,7 @@ def test_the_documented_example_runs_as_written(js_build, control, js_nodes):
             result = subprocess.run(
                 ["node", "--experimental-websocket", script.name],
                 cwd=js_build,
-                env={**os.environ, "CHORUS_URL": js_nodes[run].http},
+                env={**os.environ, "CHORUS_URL": js_nodes[run].http, "CHORUS_PASSWORD": password},
                 capture_output=True,
                 text=True,
                 timeout=60,

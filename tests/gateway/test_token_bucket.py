@@ -10,6 +10,7 @@ from django.test import override_settings
 from gateway import keys, services
 from gateway.services import RateLimiterUnavailable, rate_limit_check
 from gateway.token_bucket import TokenBucket
+from project.redis import redis_client
 from tests.support.processes import free_port
 
 LIMITS = {"regular": (5, 1.0), "hot": (2, 0.5), "trusted": (20, 5.0), "internal": (100, 50.0)}
@@ -84,7 +85,7 @@ def test_unknown_service_is_a_programming_error() -> None:
 def test_unreachable_redis_fails_as_configured(mode: str) -> None:
     """With Redis unreachable the check admits (open), raises with a retry time (closed), or limits locally."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    services.gateway_redis.cache_clear()
+    redis_client.cache_clear()
     services._bucket.cache_clear()
     services.redis_breaker.close()
     try:
@@ -104,6 +105,6 @@ def test_unreachable_redis_fails_as_configured(mode: str) -> None:
                     rate_limit_check(subject="test:dead", service="comments")
                 assert raised.value.retry_after >= 1
     finally:
-        services.gateway_redis.cache_clear()
+        redis_client.cache_clear()
         services._bucket.cache_clear()
         services.redis_breaker.close()

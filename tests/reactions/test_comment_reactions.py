@@ -9,7 +9,7 @@ import pytest
 
 from comments.models import Comment, CommentStatus
 from reactions.models import CommentReaction
-from reactions.selectors import comment_reaction_set
+from reactions.selectors import comment_reaction_set, stream_latest_comment_reactions
 from reactions.services.comment_reactions import comment_reaction_add, comment_reaction_remove
 from realtime.models import StreamEvent
 from tests.factories import UserFactory
@@ -108,3 +108,26 @@ def test_concurrent_adds_by_different_users_count_up_in_sequence_order(live, str
         p["count"] for p in StreamEvent.objects.filter(stream=stream).order_by("seq").values_list("payload", flat=True)
     ]
     assert counts == list(range(1, len(users) + 1))
+
+
+def test_the_live_page_gets_the_latest_comments_reactions_in_two_queries(stream, django_assert_num_queries):
+    """Counts per kind and the viewer's own kinds, for the latest comments only; removed ones not."""
+    alice, bob = UserFactory(), UserFactory()
+    old, recent = _published_comment(stream, alice), _published_comment(stream, alice)
+    Comment.objects.filter(id=old.id).update(seq=1)
+    Comment.objects.filter(id=recent.id).update(seq=2)
+    comment_reaction_add(comment_id=old.id, user_id=bob.pk, kind="heart")
+    comment_reaction_add(comment_id=recent.id, user_id=bob.pk, kind="heart")
+    comment_reaction_add(comment_id=recent.id, user_id=alice.pk, kind="heart")
+    comment_reaction_add(comment_id=recent.id, user_id=alice.pk, kind="fire")
+    comment_reaction_remove(comment_id=recent.id, user_id=alice.pk, kind="fire")
+
+    with django_assert_num_queries(2):
+        found = stream_latest_comment_reactions(stream_id=stream.id, user_id=bob.pk, limit=1)
+    assert found == {str(recent.id): {"counts": {"heart": 2}, "mine": ["heart"]}}
+    with django_assert_num_queries(1):
+        anonymous = stream_latest_comment_reactions(stream_id=stream.id, user_id=None, limit=5)
+    assert anonymous == {
+        str(old.id): {"counts": {"heart": 1}, "mine": []},
+        str(recent.id): {"counts": {"heart": 2}, "mine": []},
+    }

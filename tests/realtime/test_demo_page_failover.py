@@ -4,6 +4,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from realtime.nodes import NodeInfo, node_choose
+from tests.client.conftest import js_build  # noqa: F401  (the page loads the built package)
 from tests.factories import StreamFactory
 from tests.support.api import post_comment
 from tests.test_demo_page import CHROMIUM, CHROMIUM_ARGS
@@ -17,7 +18,13 @@ def _slug_served_by(node_id: str, others: list[str]) -> str:
     return next(f"page-{i}" for i in range(1000) if node_choose(nodes=nodes, slug=f"page-{i}").node_id == node_id)
 
 
-def test_demo_page_reconnects_through_discovery_and_resumes_after_its_node_is_killed(node_pair, live, api_user, http):
+def test_demo_page_reconnects_through_discovery_and_resumes_after_its_node_is_killed(
+    js_build,  # noqa: F811
+    node_pair,
+    live,
+    api_user,
+    http,
+):
     """A reader whose socket node is SIGKILLed reconnects to the survivor and shows every comment once."""
     doomed, survivor = node_pair
     stream = StreamFactory(slug=_slug_served_by(doomed.name, [survivor.name]))

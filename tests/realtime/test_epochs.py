@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 
-import httpx
 import pytest
 import redis
 from django.conf import settings
@@ -17,7 +16,7 @@ from django.db import transaction
 
 from comments.models import Comment
 from realtime.channels import stream_channel
-from realtime.client import StreamSubscriber
+from realtime.client import ChorusClient, Gap
 from realtime.events import decode_published
 from realtime.models import Stream, StreamEvent
 from realtime.services import NewEvent, stream_epoch_bump, stream_events_append
@@ -210,35 +209,45 @@ def test_stream_reset_command_refuses_unknown_streams_and_bumps_all(live, stream
     assert stream.epoch > before  # never the same twice, even within a second
 
 
-def test_python_client_follows_a_reset_and_resumes_in_the_new_epoch(live, stream):
-    """realtime.client: a reset frame moves its position; a reconnect then names the new epoch."""
+def test_python_client_reports_a_reset_as_a_gap_and_resumes_in_the_new_epoch(live, stream):
+    """realtime.client: a log reset under a live subscription is a gap into the new epoch; a saved
+    position of the new epoch resumes as before, one of the old epoch is a gap again."""
 
-    async def scenario() -> StreamSubscriber:
-        async with httpx.AsyncClient(timeout=10) as http:
-            subscriber = StreamSubscriber(slug=stream.slug, discovery=[live.nodes[0].http], http=http)
-            stop = asyncio.Event()
-            task = asyncio.create_task(subscriber.run(stop))
-            await asyncio.wait_for(subscriber.connected.wait(), timeout=30)
+    async def scenario() -> tuple[list[Gap], list[Gap], dict, list[tuple]]:
+        async with ChorusClient(live.nodes[0].http, backoff=(0.05, 0.2)) as client:
+            gaps: list[Gap] = []
+            sub = client.subscribe(stream.slug, tail=0)
+            sub.on("gap", gaps.append)
+            await sub.wait_live(timeout=30)
             await asyncio.to_thread(_append, stream.id, 2)
-            await _until(lambda: subscriber.last_seq == 2)
+            await _until(lambda: sub.position["seq"] == 2)
             await asyncio.to_thread(call_command, "stream_reset", stream.slug)
-            await _until(lambda: subscriber.resets)
-            stop.set()
-            await task
-            # Away, then back: it resumes with its position in the new epoch.
+            await _until(lambda: gaps and sub.state == "live")
             await asyncio.to_thread(_append, stream.id, 1)
-            stop = asyncio.Event()
-            task = asyncio.create_task(subscriber.run(stop))
-            await _until(lambda: subscriber.last_seq == 3)
-            stop.set()
-            await task
-            return subscriber
+            await _until(lambda: sub.position["seq"] == 3)
+            saved = dict(sub.position)
+            await sub.close()
 
-    subscriber = asyncio.run(scenario())
+            # resumed with the saved position: no gap; with the old epoch: a gap again
+            events: list[tuple] = []
+            resumed = client.subscribe(stream.slug, after=saved["seq"], epoch=saved["epoch"])
+            resumed.on("event", lambda frame: events.append((frame["epoch"], frame["seq"])))
+            stale_gaps: list[Gap] = []
+            stale = client.subscribe(stream.slug, after=2, epoch=1, tail=0)
+            stale.on("gap", stale_gaps.append)
+            await asyncio.gather(resumed.wait_live(timeout=30), stale.wait_live(timeout=30))
+            await asyncio.to_thread(_append, stream.id, 1)
+            await _until(lambda: events and stale_gaps)
+            return gaps, stale_gaps, saved, events
+
+    gaps, stale_gaps, saved, events = asyncio.run(scenario())
     stream.refresh_from_db()
-    assert subscriber.resets == [(stream.epoch, 2)]
-    assert subscriber.seqs == [1, 2, 3] and subscriber.epoch == stream.epoch
-    assert subscriber.urls[-1].endswith(f"?after=2&epoch={stream.epoch}")
+    assert [(g.from_, g.to, g.reason) for g in gaps] == [
+        ({"epoch": 1, "seq": 2}, {"epoch": stream.epoch, "seq": 2}, "reset")
+    ]
+    assert saved == {"epoch": stream.epoch, "seq": 3}
+    assert events == [(stream.epoch, 4)]
+    assert [(g.from_, g.reason) for g in stale_gaps] == [({"epoch": 1, "seq": 2}, "reset")]
 
 
 async def _until(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
