@@ -143,8 +143,10 @@ HistoryResetSerializer = inline_serializer(
     "HistoryReset",
     {"code": serializers.CharField(), "detail": serializers.CharField(), "position": PositionSerializer},
 )
+# ``(epoch, head)`` is the position the page was read at.
 CountsSerializer = inline_serializer(
-    "StreamCounts", {"head": serializers.IntegerField(), "comments": serializers.IntegerField()}
+    "StreamCounts",
+    {"epoch": serializers.IntegerField(), "head": serializers.IntegerField(), "comments": serializers.IntegerField()},
 )
 PageSerializer = inline_serializer(
     "CommentPage",
@@ -152,7 +154,6 @@ PageSerializer = inline_serializer(
         "results": CommentSerializer(many=True),
         "next": serializers.URLField(allow_null=True),
         "counts": CountsSerializer,
-        "position": PositionSerializer,
     },
 )
 
@@ -222,8 +223,8 @@ class StreamCommentsView(APIView):
             # The next page carries the epoch: a walk across a reset is told, not given a mixed list.
             next_query = urlencode({"after": results[-1]["seq"], "limit": limit, "epoch": stream.epoch})
             next_url = request.build_absolute_uri(f"{request.path}?{next_query}")
-        counts = stream_counters(stream=stream)
-        return Response({"results": results, "next": next_url, "counts": counts, "position": position})
+        counts = {"epoch": stream.epoch, **stream_counters(stream=stream)}
+        return Response({"results": results, "next": next_url, "counts": counts})
 
     @extend_schema(
         operation_id="stream_comments_create",

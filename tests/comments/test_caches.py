@@ -36,7 +36,7 @@ def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(djang
     with django_assert_num_queries(1):
         cached = client.get(url).json()
     assert [c["body"] for c in cached["results"]] == ["first"]
-    assert cached["counts"] == {"head": 1, "comments": 1}
+    assert cached["counts"] == {"epoch": 1, "head": 1, "comments": 1}
 
     # when: another comment is published (a new event, so a new head)
     _publish(stream, author, "second")
@@ -45,7 +45,7 @@ def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(djang
     with django_assert_num_queries(2):  # the stream row, then the page; the counters come from Redis
         fresh = client.get(url).json()
     assert [c["body"] for c in fresh["results"]] == ["first", "second"]
-    assert fresh["counts"] == {"head": 2, "comments": 2}
+    assert fresh["counts"] == {"epoch": 1, "head": 2, "comments": 2}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -72,6 +72,18 @@ def _script_variables(command: list[str]) -> set[str]:
     return set()
 
 
+def live_probe_path(container: dict[str, Any]) -> str:
+    return container["livenessProbe"]["httpGet"]["path"]
+
+
+def _status(node: AsgiNode, path: str) -> int | None:
+    """The node's answer to a probe, None once it no longer listens."""
+    try:
+        return httpx.get(f"{node.http}{path}", headers={"Host": POD_HOST}, timeout=2).status_code
+    except httpx.TransportError:
+        return None
+
+
 def _seconds(value: str) -> float:
     match = re.fullmatch(r"(\d+)(s|m)", value)
     assert match, value
@@ -184,12 +196,14 @@ def test_a_node_configured_as_the_manifest_says_answers_its_probes_and_drains_in
 
         stopped = time.monotonic()
         node.proc.send_signal(signal.SIGTERM)
-        ready = container["readinessProbe"]["httpGet"]["path"]
-        wait_until(lambda: httpx.get(f"{node.http}{ready}", timeout=2).status_code == 503, timeout=5, what="503")
-        live_path = container["livenessProbe"]["httpGet"]["path"]
-        assert httpx.get(f"{node.http}{live_path}", timeout=2).status_code == 200
-        assert socket.wait_closed(timeout=pod["terminationGracePeriodSeconds"]) == 4503
-        node.proc.wait(timeout=pod["terminationGracePeriodSeconds"])
+        ready, live_path = container["readinessProbe"]["httpGet"]["path"], live_probe_path(container)
+        wait_until(lambda: _status(node, ready) != 200, timeout=5, what="readiness to turn off")
+        while node.alive() and time.monotonic() - stopped < pod["terminationGracePeriodSeconds"]:
+            # Until it stops listening: never ready again, always alive.
+            assert _status(node, ready) in (503, None) and _status(node, live_path) in (200, None)
+            time.sleep(0.05)
+        assert socket.wait_closed(timeout=5) == 4503
+        node.proc.wait(timeout=5)
         prestop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
         assert time.monotonic() - stopped <= pod["terminationGracePeriodSeconds"] - prestop
     finally:

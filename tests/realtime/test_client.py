@@ -48,7 +48,9 @@ def test_a_hole_the_server_cannot_fill_is_a_gap_raised_not_a_silent_reconnect(li
 
     seqs, error, stats = asyncio.run(scenario())
     assert seqs == [1, 2]
-    assert isinstance(error, StreamGap) and error.gap == Gap(from_={"seq": 2}, to={"seq": 3}, reason="missing")
+    assert isinstance(error, StreamGap) and error.gap == Gap(
+        from_={"epoch": 1, "seq": 2}, to={"epoch": 1, "seq": 3}, reason="missing"
+    )
     assert stats["holes"] and stats["holes"][0] == (3, 4)  # expected 3, got 4
     assert stats["resyncs"] >= 1 and stats["connections"] == 2
 
@@ -75,7 +77,7 @@ def test_with_a_gap_handler_the_subscription_reports_it_and_goes_on(live, stream
 
     seqs, gaps = asyncio.run(scenario())
     assert seqs == [1, 2, 4, 5]
-    assert gaps == [Gap(from_={"seq": 2}, to={"seq": 3}, reason="missing")]
+    assert gaps == [Gap(from_={"epoch": 1, "seq": 2}, to={"epoch": 1, "seq": 3}, reason="missing")]
 
 
 def test_joining_at_the_tail_then_live_comments_once(live, stream, api_user):
@@ -93,7 +95,7 @@ def test_joining_at_the_tail_then_live_comments_once(live, stream, api_user):
             await asyncio.to_thread(_post, node_a, stream.slug, api_user.headers, 1)
             while len(seen) < 3:
                 await asyncio.sleep(0.05)
-            assert sub.position == {"seq": 5}
+            assert sub.position == {"epoch": 1, "seq": 5}
             return seen
 
     assert asyncio.run(scenario()) == [("c2", 3, True), ("c3", 4, True), ("c0", 5, False)]
@@ -187,9 +189,10 @@ def test_the_outbox_keeps_a_post_across_a_node_restart_and_posts_it_once(stream,
 
 
 def test_a_history_reset_is_reported_as_a_gap_then_the_new_tail(live, stream, api_user):
-    """A client resuming after 10 on a stream whose log now ends at 6 (its history was reset):
-    the server refuses (4400), the client finds the head behind it, reports gap 10 -> 6 and
-    continues from the new tail, then live."""
+    """A client resuming after 10, with no epoch, on a stream whose log now ends at 6 (its history
+    was reset without an epoch bump): the server refuses (4400), the client finds the head behind
+    it, reports gap 10 -> 6 and continues from the new tail, then live. (With epochs:
+    tests/realtime/test_epochs.py.)"""
     node = live.nodes[0]
     _post(node, stream.slug, api_user.headers, 6)
     _published(stream, 6)
@@ -208,7 +211,7 @@ def test_a_history_reset_is_reported_as_a_gap_then_the_new_tail(live, stream, ap
             return gaps, seen
 
     gaps, seen = asyncio.run(scenario())
-    assert gaps == [Gap(from_={"seq": 10}, to={"seq": 6}, reason="reset")]
+    assert gaps == [Gap(from_={"seq": 10}, to={"epoch": 1, "seq": 6}, reason="reset")]
     assert seen == [(5, True), (6, True), (7, False)]
 
 

@@ -17,7 +17,7 @@ from django.db import transaction
 from comments.models import Comment
 from realtime.channels import stream_channel
 from realtime.client import ChorusClient, Gap
-from realtime.events import decode_published
+from realtime.events import decode_published, decode_stream_message
 from realtime.models import Stream, StreamEvent
 from realtime.services import NewEvent, stream_epoch_bump, stream_events_append
 from tests.support.ws import WsClient
@@ -172,7 +172,7 @@ def test_comment_pages_report_the_position_and_refuse_an_old_epoch(live, stream,
     """A page asked for with an old epoch is a 409 history_reset with the position to start from."""
     _append(stream.id, 2)
     base = f"{live.nodes[0].http}/api/v1/streams/{stream.slug}/comments"
-    assert http.get(base, params={"after": 0, "epoch": 1}).json()["position"] == {"epoch": 1, "seq": 2}
+    assert http.get(base, params={"after": 0, "epoch": 1}).json()["counts"] == {"epoch": 1, "head": 2, "comments": 0}
     epoch = stream_epoch_bump(stream_id=stream.id).epoch
 
     refused = http.get(base, params={"after": 0, "epoch": 1})
@@ -180,7 +180,7 @@ def test_comment_pages_report_the_position_and_refuse_an_old_epoch(live, stream,
     assert refused.json()["code"] == "history_reset"
     assert refused.json()["position"] == {"epoch": epoch, "seq": 2}
     assert http.get(base, params={"tail": 0}).json()["position"] == {"epoch": epoch, "seq": 2}
-    assert http.get(base).json()["position"] == {"epoch": epoch, "seq": 2}  # no epoch: as before
+    assert http.get(base).json()["counts"]["epoch"] == epoch  # no epoch asked: as before
     bad = http.get(base, params={"epoch": "x"})
     assert bad.status_code == 400 and "epoch" in bad.json()["fields"]
 
@@ -258,8 +258,8 @@ async def _until(predicate, timeout: float = 20) -> None:  # type: ignore[no-unt
 
 
 def test_published_events_keep_the_format_of_the_release_before_epochs(live, stream):
-    """A rolling upgrade mixes releases: the published message is still "<seq>\\n<frame>" (what an
-    older node parses), and a node takes an older node's frames, which carry no epoch."""
+    """A rolling upgrade mixes releases: the published message is still "<stream>|<seq>\\n<frame>"
+    (what an older node parses), and a node takes an older node's frames, which carry no epoch."""
     pubsub = redis.Redis.from_url(settings.CHORUS_REDIS_URL).pubsub()
     pubsub.subscribe(stream_channel(stream.id))
     client = WsClient(f"{live.nodes[1].ws}/ws/streams/{stream.slug}/")
@@ -270,9 +270,10 @@ def test_published_events_keep_the_format_of_the_release_before_epochs(live, str
         while message is None or message["type"] != "message":
             assert time.monotonic() < deadline, "nothing published"
             message = pubsub.get_message(timeout=1)
-        head, _, frame = message["data"].partition(b"\n")
-        assert int(head) == 1 and json.loads(frame)["epoch"] == 1
-        assert decode_published(message["data"]) == (1, frame.decode(), 1)
+        stream_id, body = decode_stream_message(message["data"])
+        head, _, frame = body.partition(b"\n")
+        assert (stream_id, int(head)) == (stream.id, 1) and json.loads(frame)["epoch"] == 1
+        assert decode_published(body) == (1, frame.decode(), 1)
 
         # the next event as an older node writes and publishes it: no epoch in its frame
         event_id = uuid.uuid4()
@@ -280,7 +281,8 @@ def test_published_events_keep_the_format_of_the_release_before_epochs(live, str
             StreamEvent.objects.create(stream_id=stream.id, seq=2, event_id=event_id, type="test.thing", payload={})
             Stream.objects.filter(id=stream.id).update(last_seq=2)
         old = {"type": "event", "seq": 2, "id": str(event_id), "event": "test.thing", "data": {}}
-        redis.Redis.from_url(settings.CHORUS_REDIS_URL).publish(stream_channel(stream.id), f"2\n{json.dumps(old)}")
+        message = f"{stream.id}|2\n{json.dumps(old)}"
+        redis.Redis.from_url(settings.CHORUS_REDIS_URL).publish(stream_channel(stream.id), message)
         client.wait_for_seq(2)
         assert client.events()[-1] == old  # forwarded as published (a repair from the log would add the epoch)
         assert [e["seq"] for e in client.events()] == [1, 2]
