@@ -30,7 +30,7 @@ from django.conf import settings
 from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
 from comments.selectors import comment_page
-from gateway.breakers import cache_breaker
+from project.breakers import cache_breaker
 from realtime.models import Stream
 
 logger = logging.getLogger(__name__)

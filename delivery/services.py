@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from delivery.models import DeadLetter, DeadLetterStatus, OutboxMessage
-from gateway.breakers import broker_breaker
+from project.breakers import broker_breaker
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from django.db import connections
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject, empty
 
-from gateway.breakers import cache_breaker
+from project.breakers import cache_breaker
 
 PRIMARY, REPLICA = "default", "replica"
 # Credentials are read from the primary: a session or token made a moment ago must work at once.

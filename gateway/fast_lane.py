@@ -50,7 +50,6 @@ from rest_framework.authentication import CSRFCheck
 from comments.api import StreamCommentsView, comment_outcome_answer, comment_post_validate
 from comments.services import AcceptRequest, comments_accept_batch
 from gateway import keys
-from gateway.breakers import breaker_retry_after, database_breaker
 from gateway.db_router import user_wrote
 from gateway.headers import rate_limit_header_pairs
 from gateway.overload import latency_record, load_shed_check
@@ -58,6 +57,7 @@ from gateway.services import RateLimiterUnavailable, rate_limit_check_async, rat
 from gateway.throttles import LimiterUnavailable, Overloaded
 from project.api_errors import ServiceUnavailable, api_exception_handler
 from project.api_errors import too_large as too_large_error
+from project.breakers import breaker_retry_after, database_breaker
 from project.group_commit import GroupCommit, NoThreadFree
 from project.middleware import pool_exhausted
 from project.token_auth import CachedTokenAuthentication

@@ -18,11 +18,11 @@ import pybreaker
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from gateway.breakers import breaker_retry_after, database_breaker
 from gateway.db_router import request_scope_enter, request_scope_exit
 from gateway.headers import rate_limit_headers_apply
 from gateway.overload import latency_record
 from project.api_errors import overloaded_response
+from project.breakers import breaker_retry_after, database_breaker
 from project.middleware import pool_exhausted
 
 GUARDED_PREFIXES = ("/api/", "/internal/")

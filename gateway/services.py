@@ -19,11 +19,12 @@ from django.conf import settings
 from django.db import transaction
 
 from gateway import keys
-from gateway.breakers import breaker_retry_after, redis_breaker
 from gateway.local_bucket import local_buckets
 from gateway.models import Tier, UserTier
 from gateway.overload import load_shed_check
 from gateway.token_bucket import TIERS, BucketResult, TokenBucket
+from project.breakers import breaker_retry_after, redis_breaker
+from realtime.extensions import FrameRefusal
 
 logger = logging.getLogger(__name__)
 
@@ -242,18 +243,6 @@ def ws_frame_subject(scope: dict[str, object]) -> str:
     return keys.ip_subject(str(client[0]))  # type: ignore[index]
 
 
-@dataclass(frozen=True)
-class FrameRefusal:
-    """Why an inbound WebSocket frame was refused: ``rate_limited``, ``overloaded`` or ``unavailable``."""
-
-    code: str
-    retry_after: float
-
-    @property
-    def message(self) -> str:
-        return f"frame refused ({self.code}); retry after {self.retry_after:.1f}s"
-
-
 def _ws_frame_admit(subject: str) -> FrameRefusal | None:
     shed = load_shed_check(priority="low")
     if shed is not None:
@@ -267,11 +256,12 @@ def _ws_frame_admit(subject: str) -> FrameRefusal | None:
     return None
 
 
-async def ws_frame_admit(*, scope: dict[str, object]) -> FrameRefusal | None:
+async def ws_frame_admit(scope: dict[str, Any]) -> FrameRefusal | None:
     """Admit one inbound client frame (``None``) or say why not; runs off the event loop.
 
     Frames are low-priority work, shed first under load (``gateway.overload``), then each spends a
-    ``ws_messages`` token. With the limiter down and failing closed the frame is refused.
+    ``ws_messages`` token. With the limiter down and failing closed the frame is refused. The stream
+    consumer calls it through ``realtime.extensions.frame_admit`` (registered in ``GatewayConfig.ready``).
     """
     from asgiref.sync import sync_to_async
 

@@ -30,10 +30,9 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from gateway.services import ws_frame_admit
 from realtime import protocol
 from realtime.auth import socket_user_id
-from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
+from realtime.extensions import FrameRejected, InboundContext, frame_admit, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
 from realtime.lookups import stream_ids
 from realtime.metrics import node_stats
@@ -479,7 +478,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._rate_limited()
             return
         self.strikes = 0
-        refusal = await ws_frame_admit(scope=self.scope)
+        refusal = await frame_admit(self.scope)
         if refusal is not None:
             await self.send(text_data=protocol.error_frame(code=refusal.code, message=refusal.message))
             return

@@ -7,6 +7,8 @@
   the hub before it asks, so every later change reaches it either in the answer or live.
 - Inbound handlers: client frames of a registered ``type`` (e.g. ``"reaction"``) are handed to the
   app that owns them; the handler may return a frame to send back.
+- Frame admission: every inbound client frame is first put to the registered admission checks
+  (the edge's rate limit and load shedding, ``gateway``); a refusal is answered with an error frame.
 
 Apps register in their ``AppConfig.ready``.
 """
@@ -30,11 +32,26 @@ class InboundContext:
     scope: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class FrameRefusal:
+    """Why an inbound WebSocket frame was refused: ``rate_limited``, ``overloaded`` or ``unavailable``."""
+
+    code: str
+    retry_after: float
+
+    @property
+    def message(self) -> str:
+        return f"frame refused ({self.code}); retry after {self.retry_after:.1f}s"
+
+
 SnapshotProvider = Callable[[int], Awaitable[str | None]]
 InboundHandler = Callable[[InboundContext, dict[str, Any]], Awaitable[str | None]]
 
+FrameAdmission = Callable[[dict[str, Any]], Awaitable[FrameRefusal | None]]
+
 snapshot_providers: dict[str, SnapshotProvider] = {}
 inbound_handlers: dict[str, InboundHandler] = {}
+frame_admissions: list[FrameAdmission] = []
 
 
 class SharedSnapshots:
@@ -76,3 +93,18 @@ def register_inbound_handler(frame_type: str, handler: InboundHandler) -> None:
     if frame_type in {"resync", "ping"}:
         raise ValueError(f"'{frame_type}' frames belong to the stream consumer itself")
     inbound_handlers[frame_type] = handler
+
+
+def register_frame_admission(check: FrameAdmission) -> None:
+    """Put every inbound frame to ``check`` (given the socket's scope) before it is handled."""
+    if check not in frame_admissions:
+        frame_admissions.append(check)
+
+
+async def frame_admit(scope: dict[str, Any]) -> FrameRefusal | None:
+    """The first refusal of the registered admission checks, else ``None``."""
+    for check in frame_admissions:
+        refusal = await check(scope)
+        if refusal is not None:
+            return refusal
+    return None

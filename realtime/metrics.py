@@ -9,12 +9,12 @@ read from Redis (connections per node) and PostgreSQL (publish latency) and the 
 import logging
 from dataclasses import dataclass
 
-from amqp.exceptions import NotFound as AmqpNotFound
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
-from kombu.exceptions import ChannelError as KombuChannelError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from project.queues import task_queue_depth
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +33,6 @@ class NodeStats:
 
 
 node_stats = NodeStats()
-
-
-def _celery_queue_depth() -> int | None:
-    from project.celery import app
-
-    try:
-        with app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)  # a scrape must not hang on a dead broker
-            queue = app.conf.task_default_queue
-            try:
-                return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
-            except (KombuChannelError, AmqpNotFound):
-                return 0  # the broker has no such queue yet (Redis: an empty list does not exist)
-    except Exception as exc:  # the broker's own errors vary by transport
-        logger.warning("celery queue depth unavailable: %s", exc)
-        return None
 
 
 def _publish_latency() -> tuple[float, float, int] | None:
@@ -120,9 +104,9 @@ class ChorusCollector:
         for node in node_list():
             per_node.add_metric([node.node_id], node.connections)
         yield per_node
-        depth = _celery_queue_depth()
+        depth = task_queue_depth()
         if depth is not None:
-            yield GaugeMetricFamily("chorus_celery_queue_depth", "Tasks waiting in the default queue.", value=depth)
+            yield GaugeMetricFamily("chorus_celery_queue_depth", "Tasks waiting in the task queues.", value=depth)
         yield from _pending_work()
         latency = _publish_latency()
         if latency is not None:

@@ -43,7 +43,7 @@ from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
 from delivery.faults import fault_point
 from delivery.services import outbox_enqueue
-from gateway.breakers import broker_breaker, cache_breaker
+from project.breakers import broker_breaker, cache_breaker
 from project.redis import redis_client
 from realtime.models import StreamEvent
 from realtime.services import NewEvent, stream_event_rebroadcast, stream_events_append
