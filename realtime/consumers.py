@@ -35,10 +35,10 @@ from realtime.auth import socket_user_id
 from realtime.extensions import FrameRejected, InboundContext, frame_admit, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
 from realtime.lookups import stream_ids
-from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
 from realtime.reads import read_quick, read_replay
 from realtime.selectors import stream_event_frames, stream_heads
+from realtime.stats import node_stats
 from realtime.token_bucket import TokenBucket
 from realtime.transport import (
     PEER_GONE_ERRORS,

@@ -7,6 +7,9 @@
   the hub before it asks, so every later change reaches it either in the answer or live.
 - Inbound handlers: client frames of a registered ``type`` (e.g. ``"reaction"``) are handed to the
   app that owns them; the handler may return a frame to send back.
+- Page config providers: the live page (``realtime/pages.py``) is given, under each registered
+  name, what the provider returns for the stream and viewer (e.g. the reactions of its latest comments).
+- Stream admin actions: extra actions on the streams' admin page (e.g. pinning a stream hot).
 - Frame admission: every inbound client frame is first put to the registered admission checks
   (the edge's rate limit and load shedding, ``gateway``); a refusal is answered with an error frame.
 
@@ -52,6 +55,9 @@ FrameAdmission = Callable[[dict[str, Any]], Awaitable[FrameRefusal | None]]
 snapshot_providers: dict[str, SnapshotProvider] = {}
 inbound_handlers: dict[str, InboundHandler] = {}
 frame_admissions: list[FrameAdmission] = []
+PageConfigProvider = Callable[..., Any]  # (*, stream_id: int, user_id: int | None, limit: int) -> JSON-able
+page_config_providers: dict[str, PageConfigProvider] = {}
+stream_admin_actions: list[Callable[..., None]] = []  # Django admin actions: (modeladmin, request, queryset)
 
 
 class SharedSnapshots:
@@ -108,3 +114,12 @@ async def frame_admit(scope: dict[str, Any]) -> FrameRefusal | None:
         if refusal is not None:
             return refusal
     return None
+
+
+def register_page_config(name: str, provider: PageConfigProvider) -> None:
+    page_config_providers[name] = provider
+
+
+def register_stream_admin_action(action: Callable[..., None]) -> None:
+    if action not in stream_admin_actions:
+        stream_admin_actions.append(action)

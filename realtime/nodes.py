@@ -30,8 +30,8 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from realtime.metrics import node_stats
 from realtime.protocol import presence_frame
+from realtime.stats import node_stats
 
 logger = logging.getLogger(__name__)
 
