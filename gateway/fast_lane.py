@@ -49,17 +49,16 @@ from rest_framework.authentication import CSRFCheck
 
 from comments.api import StreamCommentsView, comment_outcome_answer, comment_post_validate
 from comments.services import AcceptRequest, comments_accept_batch
-from gateway import keys
 from gateway.db_router import user_wrote
 from gateway.headers import rate_limit_header_pairs
 from gateway.overload import latency_record, load_shed_check
-from gateway.services import RateLimiterUnavailable, rate_limit_check_async, rate_limit_check_many
 from gateway.throttles import LimiterUnavailable, Overloaded
 from project.api_errors import ServiceUnavailable, api_exception_handler
 from project.api_errors import too_large as too_large_error
 from project.breakers import breaker_retry_after, database_breaker
 from project.group_commit import GroupCommit, NoThreadFree
 from project.middleware import pool_exhausted
+from project.ratelimit import RateLimiterUnavailable, keys, rate_limit_check_async, rate_limit_check_many
 from project.token_auth import CachedTokenAuthentication
 from reactions.api import StreamReactionsView, TapSerializer
 from reactions.api import Throttled as TapThrottled

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from gateway import keys
 from gateway.overload import load_shed_check
-from gateway.services import RateDecision, RateLimiterUnavailable, rate_limit_check
 from project.api_errors import ServiceUnavailable
+from project.ratelimit import RateDecision, RateLimiterUnavailable, keys, rate_limit_check
 
 if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES) while it loads
     from rest_framework.views import APIView

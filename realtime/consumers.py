@@ -30,6 +30,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from project.ratelimit import owner_bucket
+from project.ratelimit.memory_backend import TokenBucket
 from realtime import protocol
 from realtime.auth import socket_user_id
 from realtime.extensions import FrameRejected, InboundContext, frame_admit, inbound_handlers, snapshot_providers
@@ -39,7 +41,6 @@ from realtime.nodes import get_heartbeat
 from realtime.reads import read_quick, read_replay
 from realtime.selectors import stream_event_frames, stream_heads
 from realtime.stats import node_stats
-from realtime.token_bucket import TokenBucket
 from realtime.transport import (
     PEER_GONE_ERRORS,
     connection_trim,
@@ -120,7 +121,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.stall_poll_pending = False
         self.write_buffered: Any = None
         self.direct_sends = False
-        self.inbound: TokenBucket | None = None
+        self.inbound: TokenBucket | None = None  # the ws_frames policy's bucket of this socket
         self.strikes = 0
 
     @classmethod
@@ -473,7 +474,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.inbound is None:
-            self.inbound = TokenBucket(rate=settings.CHORUS_WS_INBOUND_RATE, burst=settings.CHORUS_WS_INBOUND_BURST)
+            self.inbound = owner_bucket("ws_frames")
         if not self.inbound.take():
             await self._rate_limited()
             return
