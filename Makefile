@@ -1,8 +1,14 @@
-.PHONY: run test lint format worker clean bench
+.PHONY: run cluster test lint format worker clean bench
 
 # Set up everything (venv, services, database, demo data) and run the whole stack in the foreground.
 run:
 	@scripts/run.sh
+
+# The production shape on one machine, in the foreground: HAProxy on :8000 in front of three nodes,
+# a worker, beat, and a local Redis Cluster when supported (docs/OPERATIONS.md, "make cluster").
+# scripts/rolling_restart.sh restarts its nodes one at a time.
+cluster:
+	@scripts/cluster.sh
 
 # The whole test suite against real PostgreSQL, Redis, Celery workers and ASGI servers; first the
 # JavaScript client is built and its size checked (scripts/js.sh), its tests run within pytest.

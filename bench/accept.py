@@ -43,7 +43,7 @@ import django  # noqa: E402
 import httpx  # noqa: E402
 import uvloop  # noqa: E402
 
-from tests.support.http_load import Outcome, burst_run, post_request, rate_run, serial_run  # noqa: E402
+from bench.http_load import Tally, burst_run, post_request, rate_run, serial_run  # noqa: E402
 
 NODE_ENV = {
     "CHORUS_RATE_LIMITS": '{"regular": {"comments": [1e9, 1e9]}}',
@@ -342,7 +342,7 @@ async def measure(tree: Path, server: str, auth: str, args: argparse.Namespace, 
 
         serial_path = Path(f"/tmp/accept-serial-{label}.txt")
         spy = _py_spy(node.proc.pid, args.serial_seconds, serial_path) if args.profile else None
-        serial = Outcome()
+        serial = Tally()
         deadline = time.monotonic() + args.serial_seconds
         while time.monotonic() < deadline:
             part = await serial_run("127.0.0.1", port, make, count=50)

@@ -17,6 +17,16 @@ server it measures (httpx costs several hundred microseconds per request; this a
 
 The parent (``PosterPool``) gives each process its users and its share of the schedule, and gets
 back one ``Outcome`` per request and the CPU time the process used.
+
+The same connection and parser also serve simpler runs of ready-made requests, in the caller's
+loop, reported as a ``Tally`` (each status, the ``Retry-After`` and JSON shape of 503s, every
+request that got no answer by kind, latencies); the edge overload tests and ``bench/accept.py``
+use them:
+
+- ``rate_run``: requests scheduled at a fixed rate (open loop: latency counts from the scheduled
+  time), over keep-alive connections opened as needed up to ``connections``;
+- ``burst_run``: ``count`` requests sent at once, each on its own new connection;
+- ``serial_run``: one request after another on one keep-alive connection.
 """
 
 import asyncio
@@ -27,6 +37,7 @@ import multiprocessing.connection
 import resource
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +95,13 @@ class PlanReport:
 
 
 class ConnectionClosed(Exception):
-    def __init__(self, answered_bytes: int) -> None:
-        super().__init__(f"connection closed after {answered_bytes} bytes of an answer")
+    def __init__(self, answered_bytes: int, *, reset: bool = False) -> None:
+        super().__init__(f"connection {'reset' if reset else 'closed'} after {answered_bytes} bytes of an answer")
         self.answered_bytes = answered_bytes
+        self.reset = reset  # by a TCP reset rather than an orderly close
 
 
-class _Response:
+class Response:
     __slots__ = ("body", "headers", "status")
 
     def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
@@ -102,7 +114,7 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[_Response] | None = None
+        self.waiter: asyncio.Future[Response] | None = None
         self.closed = False
         self.requests = 0
         self._reset_response()
@@ -120,9 +132,12 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def request(self, data: bytes) -> "asyncio.Future[_Response]":
+    def request(self, data: bytes) -> "asyncio.Future[Response]":
         assert self.transport is not None and self.waiter is None
         self.waiter = asyncio.get_running_loop().create_future()
+        if self.closed:  # the server closed it while it was idle
+            self.waiter.set_exception(ConnectionClosed(0))
+            return self.waiter
         self.requests += 1
         self.transport.write(data)
         return self.waiter
@@ -185,7 +200,7 @@ class HttpConnection(asyncio.Protocol):
         return self._complete()
 
     def _complete(self) -> bool:
-        response = _Response(self.status, self.headers, bytes(self.body))
+        response = Response(self.status, self.headers, bytes(self.body))
         waiter = self.waiter
         self.waiter = None
         if self.headers.get(b"connection", b"").lower() == b"close":
@@ -199,9 +214,9 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
             if self.until_close and not self.in_head:
-                self.waiter.set_result(_Response(self.status, self.headers, bytes(self.body + self.buffer)))
+                self.waiter.set_result(Response(self.status, self.headers, bytes(self.body + self.buffer)))
             else:
-                self.waiter.set_exception(ConnectionClosed(self.answered_bytes))
+                self.waiter.set_exception(ConnectionClosed(self.answered_bytes, reset=exc is not None))
         self.waiter = None
 
     def close(self) -> None:
@@ -442,3 +457,202 @@ class PosterPool:
                 pipe.send(("close", None))
                 pipe.recv()
         self.children.join()
+
+
+# --- runs of ready-made requests, in the caller's loop -------------------------------------------
+
+CONNECT_TIMEOUT = 5.0  # a client gives up on a connect after a few seconds (httpx: 5 s)
+
+
+@dataclass
+class Tally:
+    """What the client saw over a run: statuses, failures by kind, latencies (seconds) of answers."""
+
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    latencies: list[float] = field(default_factory=list)
+    bad_refusals: list[str] = field(default_factory=list)  # 503s without Retry-After or JSON code
+    elapsed: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return sum(self.statuses.values()) + sum(self.failures.values())
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> str:
+        statuses = " ".join(f"{code}:{n}" for code, n in sorted(self.statuses.items()))
+        failures = " ".join(f"{kind}:{n}" for kind, n in sorted(self.failures.items())) or "none"
+        return (
+            f"sent {self.sent} in {self.elapsed:.1f}s; statuses {statuses}; no answer {failures}; "
+            f"p50 {1000 * self.percentile(0.5):.1f} ms p99 {1000 * self.percentile(0.99):.1f} ms"
+        )
+
+    def record(self, response: Response, latency: float) -> None:
+        self.statuses[response.status] += 1
+        self.latencies.append(latency)
+        if response.status == 503:
+            try:
+                code = json.loads(response.body).get("code")
+            except (ValueError, AttributeError):
+                code = None
+            if b"retry-after" not in response.headers or not code:
+                retry_after = response.headers.get(b"retry-after")
+                self.bad_refusals.append(f"503 retry-after={retry_after!r} body={response.body[:80]!r}")
+
+
+class _ConnectTimeout(OSError):
+    """The server did not accept the connection in time (its listen backlog overflowed)."""
+
+
+async def _connect(host: str, port: int) -> HttpConnection:
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await asyncio.wait_for(loop.create_connection(HttpConnection, host, port), CONNECT_TIMEOUT)
+    except TimeoutError:
+        raise _ConnectTimeout from None
+    return conn
+
+
+def _failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, _ConnectTimeout):
+        return "connect_timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError) or (isinstance(exc, ConnectionClosed) and exc.reset):
+        return "reset"
+    if isinstance(exc, ConnectionClosed):
+        return "closed_without_answer"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return type(exc).__name__
+
+
+OnAnswer = Callable[[int, Response], None]
+
+
+async def _exchange(
+    conn: HttpConnection | None,
+    host: str,
+    port: int,
+    i: int,
+    raw: bytes,
+    tally: Tally,
+    *,
+    since: float,
+    timeout: float,
+    on_answer: OnAnswer | None = None,
+) -> HttpConnection | None:
+    """One request (on ``conn``, or a new connection if it is gone), recorded in ``tally`` with its
+    latency counted from ``since``; the connection to reuse, or None."""
+    try:
+        if conn is None or conn.closed:
+            conn = await _connect(host, port)
+        response = await asyncio.wait_for(conn.request(raw), timeout)
+    except (OSError, ConnectionClosed, TimeoutError, ValueError) as exc:
+        tally.failures[_failure_kind(exc)] += 1
+        if conn is not None:
+            conn.close()
+        return None
+    tally.record(response, time.perf_counter() - since)
+    if on_answer is not None:
+        on_answer(i, response)
+    return None if conn.closed else conn
+
+
+async def rate_run(
+    host: str,
+    port: int,
+    make_request: Callable[[int], bytes],
+    *,
+    rate: float,
+    count: int,
+    connections: int = 64,
+    timeout: float = 30.0,
+    on_answer: OnAnswer | None = None,
+) -> Tally:
+    """``count`` requests at ``rate`` per second; a request waits for a free connection if all are busy."""
+    tally = Tally()
+    idle: asyncio.Queue[HttpConnection | None] = asyncio.Queue()
+    opened = 0
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal opened
+        if idle.empty() and opened < connections:
+            opened += 1
+            conn = None
+        else:
+            conn = await idle.get()
+        conn = await _exchange(conn, host, port, i, make_request(i), tally, since=scheduled, timeout=timeout,
+                               on_answer=on_answer)  # fmt: skip
+        idle.put_nowait(conn)
+
+    started = time.perf_counter()
+    tasks = []
+    for i in range(count):
+        scheduled = started + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    tally.elapsed = time.perf_counter() - started
+    while not idle.empty():
+        conn = idle.get_nowait()
+        if conn is not None:
+            conn.close()
+    return tally
+
+
+async def burst_run(
+    host: str,
+    port: int,
+    make_request: Callable[[int], bytes],
+    *,
+    count: int,
+    timeout: float = 60.0,
+    on_answer: OnAnswer | None = None,
+) -> Tally:
+    """``count`` requests at once, each on a new connection (a crowd arriving together)."""
+    tally = Tally()
+
+    async def one(i: int) -> None:
+        conn = await _exchange(None, host, port, i, make_request(i), tally, since=time.perf_counter(),
+                               timeout=timeout, on_answer=on_answer)  # fmt: skip
+        if conn is not None:
+            conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    tally.elapsed = time.perf_counter() - started
+    return tally
+
+
+async def serial_run(
+    host: str, port: int, make_request: Callable[[int], bytes], *, count: int, timeout: float = 30.0
+) -> Tally:
+    """``count`` requests one after another on one keep-alive connection (closed loop: no queueing)."""
+    tally = Tally()
+    conn = None
+    started = time.perf_counter()
+    for i in range(count):
+        conn = await _exchange(conn, host, port, i, make_request(i), tally, since=time.perf_counter(), timeout=timeout)
+    tally.elapsed = time.perf_counter() - started
+    if conn is not None:
+        conn.close()
+    return tally
+
+
+def post_request(
+    *, host: str, port: int, path: str, body: bytes, headers: dict[str, str], keep_alive: bool = True
+) -> bytes:
+    """The bytes of one ``POST`` (HTTP/1.1)."""
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -20,7 +20,6 @@ reads go to PostgreSQL, and whatever it evicts is recomputed.
 import contextlib
 import json
 import logging
-from functools import lru_cache
 from typing import Any
 
 import pybreaker
@@ -31,6 +30,7 @@ from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
 from comments.selectors import comment_page
 from project.breakers import cache_breaker
+from project.redis import redis_client
 from realtime.models import Stream
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,8 @@ return 0
 COUNTERS_TTL = 86400
 
 
-@lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.CHORUS_CACHE_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis_client("cache")
 
 
 def page_key(*, stream_id: int, after: int) -> str:

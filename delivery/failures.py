@@ -8,22 +8,24 @@ Best effort: losing this history never loses the message itself.
 import logging
 import traceback as traceback_module
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import redis
 from django.conf import settings
+
+from project.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 TTL_SECONDS = 7 * 24 * 3600
 
 
-@lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.CHORUS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2, decode_responses=True
-    )
+    return redis_client("data")
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _key(message_id: str) -> str:
@@ -46,7 +48,7 @@ def failure_note(*, message_id: str, exc: BaseException, attempts: int) -> dict[
     """Record one failed attempt and return the accumulated description."""
     first = None
     try:
-        first = _redis().hget(_key(message_id), "first_failed_at")
+        first = _text(_redis().hget(_key(message_id), "first_failed_at"))
     except redis.RedisError:
         logger.warning("could not read failure history of %s", message_id)
     details = describe_failure(exc, attempts=attempts, first_failed_at=first)
@@ -62,6 +64,6 @@ def failure_note(*, message_id: str, exc: BaseException, attempts: int) -> dict[
 
 def failure_lookup(*, message_id: str) -> dict[str, Any]:
     try:
-        return dict(_redis().hgetall(_key(message_id)))
+        return {_text(k): _text(v) for k, v in _redis().hgetall(_key(message_id)).items()}
     except redis.RedisError:
         return {}

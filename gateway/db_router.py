@@ -15,7 +15,6 @@ so it holds on every node).
 import contextlib
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import pybreaker
@@ -26,6 +25,7 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject, empty
 
 from project.breakers import cache_breaker
+from project.redis import redis_client
 
 PRIMARY, REPLICA = "default", "replica"
 # Credentials are read from the primary: a session or token made a moment ago must work at once.
@@ -43,9 +43,8 @@ class RequestScope:
 _scope: ContextVar[RequestScope | None] = ContextVar("chorus_db_scope", default=None)
 
 
-@lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.CHORUS_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis_client("quick")
 
 
 def write_marker_key(user_id: int) -> str:

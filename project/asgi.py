@@ -20,6 +20,7 @@ from gateway.fast_lane import FastLane  # noqa: E402
 from project.process_tuning import freeze_startup_heap, shorten_gil_switch_interval  # noqa: E402
 from project.server_limits import daphne_limits_install  # noqa: E402
 from realtime.daphne_tuning import daphne_tune  # noqa: E402
+from realtime.drain import drain_middleware  # noqa: E402
 from realtime.nodes import node_registry_middleware  # noqa: E402
 from realtime.origin import browser_origin_validator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
@@ -27,12 +28,15 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 daphne_tune()
 daphne_limits_install()
 
-application = node_registry_middleware(
-    ProtocolTypeRouter(
-        {
-            "http": FastLane(django_asgi_app),
-            "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
-        }
+# Outermost: the readiness and liveness probes, and the SIGTERM drain (realtime/drain.py).
+application = drain_middleware(
+    node_registry_middleware(
+        ProtocolTypeRouter(
+            {
+                "http": FastLane(django_asgi_app),
+                "websocket": browser_origin_validator(URLRouter(websocket_urlpatterns)),
+            }
+        )
     )
 )
 

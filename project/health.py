@@ -1,9 +1,10 @@
 """Liveness/readiness probe: answers 200 only when PostgreSQL and Redis both answer."""
 
 import redis
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
+
+from project.redis import redis_ping
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -15,7 +16,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except DatabaseError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     try:
-        redis.Redis.from_url(settings.CHORUS_REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        redis_ping()
         checks["redis"] = "ok"
     except redis.RedisError as exc:
         checks["redis"] = f"error: {exc.__class__.__name__}"

@@ -9,7 +9,6 @@ period, not one per read.
 import contextlib
 import logging
 from collections.abc import Sequence
-from functools import lru_cache
 
 import pybreaker
 import redis
@@ -17,16 +16,16 @@ from celery import current_app
 from django.conf import settings
 
 from project.breakers import broker_breaker
+from project.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=1)
 def _redis_broker() -> redis.Redis | None:
     url = settings.CELERY_BROKER_URL
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis_client("broker")
 
 
 def _redis_depth(client: redis.Redis, queues: Sequence[str]) -> int:

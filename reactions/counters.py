@@ -1,8 +1,10 @@
 """Tap counters in Redis: the live copy of each stream's per-kind PN-counters.
 
-Layout (``P`` is ``CHORUS_REDIS_PREFIX``):
+Layout (``P`` is ``CHORUS_REDIS_PREFIX``, ``{t}`` the hash tag of the stream's partition,
+``project.redis.stream_tag``: every key a tap's script or transaction touches shares one slot of a
+Redis Cluster):
 
-- ``P:rx:taps:<stream>:<shard>`` hash, field ``<kind>|<process>@<life>`` -> taps counted by that
+- ``P:rx:{t}:taps:<stream>:<shard>`` hash, field ``<kind>|<process>@<life>`` -> taps counted by that
   process in that life of the hash. A cold stream uses shard 0 only; a hot one spreads its taps
   over ``CHORUS_HOT_STREAM_SHARDS`` keys by hashing the user id, so no single key takes the whole
   stream's write load. The CRDT replica of an entry is ``<process>@<life>#<shard>``: each replica
@@ -10,13 +12,13 @@ Layout (``P`` is ``CHORUS_REDIS_PREFIX``):
 - The hash's field ``~life`` names its life: ``<server>/<random>``, made afresh by the tap script
   (``TAP_COUNT_SCRIPT``) when the hash has none (Redis lost it: a restart without persistence, a
   flush, an eviction) or when it was made on another Redis server (a failover to a replica that
-  may lag). A process whose entry Redis lost therefore never counts on from zero under a name
-  PostgreSQL already holds a larger count for: it starts a new replica, and totals are the sum.
-- ``P:rx:server``: the ``run_id`` of the Redis server holding these keys, written by every new
-  connection of this module's clients before its first command (``_note_server``).
-- ``P:rx:rate:<stream>:<shard>:<second>``: taps per second (expires), the input of hot detection.
-- ``P:rx:dirty`` set of stream ids with taps not yet flushed to PostgreSQL.
-- ``P:rx:ver:<stream>``: version of the stream's last count snapshot frame. It starts from the Redis
+  may lag). The script reads the server it runs on from ``INFO`` (its ``run_id``, new at every
+  start), so in a cluster each master judges its own hashes. A process whose entry Redis lost
+  therefore never counts on from zero under a name PostgreSQL already holds a larger count for:
+  it starts a new replica, and totals are the sum.
+- ``P:rx:{t}:rate:<stream>:<shard>:<second>``: taps per second (expires), the input of hot detection.
+- ``P:rx:{t}:dirty`` set of the partition's stream ids with taps not yet flushed to PostgreSQL.
+- ``P:rx:{t}:ver:<stream>``: version of the stream's last count snapshot frame. It starts from the Redis
   server's clock in microseconds (``VERSION_NEXT_SCRIPT``), so versions keep rising when Redis
   loses the key (a restart without persistence) instead of starting again at 1.
 """
@@ -25,74 +27,24 @@ import os
 import secrets
 import socket
 from collections import defaultdict
-from functools import lru_cache
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from project.redis import partition_tag, redis_async_client, stream_tag
+from project.redis import redis_client as _client
 from reactions.crdt import PNCounter
 
-# The run_id of the Redis server this process last connected to (the tap script's fallback when
-# ``P:rx:server`` is gone).
-_server_seen = "unknown"
 
-
-def _run_id(info: bytes | str) -> str:
-    text = info.decode() if isinstance(info, bytes) else info
-    for line in text.splitlines():
-        if line.startswith("run_id:"):
-            return line.partition(":")[2].strip()[:16]
-    return "unknown"
-
-
-def _note_server(connection: Any) -> None:
-    """On every new connection, before its first command: record which Redis server holds the
-    counters, so a tap on a server other than the one a hash was made on starts a new life."""
-    global _server_seen
-    connection.on_connect()
-    connection.send_command("INFO", "server")
-    _server_seen = _run_id(connection.read_response())
-    connection.send_command("SET", server_key(), _server_seen)
-    connection.read_response()
-
-
-async def _note_server_async(connection: Any) -> None:
-    global _server_seen
-    await connection.on_connect()
-    await connection.send_command("INFO", "server")
-    _server_seen = _run_id(await connection.read_response())
-    await connection.send_command("SET", server_key(), _server_seen)
-    await connection.read_response()
-
-
-@lru_cache(maxsize=1)
 def redis_client() -> redis.Redis:
-    # redis-py pools reset themselves after fork, so one client per process is safe in Celery.
-    return redis.Redis.from_url(
-        settings.CHORUS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2, redis_connect_func=_note_server
-    )
-
-
-_async_clients: dict[int, aioredis.Redis] = {}
+    return _client("data")
 
 
 def async_redis_client() -> aioredis.Redis:
-    """One asyncio client per event loop (an asyncio pool must not cross loops)."""
-    import asyncio
-
-    loop_id = id(asyncio.get_running_loop())
-    client = _async_clients.get(loop_id)
-    if client is None:
-        client = aioredis.Redis.from_url(
-            settings.CHORUS_REDIS_URL,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            redis_connect_func=_note_server_async,
-        )
-        _async_clients[loop_id] = client
-    return client
+    """This event loop's client (an asyncio pool must not cross loops)."""
+    return redis_async_client("data")
 
 
 def replica_id() -> str:
@@ -106,23 +58,34 @@ def _prefix() -> str:
 
 
 def taps_key(stream_id: int, shard: int) -> str:
-    return f"{_prefix()}:taps:{stream_id}:{shard}"
-
-
-def server_key() -> str:
-    return f"{_prefix()}:server"
+    return f"{_prefix()}:{stream_tag(stream_id)}:taps:{stream_id}:{shard}"
 
 
 def rate_key(stream_id: int, shard: int, second: int) -> str:
-    return f"{_prefix()}:rate:{stream_id}:{shard}:{second}"
+    return f"{_prefix()}:{stream_tag(stream_id)}:rate:{stream_id}:{shard}:{second}"
 
 
-def dirty_key() -> str:
-    return f"{_prefix()}:dirty"
+def dirty_key(stream_id: int) -> str:
+    """The dirty set of the stream's partition (in the slot of the stream's other keys)."""
+    return f"{_prefix()}:{stream_tag(stream_id)}:dirty"
+
+
+def dirty_keys() -> list[str]:
+    """Every partition's dirty set (what the flush drains)."""
+    return [f"{_prefix()}:{partition_tag(p)}:dirty" for p in range(settings.CHORUS_PUBSUB_PARTITIONS)]
 
 
 def version_key(stream_id: int) -> str:
-    return f"{_prefix()}:ver:{stream_id}"
+    return f"{_prefix()}:{stream_tag(stream_id)}:ver:{stream_id}"
+
+
+def stream_id_of_taps_key(key: str) -> int:
+    """The stream id in a ``taps_key``."""
+    return int(key.rsplit(":", 2)[1])
+
+
+def taps_key_pattern() -> str:
+    return f"{_prefix()}:*:taps:*"
 
 
 # The next snapshot version of a stream. A missing counter (a new stream, or a Redis that lost its
@@ -139,28 +102,23 @@ return redis.call('INCR', KEYS[1])
 
 
 # Count one tap: HINCRBY of this process's entry in the hash's current life (see the module
-# docstring), making a new life first if the hash has none or was made on another server.
-# KEYS: server key, taps hash. ARGV: kind, process, fallback server run_id, a fresh random token.
-# Cross-key (fine on one Redis; a Redis Cluster would need the two keys in one hash slot).
+# docstring), making a new life first if the hash has none or was made on another server: the
+# server is the one running the script (its run_id, from INFO, about 2 us).
+# KEYS: taps hash. ARGV: kind, process, a fresh random token.
 TAP_COUNT_SCRIPT = """
-local server = redis.call('GET', KEYS[1])
-if not server then
-  server = ARGV[3]
-  redis.call('SET', KEYS[1], server)
-end
-local life = redis.call('HGET', KEYS[2], '~life')
+local server = string.sub(string.match(redis.call('INFO', 'server'), 'run_id:(%w+)'), 1, 16)
+local life = redis.call('HGET', KEYS[1], '~life')
 if not life or string.sub(life, 1, #server + 1) ~= server .. '/' then
-  life = server .. '/' .. ARGV[4]
-  redis.call('HSET', KEYS[2], '~life', life)
+  life = server .. '/' .. ARGV[3]
+  redis.call('HSET', KEYS[1], '~life', life)
 end
-return redis.call('HINCRBY', KEYS[2], ARGV[1] .. '|' .. ARGV[2] .. '@' .. life, 1)
+return redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '@' .. life, 1)
 """
 
 
 def tap_count_command(*, stream_id: int, shard: int, kind: str) -> tuple[Any, ...]:
     """The arguments of ``EVAL`` that counts one tap of this process (for a pipeline)."""
-    return (TAP_COUNT_SCRIPT, 2, server_key(), taps_key(stream_id, shard), kind, replica_id(), _server_seen,
-            secrets.token_hex(8))  # fmt: skip
+    return (TAP_COUNT_SCRIPT, 1, taps_key(stream_id, shard), kind, replica_id(), secrets.token_hex(8))
 
 
 def field(kind: str, replica: str) -> str:

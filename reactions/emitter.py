@@ -2,7 +2,7 @@
 
 Every ASGI node that has had a stream socket runs this loop. Every ``CHORUS_REACTION_COALESCE_MS``
 it reads the hot set and, for each hot stream, tries to take or renew the stream's emitter lease
-in Redis (``P:rx:emit:<stream>``, a value naming the node process, expiring after three
+in Redis (``P:rx:{t}:emit:<stream>``, a value naming the node process, expiring after three
 intervals). Only the holder reads the stream's counters (all shards merged) and, if they changed,
 publishes one ``reactions`` snapshot with the next version. If the holder dies its lease expires
 and another node takes over within three intervals; during a handover two frames may overlap,
@@ -17,6 +17,7 @@ import uuid
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from project.redis import stream_tag
 from reactions.counters import (
     VERSION_NEXT_SCRIPT,
     _prefix,
@@ -42,7 +43,7 @@ return 0
 
 
 def lease_key(stream_id: int) -> str:
-    return f"{_prefix()}:emit:{stream_id}"
+    return f"{_prefix()}:{stream_tag(stream_id)}:emit:{stream_id}"
 
 
 class CountsEmitter:

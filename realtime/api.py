@@ -1,5 +1,6 @@
 """HTTP side of the real-time tier: discovery of the node a stream's clients should connect to."""
 
+from django.conf import settings
 from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from project.api_errors import ServiceUnavailable
-from realtime.nodes import node_choose, node_list, stream_ws_url
+from realtime.nodes import node_choose, node_list, public_stream_ws_url, stream_ws_url
 from realtime.selectors import stream_get
 
 # Seconds a client should wait before asking again when no node is alive (a node's heartbeat TTL).
@@ -39,12 +40,13 @@ class RealtimeConnectView(APIView):
             "Returns the WebSocket URL of a live node for the stream: the same node for a stream while "
             "the set of nodes is unchanged (rendezvous hashing), or the least-loaded node when that one is "
             "over its connection limit. Append `?after=SEQ` to resume. 503 with `Retry-After` when no node "
-            "is alive."
+            "is alive. Behind a load balancer (`CHORUS_PUBLIC_WS_URL` set) the URL goes through the balancer, "
+            "which picks the node, and `node` is null."
         ),
         parameters=[OpenApiParameter("stream", OpenApiTypes.STR, required=True, description="stream slug")],
         responses={
             200: inline_serializer(
-                "RealtimeConnect", {"url": serializers.CharField(), "node": serializers.CharField()}
+                "RealtimeConnect", {"url": serializers.CharField(), "node": serializers.CharField(allow_null=True)}
             ),
             400: OpenApiResponse(description="missing or malformed `stream`"),
             404: OpenApiResponse(description="no such stream"),
@@ -58,6 +60,11 @@ class RealtimeConnectView(APIView):
         slug = query.validated_data["stream"]
         if stream_get(slug=slug) is None:
             raise NotFound(f"no stream '{slug}'")
+        if settings.CHORUS_PUBLIC_WS_URL:
+            # Behind a balancer, which hashes the stream onto a ready node: hand out its address.
+            response = Response({"url": public_stream_ws_url(slug=slug), "node": None})
+            patch_cache_control(response, no_store=True)
+            return response
         try:
             node = node_choose(nodes=node_list(), slug=slug)
         except RedisError:

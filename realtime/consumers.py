@@ -34,6 +34,7 @@ from project.ratelimit import owner_bucket
 from project.ratelimit.memory_backend import TokenBucket
 from realtime import protocol
 from realtime.auth import socket_user_id
+from realtime.drain import drain
 from realtime.extensions import FrameRejected, InboundContext, frame_admit, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
 from realtime.lookups import stream_ids
@@ -92,7 +93,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     __slots__ = (
         "buffer", "closing", "counted", "credit", "direct_sends", "inbound", "lagging", "last_sent", "live",
-        "log_pending", "rewake", "send_claims", "send_lock", "sender", "slug", "snapshots", "stall_poll_pending",
+        "log_pending", "resync_after", "rewake", "send_claims", "send_lock", "sender", "slug", "snapshots",
+        "stall_poll_pending",
         "stalled_since", "stream_id", "strikes", "subscribed", "user_id", "write_buffered",
     )  # fmt: skip
 
@@ -110,6 +112,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.snapshots: dict[str, str] | None = None  # latest unsent snapshot per kind (coalesced)
         self.lagging = False
         self.log_pending = False  # events after last_sent must be read from the log before the buffer
+        # A resync the sender still owes: events after this seq up to last_sent, sent before anything new.
+        self.resync_after: int | None = None
         self.credit: int | None = None  # None until the client opts into flow control
         self.sender: asyncio.Task[None] | None = None  # runs only while there is something to send
         self.rewake = False  # more to send turned up while the sender was running
@@ -176,6 +180,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.counted = True
         node_stats.connections += 1
         await self.accept()
+        if drain.draining:
+            await self._refuse_draining()
+            return
 
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
@@ -196,6 +203,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self._refuse("unavailable", message, protocol.CLOSE_UNAVAILABLE)
             return
         if head is None:
+            return
+        if drain.draining:  # the drain began while this socket was joining: it missed the roll call
+            await self._refuse_draining()
             return
         # No ``after``: live events only. With ``after``: the sender replays the log first.
         self.last_sent = head if after is None else after
@@ -246,6 +256,30 @@ class StreamConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=protocol.error_frame(code=code, message=message))
         await self.close(code=close_code)
 
+    async def _refuse_draining(self) -> None:
+        self.closing = True
+        await self.send(text_data=protocol.draining_frame(last_seq=None))
+        await self.close(code=protocol.CLOSE_DRAINING, reason=protocol.DRAINING_REASON)
+
+    async def leave(self) -> None:
+        """The node is draining: send ``last_seq`` (every event up to it went out first), then close 4503.
+
+        Waits for a send in progress, so the frame follows the last event written; nothing is
+        written after it. Called by ``realtime.drain``; never raises.
+        """
+        if self.closing or not self.live:
+            return
+        self.closing = True  # no sender starts again, and the hub stops writing directly
+        node_stats.drained_sockets += 1
+        try:
+            async with self._sending():
+                await self.send(text_data=protocol.draining_frame(last_seq=self.last_sent))
+                await self.close(code=protocol.CLOSE_DRAINING, reason=protocol.DRAINING_REASON)
+        except PEER_GONE_ERRORS:
+            pass
+        except Exception:
+            logger.exception("could not hand over a socket of %s", self.slug)
+
     def _release(self) -> None:
         """Give back what the socket holds in the node: its count, its hub subscription, its sender."""
         self.closing = True
@@ -290,6 +324,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             or self.send_claims
             or self.lagging
             or self.log_pending
+            or self.resync_after is not None
             or self.buffer
             or self.snapshots
             or seq != self.last_sent + 1
@@ -406,6 +441,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             _kind, frame = self.snapshots.popitem()
             await self._send_frame(frame)
         while not self._events_blocked():
+            if self.resync_after is not None:
+                await self._send_resync_page()
+                continue
             if self.lagging:
                 # From here offer() buffers again; anything older comes from the log, duplicates
                 # are dropped by sequence number.
@@ -438,6 +476,25 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 return True
             await self._send_event(seq, frame)
         return len(frames) == limit
+
+    async def _send_resync_page(self) -> None:
+        """Send one page of a resync: events after ``resync_after`` up to ``last_sent``, again.
+
+        The frames go out under the same limits as events (credit, the write buffer), so a client
+        that asks again and again without reading holds the server to one page and its buffer
+        limit, and is closed as too far behind like any client that stops reading. Re-sent events
+        spend no credit: a client drops what it already has, and would never grant that credit back.
+        """
+        cursor = self.resync_after
+        assert cursor is not None
+        frames = await _fetch_frames(stream_id=self.stream_id, after=cursor, upto=self.last_sent, limit=LOG_PAGE)
+        for seq, frame in frames:
+            if self.resync_after != cursor or self._events_blocked():
+                return  # a newer resync moved the range, or the socket must wait: the next drain goes on
+            await self._send_frame(frame)
+            cursor = self.resync_after = seq
+        if self.resync_after == cursor and (len(frames) < LOG_PAGE or cursor >= self.last_sent):
+            self.resync_after = None
 
     async def _send_event(self, seq: int, frame: str) -> None:
         await self._send_frame(frame)
@@ -489,7 +546,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if kind == "credit":
                 self._add_credit(frame.get("n"))
             elif kind == "resync":
-                await self._resync(parse_after(frame.get("after"), name="after"))
+                self._resync(parse_after(frame.get("after"), name="after"))
             elif kind == "ping":
                 await self.send(text_data=protocol.PONG_FRAME)
             elif isinstance(kind, str) and kind in inbound_handlers and self.live:
@@ -535,22 +592,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
             frame = json.loads(text_data)
         except ValueError:
             raise BadRequest("frame is not valid JSON") from None
+        except RecursionError:  # 4 KiB of brackets nest deeper than the parser's recursion limit
+            raise BadRequest("frame nests too deeply") from None
         if not isinstance(frame, dict):
             raise BadRequest("frame must be a JSON object")
         return frame
 
-    async def _resync(self, after: int) -> None:
-        """Re-send the range the client says it missed: events after ``after`` already delivered."""
-        if not self.live:
+    def _resync(self, after: int) -> None:
+        """Have the sender re-send the events after ``after`` that were already delivered.
+
+        Only recorded here: the sender sends them before any newer event, within the socket's
+        limits. Resyncs asked for before the last one is sent merge into one range (the lowest
+        ``after``), so repeating the frame costs nothing more.
+        """
+        if not self.live or after >= self.last_sent:
             return
-        async with self._sending():
-            cursor = after
-            while cursor < self.last_sent:
-                frames = await _fetch_frames(
-                    stream_id=self.stream_id, after=cursor, upto=self.last_sent, limit=LOG_PAGE
-                )
-                if not frames:
-                    return
-                for seq, frame in frames:
-                    await self.send(text_data=frame)
-                    cursor = seq
+        self.resync_after = after if self.resync_after is None else min(self.resync_after, after)
+        self._wake()

@@ -16,6 +16,10 @@ Two costs the fan-out profile found in daphne's stack, neither of which changes 
   closing or lost). Order is kept: it only writes directly when the buffer is empty. Every other
   write is buffered as before, so a burst's frames still share one system call per socket.
   ``CHORUS_DAPHNE_WRITE_THROUGH=0`` turns it off.
+
+One gap it fills rather than a cost: daphne drops the ``reason`` of an ASGI ``websocket.close``
+(its ``serverClose`` takes only the code), so a client would see 4503 without "node draining".
+``close_with_reason`` passes the reason on to autobahn, which sends it in the close frame.
 """
 
 import contextlib
@@ -51,11 +55,27 @@ def _write_through(buffered_write: Any) -> Any:
     return write
 
 
+def _close_with_reason(handle_reply: Any) -> Any:
+    def handle(self: Any, message: dict[str, Any]) -> None:
+        if message.get("type") == "websocket.close" and message.get("reason") and self.state != self.STATE_CONNECTING:
+            self.sendClose(code=message.get("code") or 1000, reason=message["reason"])
+            return
+        handle_reply(self, message)
+
+    handle.chorus_close_reason = True  # type: ignore[attr-defined]
+    return handle
+
+
 def daphne_tune() -> None:
     with contextlib.suppress(ImportError):
         import autobahn.util
 
         autobahn.util._HAS_CLICK = False
+    with contextlib.suppress(ImportError):
+        from daphne.ws_protocol import WebSocketProtocol
+
+        if not getattr(WebSocketProtocol.handle_reply, "chorus_close_reason", False):
+            WebSocketProtocol.handle_reply = _close_with_reason(WebSocketProtocol.handle_reply)
     if settings.CHORUS_DAPHNE_WRITE_THROUGH:
         with contextlib.suppress(ImportError):
             from twisted.internet import tcp

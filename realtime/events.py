@@ -1,7 +1,10 @@
 """The only code that publishes to the real-time tier.
 
-An event is published as ``"<seq>\\n<frame>"`` on its stream's Redis channel: every node decodes
-the sequence number once and forwards the pre-encoded frame to its local subscribers untouched.
+An event is published as ``"<stream>|<seq>\\n<frame>"`` on its stream's Redis channel (the channel of
+the stream's partition, ``realtime.channels``): every node decodes the stream and sequence number
+once and forwards the pre-encoded frame to its local subscribers untouched. With
+``CHORUS_REDIS_CLUSTER=1`` it is a sharded publish (``SPUBLISH``): only the master owning the
+channel's slot carries it, instead of every shard of the cluster.
 A snapshot (latest-wins state such as reaction counts) is published as ``"~<kind>\\n<frame>"``, or
 ``"~<kind>@<version>\\n<frame>"`` when its publisher numbers its versions: publishers on several
 nodes can cross in Redis, and each node then forwards only versions newer than the last it did.
@@ -11,11 +14,13 @@ Publishing is best effort by design: a lost publish is repaired by every node fr
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
 from project.redis import redis_client as _redis
+from project.redis import redis_cluster_enabled
 from realtime.channels import stream_channel
 
 logger = logging.getLogger(__name__)
@@ -25,13 +30,27 @@ SNAPSHOT_MARK = b"~"
 USER_MARK = b"@"
 
 
-def encode_published(seq: int, frame: str) -> bytes:
-    return f"{seq}\n{frame}".encode()
+def encode_published(stream_id: int, seq: int, frame: str) -> bytes:
+    return f"{stream_id}|{seq}\n{frame}".encode()
 
 
-def encode_snapshot(kind: str, frame: str, *, version: int | None = None) -> bytes:
+def encode_snapshot(stream_id: int, kind: str, frame: str, *, version: int | None = None) -> bytes:
     head = kind if version is None else f"{kind}@{version}"
-    return SNAPSHOT_MARK + f"{head}\n{frame}".encode()
+    return f"{stream_id}|~{head}\n{frame}".encode()
+
+
+def decode_stream_message(message: bytes) -> tuple[int, bytes]:
+    """``(stream id, body)`` of a message on a partition channel; the body is decoded by the
+    functions below (``decode_published``, ``decode_user_frame``)."""
+    stream_id, _, body = message.partition(b"|")
+    return int(stream_id), body
+
+
+def _publish(client: Any, channel: str, message: bytes) -> Any:
+    """PUBLISH on a single Redis, SPUBLISH (sharded, to the slot's master only) on a cluster."""
+    if redis_cluster_enabled():
+        return client.spublish(channel, message)
+    return client.publish(channel, message)
 
 
 def snapshot_kind_version(head: str) -> tuple[str, int | None]:
@@ -40,8 +59,8 @@ def snapshot_kind_version(head: str) -> tuple[str, int | None]:
     return kind, int(version) if version else None
 
 
-def encode_user_frame(user_id: int, kind: str, frame: str) -> bytes:
-    return USER_MARK + f"{user_id}:{kind}\n{frame}".encode()
+def encode_user_frame(stream_id: int, user_id: int, kind: str, frame: str) -> bytes:
+    return f"{stream_id}|@{user_id}:{kind}\n{frame}".encode()
 
 
 def decode_user_frame(message: bytes) -> tuple[int, str, str]:
@@ -74,7 +93,7 @@ def events_broadcast(*, stream_id: int, frames: Sequence[tuple[int, str]]) -> No
     try:
         with _redis().pipeline(transaction=False) as pipe:
             for seq, frame in frames:
-                pipe.publish(channel, encode_published(seq, frame))
+                _publish(pipe, channel, encode_published(stream_id, seq, frame))
             pipe.execute()
     except redis.RedisError:
         logger.warning(
@@ -92,7 +111,7 @@ def snapshot_broadcast(*, stream_id: int, kind: str, frame: str, version: int | 
     on reconnect from the registered snapshot provider (``realtime.extensions``). Never raises.
     """
     try:
-        _redis().publish(stream_channel(stream_id), encode_snapshot(kind, frame, version=version))
+        _publish(_redis(), stream_channel(stream_id), encode_snapshot(stream_id, kind, frame, version=version))
     except redis.RedisError:
         logger.warning("snapshot %s of stream %s not published", kind, stream_id)
 
@@ -102,7 +121,7 @@ async def snapshot_broadcast_async(
 ) -> None:
     """``snapshot_broadcast`` from the event loop on the caller's asyncio client (same URL), no thread hop."""
     try:
-        await client.publish(stream_channel(stream_id), encode_snapshot(kind, frame, version=version))
+        await _publish(client, stream_channel(stream_id), encode_snapshot(stream_id, kind, frame, version=version))
     except redis.RedisError:
         logger.warning("snapshot %s of stream %s not published", kind, stream_id)
 
@@ -115,6 +134,6 @@ def user_frame_broadcast(*, stream_id: int, user_id: int, kind: str, frame: str)
     next, and the REST resource it describes stays the source of truth. Never raises.
     """
     try:
-        _redis().publish(stream_channel(stream_id), encode_user_frame(user_id, kind, frame))
+        _publish(_redis(), stream_channel(stream_id), encode_user_frame(stream_id, user_id, kind, frame))
     except redis.RedisError:
         logger.warning("frame %s for user %s not published", kind, user_id)

@@ -1,14 +1,23 @@
 """Per-process fan-out of stream events: one Redis subscription per node, delivery in memory.
 
-Every node (ASGI process) holds one ``StreamHub``. It keeps a single Redis pub/sub connection
-subscribed to the streams that have local subscribers, decodes each event's sequence number once
-and hands the pre-encoded frame to every local subscriber without re-encoding it.
+Every node (ASGI process) holds one ``StreamHub``. Streams travel on a fixed number of partition
+channels (``realtime.channels``); the hub subscribes to the partitions of the streams that have
+local subscribers, decodes each event's stream and sequence number once and hands the pre-encoded
+frame to every local subscriber without re-encoding it.
+
+On a single Redis that is one pub/sub connection. On a Redis Cluster (``CHORUS_REDIS_CLUSTER=1``)
+it is sharded pub/sub (``SSUBSCRIBE``): one plain connection per master that owns a partition the
+node needs, chosen by the slot of the partition's channel (redis-py's asyncio ``ClusterPubSub``
+polls its per-node connections in turn, waiting on each, which would add latency to every event).
+The hub re-reads the slot map and moves partitions to their current master when a connection is
+lost or answers ``MOVED``, on the server's own ``sunsubscribe`` (the slot moved away), and every
+``CHORUS_PUBSUB_TOPOLOGY_SECONDS``; after any move it repairs every stream from the event log.
 
 The hub never trusts pub/sub to be complete. For each stream it remembers the last sequence
 number it delivered; a jump (a lost or reordered publish) is filled from the event log before
 the later event goes out, and a periodic tail check compares that number with the stream's head
-in PostgreSQL, so even a lost final event or a silent Redis reconnect is repaired within
-``CHORUS_HUB_TAIL_CHECK_SECONDS``.
+in PostgreSQL, so even a lost final event, a silent Redis reconnect or a failover is repaired
+within ``CHORUS_HUB_TAIL_CHECK_SECONDS``.
 """
 
 import asyncio
@@ -20,24 +29,34 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 from django.conf import settings
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from realtime.channels import hub_control_channel, stream_channel
-from realtime.events import USER_MARK, decode_published, decode_user_frame, snapshot_kind_version
+from project.redis import redis_async_client, redis_cluster_enabled, redis_pubsub_client, stream_partition
+from realtime.channels import partition_channel
+from realtime.events import (
+    USER_MARK,
+    decode_published,
+    decode_stream_message,
+    decode_user_frame,
+    snapshot_kind_version,
+)
 from realtime.reads import read_quick
 from realtime.selectors import stream_event_frames, stream_heads
 
 logger = logging.getLogger(__name__)
 
 REPAIR_PAGE = 500
-# A stream with no local subscriber keeps its subscription this long, so a reconnect storm or a
-# flapping client does not churn SUBSCRIBE/UNSUBSCRIBE.
+# A stream with no local subscriber is kept this long, so a reconnect storm or a flapping client
+# does not churn subscriptions; its partition is unsubscribed when no stream of it is left.
 IDLE_UNSUBSCRIBE_SECONDS = 30.0
 # Direct writes between two yields to the event loop while fanning one event out.
 INLINE_BATCH = 100
 # An event arriving sooner than this after the stream's last fan-out ended is part of a burst:
 # queued for the senders, not written directly.
 INLINE_MIN_GAP_SECONDS = 0.005
+# What a lost or moving Redis raises (RedisClusterException: a slot without a master in a failover).
+REDIS_TROUBLE = (RedisError, OSError, RedisClusterException)
+SINGLE = "redis"  # the name of the one connection to a single Redis
 
 
 class Subscriber(Protocol):
@@ -53,11 +72,14 @@ class Subscriber(Protocol):
     def offer_snapshot(self, kind: str, frame: str) -> None:
         """Take the latest snapshot of ``kind`` without blocking; it replaces an unsent older one."""
 
+    async def leave(self) -> None:
+        """The node is draining: tell the client where it is and close; never raises."""
+
 
 @dataclass(eq=False)
 class _StreamState:
     stream_id: int
-    channel: str
+    partition: int
     ready: asyncio.Future[None]
     last_seq: int = 0
     subscribers: set[Subscriber] = field(default_factory=set)
@@ -69,39 +91,84 @@ class _StreamState:
     snapshot_versions: dict[str, int] = field(default_factory=dict)  # last forwarded version per kind
 
 
+class _Connection:
+    """One pub/sub connection: to the single Redis, or to one cluster master (sharded pub/sub)."""
+
+    def __init__(self, name: str, client: aioredis.Redis, *, sharded: bool) -> None:
+        self.name = name
+        self.client = client
+        self.sharded = sharded
+        self.pubsub = client.pubsub()
+        self.channels: set[str] = set()
+        self.broken = False
+        self.reader: asyncio.Task[None] | None = None
+
+    async def add(self, channel: str) -> None:
+        # One channel per command: channels of different slots may not share an SSUBSCRIBE.
+        await (self.pubsub.ssubscribe(channel) if self.sharded else self.pubsub.subscribe(channel))
+        self.channels.add(channel)
+
+    def dropped_by_server(self, channel: str) -> None:
+        """The server unsubscribed us itself (the channel's slot moved): forget it here and in
+        redis-py's record, so neither an unsubscribe nor a reconnect sends it to this master again."""
+        self.channels.discard(channel)
+        self.pubsub.shard_channels.pop(channel.encode(), None)
+        self.pubsub.shard_channels.pop(channel, None)  # type: ignore[call-overload]
+
+    async def remove(self, channel: str) -> None:
+        if channel not in self.channels:
+            return
+        self.channels.discard(channel)
+        if not self.broken:
+            with contextlib.suppress(*REDIS_TROUBLE):
+                await (self.pubsub.sunsubscribe(channel) if self.sharded else self.pubsub.unsubscribe(channel))
+
+    async def close(self) -> None:
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader
+        with contextlib.suppress(*REDIS_TROUBLE):
+            await self.pubsub.aclose()
+        with contextlib.suppress(*REDIS_TROUBLE):
+            await self.client.aclose()
+
+
 # On the quick-read threads: a repair is never queued behind sockets replaying the log.
 _fetch_frames = read_quick(stream_event_frames)
 _fetch_heads = read_quick(stream_heads)
 
 
 class StreamHub:
-    def __init__(self, *, redis_url: str, tail_check_seconds: float) -> None:
-        # One pub/sub connection is all the hub uses; the pool is capped so a reconnect loop can never
-        # pile up connections (a storm of sockets costs the hub no Redis I/O at all).
-        self._redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, max_connections=4)
+    def __init__(self, *, tail_check_seconds: float, topology_seconds: float = 5.0) -> None:
         self._tail_check_seconds = tail_check_seconds
+        self._topology_seconds = topology_seconds
+        self._cluster = redis_cluster_enabled()
         self._streams: dict[int, _StreamState] = {}
-        self._by_channel: dict[bytes, _StreamState] = {}
-        self._pubsub: aioredis.client.PubSub | None = None
+        self._owner: dict[int, str] = {}  # subscribed partition -> name of the connection carrying it
+        self._connections: dict[str, _Connection] = {}
+        self._subscriptions = asyncio.Lock()  # one change of subscriptions at a time
+        self._topology_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._start_lock = asyncio.Lock()
 
     # --- subscriptions -------------------------------------------------------------------------
 
     async def subscribe(self, *, stream_id: int, subscriber: Subscriber) -> None:
         """Register a local subscriber; it receives every event published after this returns."""
-        await self._ensure_started()
+        self._ensure_started()
         state = self._streams.get(stream_id)
         if state is None:
             state = _StreamState(
                 stream_id=stream_id,
-                channel=stream_channel(stream_id),
+                partition=stream_partition(stream_id),
                 ready=asyncio.get_running_loop().create_future(),
             )
             self._streams[stream_id] = state
-            self._by_channel[state.channel.encode()] = state
             try:
-                await self._connected_pubsub().subscribe(state.channel)
+                try:
+                    await self._partition_subscribe(state.partition)
+                except RedisClusterException as exc:  # no master for the slot right now: as if Redis were down
+                    raise ConnectionError(str(exc)) from exc
                 # Read the head only after SUBSCRIBE went out: anything committed later arrives by
                 # pub/sub or, if that publish is lost, by the tail check.
                 state.last_seq = (await _fetch_heads(stream_ids=[stream_id])).get(stream_id, 0)
@@ -130,7 +197,59 @@ class StreamHub:
 
     def _forget(self, state: _StreamState) -> None:
         self._streams.pop(state.stream_id, None)
-        self._by_channel.pop(state.channel.encode(), None)
+
+    async def _partition_subscribe(self, partition: int) -> None:
+        """Subscribe to a partition's channel unless the node already is (on its owner's connection)."""
+        if partition in self._owner:
+            return
+        async with self._subscriptions:
+            if partition in self._owner:
+                return
+            await self._place(partition, await self._owner_name(partition_channel(partition)))
+
+    async def _place(self, partition: int, owner: str) -> None:
+        """Subscribe the partition's channel on the connection named ``owner`` (made if needed)."""
+        connection = await self._connection(owner)
+        try:
+            await connection.add(partition_channel(partition))
+        except BaseException:
+            if not connection.channels:
+                await self._drop_connection(connection)
+            raise
+        if connection.reader is None:
+            connection.reader = asyncio.create_task(self._read_loop(connection), name=f"stream-hub-reader-{owner}")
+        self._owner[partition] = owner
+
+    async def _owner_name(self, channel: str) -> str:
+        """The connection a channel belongs on: the single Redis, or the master of its slot."""
+        if not self._cluster:
+            return SINGLE
+        cluster = redis_async_client("data")
+        if not cluster.nodes_manager.slots_cache:
+            await cluster.initialize()
+        return cluster.get_node_from_key(channel).name
+
+    async def _connection(self, name: str) -> _Connection:
+        connection = self._connections.get(name)
+        if connection is not None and not connection.broken:
+            return connection
+        if connection is not None:
+            await self._drop_connection(connection)
+        if name == SINGLE:
+            client = redis_pubsub_client()
+        else:
+            host, _, port = name.rpartition(":")
+            client = redis_pubsub_client(host=host, port=int(port))
+        connection = self._connections[name] = _Connection(name, client, sharded=self._cluster)
+        return connection
+
+    async def _drop_connection(self, connection: _Connection) -> None:
+        if self._connections.get(connection.name) is connection:
+            del self._connections[connection.name]
+        for partition, name in list(self._owner.items()):
+            if name == connection.name:
+                del self._owner[partition]
+        await connection.close()
 
     # --- delivery ------------------------------------------------------------------------------
 
@@ -171,8 +290,9 @@ class StreamHub:
             if len(frames) < REPAIR_PAGE:
                 return
 
-    async def _on_message(self, channel: bytes, data: bytes) -> None:
-        state = self._by_channel.get(channel)
+    async def _on_message(self, message: bytes) -> None:
+        stream_id, data = decode_stream_message(message)
+        state = self._streams.get(stream_id)
         if state is None or not state.ready.done():
             return
         if data.startswith(USER_MARK):
@@ -202,59 +322,105 @@ class StreamHub:
 
     # --- background loops ----------------------------------------------------------------------
 
-    async def _ensure_started(self) -> None:
-        if self._tasks:
-            return
-        async with self._start_lock:
-            if self._tasks:
-                return
-            await self._connect()
+    def _ensure_started(self) -> None:
+        if not self._tasks:
             self._tasks = [
-                asyncio.create_task(self._read_loop(), name="stream-hub-reader"),
+                asyncio.create_task(self._topology_loop(), name="stream-hub-topology"),
                 asyncio.create_task(self._tail_check_loop(), name="stream-hub-tail-check"),
             ]
 
-    async def _connect(self) -> None:
-        old, self._pubsub = self._pubsub, None
-        if old is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await old.aclose()  # give its connection back before taking another
-        pubsub = self._redis.pubsub()
-        channels = [hub_control_channel(), *(state.channel for state in self._streams.values())]
-        try:
-            await pubsub.subscribe(*channels)
-        except BaseException:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
-            raise
-        self._pubsub = pubsub
-
-    def _connected_pubsub(self) -> aioredis.client.PubSub:
-        if self._pubsub is None:
-            # Redis is down and the reader has not reconnected yet: fail like a lost connection.
-            raise ConnectionError("the stream hub has no Redis connection")
-        return self._pubsub
-
-    async def _read_loop(self) -> None:
-        backoff = 0.1
+    async def _read_loop(self, connection: _Connection) -> None:
+        """Read one connection until it fails, then leave it to the topology loop to rebuild or move."""
         while True:
             try:
-                message = await self._connected_pubsub().get_message(ignore_subscribe_messages=True, timeout=1.0)
-                backoff = 0.1
-                if message is not None and message["type"] == "message":
-                    await self._on_message(message["channel"], message["data"])
+                message = await connection.pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
-                logger.warning("stream hub lost Redis (%s); reconnecting", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                with contextlib.suppress(RedisError, OSError):
-                    await self._connect()
-                    await self._repair_all()
+            except REDIS_TROUBLE as exc:
+                logger.warning("stream hub lost Redis connection %s (%s); resubscribing", connection.name, exc)
+                connection.broken = True
+                self._topology_changed.set()
+                return
+            if message is None:
+                continue
+            try:
+                if message["type"] in ("message", "smessage"):
+                    await self._on_message(message["data"])
+                elif message["type"] == "sunsubscribe" and message["channel"].decode() in connection.channels:
+                    # Not asked for: the server dropped the channel because its slot moved to another master.
+                    logger.info("stream hub: %s moved away from %s", message["channel"].decode(), connection.name)
+                    connection.dropped_by_server(message["channel"].decode())
+                    self._topology_changed.set()
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 logger.exception("stream hub failed to handle a message")
                 await asyncio.sleep(0.05)  # never spin on a repeating failure
+
+    async def _topology_loop(self) -> None:
+        """Keep every wanted partition on a live connection to its current owner; repair after a move.
+
+        Woken by a lost connection or ``MOVED`` and by a server ``sunsubscribe``; in cluster mode
+        also every ``topology_seconds``. Retries with backoff while Redis is out of reach.
+        """
+        backoff = 0.1
+        while True:
+            periodic = self._topology_seconds if self._cluster else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._topology_changed.wait(), timeout=periodic)
+            self._topology_changed.clear()
+            try:
+                moved = await self._resubscribe()
+                backoff = 0.1
+                if moved:
+                    await self._repair_all()
+            except asyncio.CancelledError:
+                raise
+            except REDIS_TROUBLE as exc:
+                logger.warning("stream hub cannot resubscribe yet (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._topology_changed.set()
+            except Exception:
+                logger.exception("stream hub failed to resubscribe")
+                await asyncio.sleep(1.0)
+                self._topology_changed.set()
+
+    async def _resubscribe(self) -> bool:
+        """Move the partitions whose connection broke or whose slot changed master; True if any moved.
+
+        A partition that cannot be placed yet (its master is down and no replica promoted) stays
+        unsubscribed and the error is raised after the others are placed, so the loop tries again.
+        """
+        async with self._subscriptions:
+            if self._cluster and self._owner:
+                await redis_async_client("data").nodes_manager.initialize()  # re-read the slot map
+            for connection in [c for c in self._connections.values() if c.broken]:
+                await self._drop_connection(connection)
+            moved = False
+            failure: BaseException | None = None
+            for partition in sorted({state.partition for state in self._streams.values()}):
+                channel = partition_channel(partition)
+                try:
+                    owner = await self._owner_name(channel)
+                    current = self._owner.get(partition)
+                    carrier = self._connections.get(current) if current is not None else None
+                    if current == owner and carrier is not None and channel in carrier.channels:
+                        continue
+                    if current is not None and current in self._connections:
+                        await self._connections[current].remove(channel)
+                    self._owner.pop(partition, None)
+                    await self._place(partition, owner)
+                    moved = True
+                except REDIS_TROUBLE as exc:
+                    failure = exc
+            for connection in [c for c in self._connections.values() if not c.channels]:
+                await self._drop_connection(connection)
+        if failure is not None:
+            if moved:
+                await self._repair_all()
+            raise failure
+        return moved
 
     async def _repair_all(self) -> None:
         states = [state for state in self._streams.values() if state.ready.done()]
@@ -281,9 +447,14 @@ class StreamHub:
         for state in list(self._streams.values()):
             if state.idle_since is not None and now - state.idle_since > IDLE_UNSUBSCRIBE_SECONDS:
                 self._forget(state)
-                if self._pubsub is not None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._pubsub.unsubscribe(state.channel)
+        wanted = {state.partition for state in self._streams.values()}
+        async with self._subscriptions:
+            for partition in [p for p in self._owner if p not in wanted]:
+                connection = self._connections.get(self._owner.pop(partition))
+                if connection is not None:
+                    await connection.remove(partition_channel(partition))
+                    if not connection.channels:
+                        await self._drop_connection(connection)
 
     def offer_local_snapshot(self, *, stream_id: int, kind: str, frame: str) -> None:
         """Hand a snapshot made on this node (presence) to the stream's local subscribers."""
@@ -296,6 +467,10 @@ class StreamHub:
         """The last sequence number this node delivered for the stream (0 if not subscribed)."""
         state = self._streams.get(stream_id)
         return state.last_seq if state is not None else 0
+
+    def subscribers(self) -> list[Subscriber]:
+        """Every local subscriber of every stream (what a draining node must hand over)."""
+        return [subscriber for state in self._streams.values() for subscriber in state.subscribers]
 
     def stream_counts(self) -> dict[int, int]:
         """Local subscribers per stream (what the node registry and presence report)."""
@@ -316,7 +491,7 @@ def get_hub() -> StreamHub:
     global _hub
     if _hub is None:
         _hub = StreamHub(
-            redis_url=settings.CHORUS_REDIS_URL,
             tail_check_seconds=settings.CHORUS_HUB_TAIL_CHECK_SECONDS,
+            topology_seconds=settings.CHORUS_PUBSUB_TOPOLOGY_SECONDS,
         )
     return _hub

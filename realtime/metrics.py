@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from realtime.drain import drain
 from realtime.hub import get_hub
 from realtime.nodes import node_list
 from realtime.stats import node_stats
@@ -20,6 +21,7 @@ def realtime_metric_families() -> Iterator[Metric]:
     yield GaugeMetricFamily("chorus_hub_streams", "Streams this node's hub is subscribed to.", value=hub["streams"])
     yield GaugeMetricFamily("chorus_hub_subscribers", "Sockets registered with the hub.", hub["subscribers"])
     yield GaugeMetricFamily("chorus_ws_stalled", "Sockets held over their write-buffer limit.", s.stalled_sockets)
+    yield GaugeMetricFamily("chorus_node_draining", "1 while this node drains.", int(drain.draining))
     for name, doc, value in [
         ("chorus_ws_frames_sent", "Event and snapshot frames written to sockets.", s.frames_sent),
         (
@@ -32,6 +34,7 @@ def realtime_metric_families() -> Iterator[Metric]:
         ("chorus_ws_slow_disconnects", "Sockets closed as too far behind (4408).", s.slow_disconnects),
         ("chorus_ws_rate_limited_frames", "Inbound frames refused by the rate limit.", s.rate_limited_frames),
         ("chorus_ws_rate_limit_disconnects", "Sockets closed for inbound abuse (4429).", s.rate_limit_disconnects),
+        ("chorus_ws_drained", "Sockets told to reconnect elsewhere while draining (4503).", s.drained_sockets),
     ]:
         yield CounterMetricFamily(name, doc, value=value)
     per_node = GaugeMetricFamily(

@@ -1,8 +1,10 @@
 """The node registry: which ASGI nodes are alive, where clients reach them, and how loaded they are.
 
-Every node writes ``{prefix}:node:{pool}:{node_id}`` (JSON: public WebSocket URL, connection
-count, connections per stream, connection limit) with a TTL of ``CHORUS_NODE_TTL_SECONDS`` every
-``CHORUS_NODE_HEARTBEAT_SECONDS``, and adds its id to the set ``{prefix}:nodes:{pool}``. Redis
+Every node writes ``{prefix}:node:{registry:<pool>}:{node_id}`` (JSON: public WebSocket URL,
+connection count, connections per stream, connection limit) with a TTL of ``CHORUS_NODE_TTL_SECONDS``
+every ``CHORUS_NODE_HEARTBEAT_SECONDS``, and adds its id to the set ``{prefix}:nodes:{registry:<pool>}``.
+The pool's hash tag keeps a pool's keys in one slot of a Redis Cluster, so presence reads them
+with one ``MGET``. Redis
 expires the key of a node that stops (SIGKILL included), so a dead node disappears within the TTL
 with no clock comparison between machines; readers prune ids whose key is gone. Heartbeat age is
 ``TTL - remaining TTL``, again by Redis' own clock. A node that shuts down cleanly removes its
@@ -22,14 +24,13 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from project.redis import redis_async_client, redis_client
 from realtime.protocol import presence_frame
 from realtime.stats import node_stats
 
@@ -50,12 +51,16 @@ class NodeInfo:
         return self.connections >= self.max_connections
 
 
+def _pool_tag() -> str:
+    return "{registry:" + settings.CHORUS_NODE_POOL + "}"
+
+
 def _set_key() -> str:
-    return f"{settings.CHORUS_REDIS_PREFIX}:nodes:{settings.CHORUS_NODE_POOL}"
+    return f"{settings.CHORUS_REDIS_PREFIX}:nodes:{_pool_tag()}"
 
 
 def _node_key(node_id: str) -> str:
-    return f"{settings.CHORUS_REDIS_PREFIX}:node:{settings.CHORUS_NODE_POOL}:{node_id}"
+    return f"{settings.CHORUS_REDIS_PREFIX}:node:{_pool_tag()}:{node_id}"
 
 
 def _parse(node_id: str, raw: bytes | None, pttl: int) -> NodeInfo | None:
@@ -75,9 +80,8 @@ def _parse(node_id: str, raw: bytes | None, pttl: int) -> NodeInfo | None:
 # --- reads (HTTP views, management commands, metrics) ---------------------------------------------
 
 
-@lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.CHORUS_REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client("data")
 
 
 def node_list() -> list[NodeInfo]:
@@ -123,6 +127,11 @@ def stream_ws_url(*, node: NodeInfo, slug: str) -> str:
     return f"{node.url.rstrip('/')}/ws/streams/{slug}/"
 
 
+def public_stream_ws_url(*, slug: str) -> str:
+    """The stream's socket through the load balancer (``CHORUS_PUBLIC_WS_URL``)."""
+    return f"{settings.CHORUS_PUBLIC_WS_URL.rstrip('/')}/ws/streams/{slug}/"
+
+
 # --- the node's own heartbeat (runs in the ASGI server's event loop) --------------------------------
 
 
@@ -132,13 +141,6 @@ class NodeHeartbeat:
     def __init__(self) -> None:
         self.node_id = settings.CHORUS_NODE_ID or f"{socket.gethostname()}:{os.getpid()}"
         self.url = settings.CHORUS_NODE_WS_URL
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.CHORUS_REDIS_URL, max_connections=settings.CHORUS_NODE_REDIS_POOL_SIZE, timeout=5
-            ),
-            socket_timeout=3,
-            socket_connect_timeout=2,
-        )
         self._task: asyncio.Task[None] | None = None
         self._presence_sent: dict[int, int] = {}
         self._deregistered = False
@@ -200,7 +202,7 @@ class NodeHeartbeat:
             "max_connections": settings.CHORUS_NODE_MAX_CONNECTIONS,
             "streams": {str(k): v for k, v in counts.items() if v},
         }
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = redis_async_client("node").pipeline(transaction=False)
         pipe.set(_node_key(self.node_id), json.dumps(data), px=int(settings.CHORUS_NODE_TTL_SECONDS * 1000))
         pipe.sadd(_set_key(), self.node_id)
         pipe.smembers(_set_key())
@@ -214,7 +216,7 @@ class NodeHeartbeat:
         if not local:
             self._presence_sent.clear()
             return
-        raws = await self._redis.mget([_node_key(node_id) for node_id in ids])
+        raws = await redis_async_client("node").mget([_node_key(node_id) for node_id in ids])
         totals: dict[int, int] = dict.fromkeys(local, 0)
         for raw in raws:
             if raw is None:

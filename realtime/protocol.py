@@ -9,6 +9,9 @@ Server frames (JSON text):
                                                                  then close 4408; resume with ?after=N
   {"type": "error", "code": "rate_limited", "message": str}      a frame over the inbound rate was dropped
   {"type": "presence", "viewers": N}                             approximate live viewers, all nodes
+  {"type": "draining", "last_seq": N}                            the node is shutting down: close 4503
+                                                                 follows; reconnect now (with jitter),
+                                                                 through discovery, with ?after=N
 Client frames:
   {"type": "resync", "after": N}   re-send every event after N up to what was already delivered
   {"type": "ping"}
@@ -18,7 +21,8 @@ Flow control: a socket is unlimited until its client sends a first credit frame.
 server sends an event frame only while the client has credit (each event frame spends one; credit
 frames add up) and holds later events (in its bounded buffer, then in the event log) until more
 credit arrives. Hello, pong, error and snapshot frames (presence, reaction counts) spend no credit;
-snapshots are coalesced to the latest of each kind while a client is behind.
+snapshots are coalesced to the latest of each kind while a client is behind. Events re-sent by a
+resync spend no credit either, but wait like events while the credit is 0 or the write buffer full.
 """
 
 import json
@@ -39,6 +43,12 @@ CLOSE_RATE_LIMITED = 4429
 # error frame with code ``unavailable``): reconnect after a moment, through discovery. (RFC 6455's
 # 1013 "try again later" is refused by daphne's WebSocket library.)
 CLOSE_UNAVAILABLE = 4503
+# The node is draining (shutting down): a ``draining`` frame with ``last_seq`` (the last event
+# delivered; absent on a socket refused before any) precedes the close, whose reason is
+# DRAINING_REASON. Reconnect at once, after a small random delay, through discovery or the balancer.
+# The same code as CLOSE_UNAVAILABLE: both mean "this node cannot serve you now, another can".
+CLOSE_DRAINING = CLOSE_UNAVAILABLE
+DRAINING_REASON = "node draining"
 CREDIT_MAX = 1_000_000  # largest ``n`` of one credit frame, and of a socket's total credit
 
 
@@ -57,6 +67,13 @@ def hello_frame(*, stream: str, head: int) -> str:
 
 def error_frame(*, code: str, message: str, last_seq: int | None = None) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if last_seq is not None:
+        frame["last_seq"] = last_seq
+    return _dumps(frame)
+
+
+def draining_frame(*, last_seq: int | None) -> str:
+    frame: dict[str, Any] = {"type": "draining"}
     if last_seq is not None:
         frame["last_seq"] = last_seq
     return _dumps(frame)

@@ -19,6 +19,7 @@ class NodeStats:
     rate_limited_frames: int = 0  # inbound frames refused by the per-connection rate limit
     rate_limit_disconnects: int = 0  # sockets closed for inbound abuse (4429)
     stalled_sockets: int = 0  # sockets currently held because their write buffer is over the limit
+    drained_sockets: int = 0  # sockets handed over to other nodes while draining (4503)
 
 
 node_stats = NodeStats()

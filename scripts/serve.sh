@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One ASGI node on port $1: uvicorn (the default) or daphne (CHORUS_ASGI_SERVER=daphne).
-# Both serve the same application; docs/BENCHMARKS.md compares them.
+# Both serve the same application; docs/BENCHMARKS.md compares them. Under both, SIGTERM drains the
+# node first (realtime/drain.py): its sockets are handed to other nodes over CHORUS_DRAIN_SECONDS.
 # uvicorn declines permessage-deflate, which browsers offer: accepted, it keeps two zlib streams per
 # socket (38 KB of an idle socket's memory, measured) and compresses every frame once per socket
 # (daphne never accepts it).
@@ -31,7 +32,8 @@ case "${CHORUS_ASGI_SERVER:-uvicorn}" in
       --websocket-max-message-size "$ws_max" --websocket-max-frame-size "$ws_max" project.asgi:application ;;
   uvicorn)
     exec uvicorn project.asgi:application --host "$bind" --port "$port" --backlog "$backlog" \
-      --ws websockets-sansio --ws-max-size "$ws_max" --ws-per-message-deflate false --loop uvloop --no-access-log ;;
+      --ws websockets-sansio --ws-max-size "$ws_max" --ws-per-message-deflate false --loop uvloop --no-access-log \
+      --timeout-graceful-shutdown 3 ;;
   *)
     echo "CHORUS_ASGI_SERVER must be 'daphne' or 'uvicorn', not '${CHORUS_ASGI_SERVER}'" >&2
     exit 2 ;;

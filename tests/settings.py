@@ -28,6 +28,9 @@ os.environ.setdefault(
     ' "ws_messages": [1e6, 1e6]}}',
 )
 os.environ.setdefault("CHORUS_TIER_HOT_ABOVE", "1000000000")
+# A node stopped with SIGTERM drains its sockets over this window before it exits: short, so that
+# stopping the suite's nodes stays quick. The drain tests set their own.
+os.environ.setdefault("CHORUS_DRAIN_SECONDS", "1")
 # Settings refuse to load without a secret key (DEBUG is off, as in production): one for this run,
 # shared by every process it starts.
 os.environ.setdefault("DJANGO_SECRET_KEY", f"chorus-tests-{secrets.token_urlsafe(32)}")

@@ -28,6 +28,7 @@ from project.ratelimit import keys
 from project.ratelimit.memory_backend import TokenBucket as MemoryBucket
 from project.ratelimit.memory_backend import local_buckets
 from project.ratelimit.policies import Backend, policy_get
+from project.redis import redis_async_client, redis_client
 from project.ratelimit.redis_backend import TIERS, BucketResult, TokenBucket, window_take, window_take_async
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,9 @@ class RateDecision:
     tier: str = ""
 
 
-@lru_cache(maxsize=1)
 def limiter_redis() -> redis.Redis:
     # Short timeouts: a limiter that waits seconds for Redis is itself the outage.
-    return redis.Redis.from_url(settings.CHORUS_GATEWAY_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return redis_client("gateway")
 
 
 @lru_cache(maxsize=1)
@@ -172,10 +172,7 @@ def _async_bucket() -> TokenBucket:
     loop_id = id(asyncio.get_running_loop())
     bucket = _async_buckets.get(loop_id)
     if bucket is None:
-        client = aioredis.Redis.from_url(
-            settings.CHORUS_GATEWAY_REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
-        )
-        bucket = _async_buckets[loop_id] = TokenBucket(client)
+        bucket = _async_buckets[loop_id] = TokenBucket(redis_async_client("gateway"))
     return bucket
 
 

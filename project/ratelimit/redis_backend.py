@@ -15,6 +15,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from project.redis import pipeline_script
+
 # KEYS[1] bucket hash {t: tokens, ts: last refill}      (per subject and service)
 # KEYS[2] subject hash {r: decayed request count, ts, tier: automatic tier, calm: since when calm}
 # KEYS[3] pinned tier of the subject (a string set from the admin), may not exist
@@ -135,7 +137,7 @@ class TokenBucket:
         """``take`` for many subjects in one round trip (a pipeline of the same script); sync only."""
         with client.pipeline(transaction=False) as pipe:
             for call in calls:
-                self.script(keys=_keys(call), args=_args(call), client=pipe)
+                pipeline_script(pipe, self.script, keys=_keys(call), args=_args(call))
             return [_result(raw) for raw in pipe.execute()]
 
 

@@ -19,6 +19,19 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no variable that refuses anything else at start (a typo must not silently mean "no")."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    text = value.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be 1 or 0 (true/false, yes/no, on/off), not {value!r}")
+
+
 def _int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return default if value in (None, "") else int(value)
@@ -65,7 +78,28 @@ TRUST_X_FORWARDED_PROTO = _bool("CHORUS_TRUST_X_FORWARDED_PROTO", False)
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/chorus")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+# Redis Cluster: REDIS_URL (and CHORUS_GATEWAY_REDIS_URL, CHORUS_CACHE_REDIS_URL when set) name a seed
+# node of a cluster, and every client is cluster-aware (project/redis.py). The Celery broker is never
+# the cluster: it needs its own CELERY_BROKER_URL (a plain Redis or RabbitMQ).
+REDIS_CLUSTER = _flag("CHORUS_REDIS_CLUSTER", False)
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+if not CELERY_BROKER_URL:
+    if REDIS_CLUSTER:
+        raise ImproperlyConfigured(
+            "CHORUS_REDIS_CLUSTER=1 needs CELERY_BROKER_URL: the Celery broker cannot be the Redis Cluster "
+            "(Celery's Redis transport uses one server); point it at a plain Redis or at RabbitMQ."
+        )
+    CELERY_BROKER_URL = REDIS_URL
+# Streams are mapped onto this many partitions (stream id modulo it); each partition is one pub/sub
+# channel, and the hash tag of a stream's Redis keys, spread evenly over the cluster's hash slots.
+# Every node and worker of a deployment must use the same value: change it only with a full restart.
+PUBSUB_PARTITIONS = _int("CHORUS_PUBSUB_PARTITIONS", 64)
+if not 1 <= PUBSUB_PARTITIONS <= 16384:
+    raise ImproperlyConfigured("CHORUS_PUBSUB_PARTITIONS must be between 1 and 16384")
+# In cluster mode, how often each node re-reads the cluster's slot map to move its pub/sub
+# subscriptions to the masters that own them now (it also does so at once on MOVED, on a
+# connection lost and on the server's own sunsubscribe).
+PUBSUB_TOPOLOGY_SECONDS = float(os.environ.get("CHORUS_PUBSUB_TOPOLOGY_SECONDS", "5"))
 # Seconds before the Redis broker hands an unacknowledged task to another worker.
 CELERY_VISIBILITY_TIMEOUT = _int("CELERY_VISIBILITY_TIMEOUT", 600)
 # Name of the Celery task queue (its dead-letter queue is "<name>.dead_letter").
@@ -220,3 +254,9 @@ NODE_HEARTBEAT_SECONDS = float(os.environ.get("CHORUS_NODE_HEARTBEAT_SECONDS", "
 NODE_MAX_CONNECTIONS = _int("CHORUS_NODE_MAX_CONNECTIONS", 5000)
 # Connections of the node's own async Redis pool (registry, presence); pub/sub uses one more.
 NODE_REDIS_POOL_SIZE = _int("CHORUS_NODE_REDIS_POOL_SIZE", 8)
+# Behind a load balancer: the public WebSocket base URL (e.g. wss://chorus.example.com) that discovery
+# hands out instead of a node's own address; the balancer picks the node (deploy/haproxy/chorus.cfg).
+PUBLIC_WS_URL = os.environ.get("CHORUS_PUBLIC_WS_URL", "")
+# On SIGTERM a node tells its sockets to reconnect elsewhere at random moments spread over this many
+# seconds, then finishes its HTTP requests and exits (realtime/drain.py, docs/OPERATIONS.md).
+DRAIN_SECONDS = float(os.environ.get("CHORUS_DRAIN_SECONDS", "10"))

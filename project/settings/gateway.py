@@ -81,10 +81,10 @@ CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES = COMMENT_PAGE_CACHE_MAX_BYTES
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "ratelimit": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # The gateway's Redis client (project/redis.py), so it works against a Redis Cluster too.
+        "BACKEND": "project.redis_cache.GatewayRedisCache",
         "LOCATION": GATEWAY_REDIS_URL,
         "KEY_PREFIX": f"{REDIS_PREFIX}:ratelimit",
-        "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
     },
 }
 RATELIMIT_USE_CACHE = "ratelimit"

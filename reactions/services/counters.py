@@ -18,9 +18,12 @@ from reactions.counters import (
     counter_state_read,
     counts_of,
     dirty_key,
+    dirty_keys,
     redis_client,
     shard_count,
+    stream_id_of_taps_key,
     taps_key,
+    taps_key_pattern,
 )
 from reactions.crdt import PNCounter
 from reactions.models import TapCounter
@@ -102,10 +105,13 @@ def reaction_taps_flush(*, batch: int = FLUSH_BATCH) -> int:
     client = redis_client()
     flushed = 0
     while True:
-        raw = client.spop(dirty_key(), batch)
-        if not raw:
+        with client.pipeline(transaction=False) as pipe:
+            for key in dirty_keys():
+                pipe.spop(key, batch)
+            popped = pipe.execute()
+        stream_ids = sorted({int(sid) for members in popped for sid in members or ()})
+        if not stream_ids:
             return flushed
-        stream_ids = sorted(int(sid) for sid in raw)
         try:
             existing = set(Stream.objects.filter(id__in=stream_ids).values_list("id", flat=True))
             in_redis: dict[int, CounterState] = {}
@@ -116,7 +122,10 @@ def reaction_taps_flush(*, batch: int = FLUSH_BATCH) -> int:
                     flushed += 1
             _restore_lost_entries(in_redis=in_redis)
         except Exception:
-            client.sadd(dirty_key(), *stream_ids)
+            with client.pipeline(transaction=False) as pipe:
+                for stream_id in stream_ids:
+                    pipe.sadd(dirty_key(stream_id), stream_id)
+                pipe.execute()
             raise
 
 
@@ -141,8 +150,8 @@ class Drift:
 
 
 def _stream_ids_in_redis() -> set[int]:
-    pattern = taps_key(0, 0).rsplit(":", 2)[0] + ":*"
-    return {int(key.decode().rsplit(":", 2)[1]) for key in redis_client().scan_iter(match=pattern, count=1000)}
+    keys = redis_client().scan_iter(match=taps_key_pattern(), count=1000)
+    return {stream_id_of_taps_key(key.decode()) for key in keys}
 
 
 def reaction_counters_reconcile(*, repair: bool) -> list[Drift]:
@@ -158,7 +167,7 @@ def reaction_counters_reconcile(*, repair: bool) -> list[Drift]:
     if repair:
         # Counters of deleted streams: nothing will ever read or flush them again.
         for orphan in redis_ids - live_ids:
-            redis_client().delete(*(taps_key(orphan, shard) for shard in range(shard_count())))
+            redis_client().delete(*(taps_key(orphan, shard) for shard in range(shard_count())))  # one slot
     drifts: list[Drift] = []
     for stream_id in sorted(db_ids | live_ids):
         in_redis = counter_state_read(stream_id=stream_id)

@@ -1,6 +1,7 @@
 """Live taps: validated, rate limited and counted in Redis; never one database row each.
 
-A tap is one Redis pipeline: raise this process's entry of the stream's PN-counter for the kind
+A tap is one Redis pipeline (its keys share the stream's hash slot, so the cold tap's ``MULTI`` also
+runs on a Redis Cluster): raise this process's entry of the stream's PN-counter for the kind
 (on shard 0, or on a hashed shard when the stream is hot), count it towards the stream's rate and
 mark the stream dirty for the flush. On a cold stream the same pipeline (a MULTI, so version and
 counts agree) also bumps the snapshot version and reads the counts, which are broadcast at once;
@@ -68,12 +69,13 @@ def _shard_for(user_id: int) -> int:
 def _queue_tap(pipe: Any, *, stream_id: int, user_id: int, kind: str, hot: bool) -> None:
     shard = _shard_for(user_id) if hot else 0
     rate = rate_key(stream_id, shard, int(time.time()))
-    pipe.eval(*tap_count_command(stream_id=stream_id, shard=shard, kind=kind))
+    # EVAL as a raw command: redis-py's cluster pipelines have no eval(), but route EVAL by its keys.
+    pipe.execute_command("EVAL", *tap_count_command(stream_id=stream_id, shard=shard, kind=kind))
     pipe.incr(rate)
     pipe.expire(rate, RATE_KEY_TTL)
-    pipe.sadd(dirty_key(), stream_id)
+    pipe.sadd(dirty_key(stream_id), stream_id)
     if not hot:
-        pipe.eval(VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
+        pipe.execute_command("EVAL", VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
         for each in range(shard_count()):
             pipe.hgetall(taps_key(stream_id, each))
 
@@ -100,7 +102,7 @@ def reaction_counts_publish(*, stream_id: int) -> dict[str, int]:
     """Broadcast the stream's counts as Redis holds them now, under a new version (after a repair
     raised them); returns the counts. Version and counts are read in one ``MULTI``, as a tap does."""
     pipe = redis_client().pipeline(transaction=True)
-    pipe.eval(VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
+    pipe.execute_command("EVAL", VERSION_NEXT_SCRIPT, 1, version_key(stream_id))
     for each in range(shard_count()):
         pipe.hgetall(taps_key(stream_id, each))
     results = pipe.execute()

@@ -68,7 +68,11 @@ class Subscription:
             raise ValueError("credit must be an integer from 1 to 1000000")
         self.stream = stream
         self.state = "connecting"
-        self.stats: dict[str, Any] = {"connections": 0, "duplicates": 0, "resyncs": 0, "received": 0, "holes": []}
+        self.stats: dict[str, Any] = {
+            "connections": 0, "duplicates": 0, "resyncs": 0, "received": 0, "holes": [],
+            "error_frames": 0,  # error frames received, whatever they said
+            "drained": 0,  # sockets handed over by a draining node (a ``draining`` frame)
+        }  # fmt: skip
         self.urls: list[str] = []  # every socket URL used, in order
         self._client = client
         self._credit = credit
@@ -88,6 +92,7 @@ class Subscription:
         self._counts_version = -1
         self._ws: Any = None
         self._last_close_error: ChorusError | None = None
+        self._draining = False  # the node said it is draining: the close that follows is a hand-over
         self._bucket = TokenBucket(10, 20)
         self._outgoing: list[str] = []
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -276,7 +281,12 @@ class Subscription:
             elif kind == "saga":
                 self._enqueue("saga", frame.get("saga"))
             elif kind == "error":
+                self.stats["error_frames"] += 1
                 last_error = self._on_error(frame)
+            elif kind == "draining":
+                # Every event up to last_seq arrived before this frame; 4503 follows.
+                self.stats["drained"] += 1
+                self._draining = True
 
     def _on_event(
         self, frame: dict[str, Any], early: dict[int, dict[str, Any]], resync_due: float | None, now: float
@@ -339,8 +349,8 @@ class Subscription:
         if frame.get("code") == "history_reset":
             raise _Restart("history reset", reset=True)
         # Before hello an error is the reason for the close that follows (reported with it).
-        # too_far_behind (then 4408) and a drain notice carry last_seq: every event up to it
-        # arrived before this frame, so resuming from what was received resumes from last_seq.
+        # too_far_behind (then 4408) carries last_seq: every event up to it arrived before this
+        # frame, so resuming from what was received resumes from last_seq.
         if self.state != "live" or "last_seq" in frame:
             return error
         if frame.get("code") in ("rate_limited", "overloaded", "unavailable") and self._credit is not None:
@@ -353,6 +363,7 @@ class Subscription:
         """The close-code table of docs/API.md: seconds to wait, or None to reconnect now; raises
         for a close that is final."""
         error, self._last_close_error = self._last_close_error, None
+        draining, self._draining = self._draining, False
         low, high = self._client.backoff
         if code == 4404:
             raise ChorusError(
@@ -380,7 +391,12 @@ class Subscription:
             if await self._client.renew_token():
                 return backoff(0, low, high)
             raise ChorusError(0, "not_authenticated", "the server refused the token", close_code=code)
-        if code in (4408, 4503):  # too far behind, or draining: resume elsewhere soon, spread out
+        if code == 4503 and draining:
+            # A hand-over, not an outage: reconnect now through discovery, spread out by a random
+            # share of the shortest backoff so that a node's clients do not all arrive together.
+            self._attempt = 0
+            return low * random.random()
+        if code in (4408, 4503):  # too far behind, or the node could not serve: elsewhere soon, spread out
             self._attempt = 0
             return low + low * random.random()
         if code == 4429:  # we sent too much

@@ -1,9 +1,11 @@
-"""The write benchmark's poster (bench/http_load.py) against a real HTTP server on a real socket."""
+"""The one HTTP load client (bench/http_load.py), its posters and its runs, against a real HTTP
+server on a real socket."""
 
 import asyncio
+import json
 import time
 
-from bench.http_load import Plan, User, _Runner
+from bench.http_load import Plan, User, _Runner, burst_run, post_request, rate_run, serial_run
 from tests.support.processes import free_port
 
 
@@ -78,3 +80,41 @@ def test_poster_reads_every_answer_and_resends_after_a_keepalive_race() -> None:
     race_keys = [key for tag, key in keys if tag == "race3"]
     assert len(race_keys) == 2 and race_keys[0] == race_keys[1]
     assert all(o.sent >= o.scheduled and o.answered >= o.sent and not o.error for o in outcomes)
+
+
+def _request(port: int, tag: str) -> bytes:
+    body = json.dumps({"body": f"{tag} @t=0"}, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "Authorization": "Token k", "Idempotency-Key": tag}
+    return post_request(host="127.0.0.1", port=port, path="/api/v1/streams/s/comments", body=body, headers=headers)
+
+
+def test_runs_count_every_answer_and_every_request_left_unanswered() -> None:
+    """Serial, rate and burst runs tally chunked and sized answers, flag a 503 without a JSON code,
+    reconnect after a closed keep-alive connection, and count a refused connect as no answer."""
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        server = _Server()
+        port = free_port()
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", port)
+        tags = ["plain0", "chunked1", "shed2", "plain3"]
+        serial = await serial_run("127.0.0.1", port, lambda i: _request(port, tags[i]), count=4)
+        # The second request on a connection is taken and never answered: closed without an answer.
+        race = await serial_run("127.0.0.1", port, lambda i: _request(port, f"race{i}"), count=3)
+        rate = await rate_run("127.0.0.1", port, lambda i: _request(port, f"plain{i}"), rate=200, count=20,
+                              connections=4)  # fmt: skip
+        burst = await burst_run("127.0.0.1", port, lambda i: _request(port, f"chunked{i}"), count=20)
+        listener.close()
+        await listener.wait_closed()
+        refused = await burst_run("127.0.0.1", port, lambda i: _request(port, "plain"), count=2)
+        return serial, race, rate, burst, refused
+
+    # when
+    serial, race, rate, burst, refused = asyncio.run(scenario())
+
+    # then
+    assert serial.statuses == {202: 3, 503: 1} and not serial.failures, serial.summary()
+    assert len(serial.bad_refusals) == 1  # its body has no "code"
+    assert race.statuses == {202: 2} and race.failures == {"closed_without_answer": 1}, race.summary()
+    assert rate.statuses == {202: 20} and len(rate.latencies) == 20, rate.summary()
+    assert burst.statuses == {202: 20}, burst.summary()
+    assert refused.failures == {"refused": 2} and refused.sent == 2, refused.summary()

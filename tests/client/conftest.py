@@ -34,9 +34,14 @@ def js_build() -> Path:
 @pytest.fixture(scope="module")
 def js_nodes(django_db_setup: None) -> Iterator[list[AsgiNode]]:
     """One daphne and one uvicorn node in a discovery pool of their own, with a short heartbeat
-    TTL (a killed node leaves discovery within 2 s); the tests kill, freeze and restart them."""
+    TTL (a killed node leaves discovery within 2 s) and a 1 s drain; the tests kill, drain, freeze and restart them."""
     pool = f"pool-js-{uuid.uuid4().hex[:8]}"
-    env = {"CHORUS_NODE_POOL": pool, "CHORUS_NODE_TTL_SECONDS": "2", "CHORUS_NODE_HEARTBEAT_SECONDS": "0.5"}
+    env = {
+        "CHORUS_NODE_POOL": pool,
+        "CHORUS_NODE_TTL_SECONDS": "2",
+        "CHORUS_NODE_HEARTBEAT_SECONDS": "0.5",
+        "CHORUS_DRAIN_SECONDS": "1",
+    }
     nodes = [AsgiNode("node-js-a", env=env).start(), AsgiNode("node-js-b", server="uvicorn", env=env).start()]
     try:
         yield [node.wait_ready() for node in nodes]

@@ -6,6 +6,8 @@ stream, a node killed with SIGKILL, frozen or started again, a stream's history 
 """
 
 import json
+import os
+import signal
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from comments.models import Comment
 from realtime.models import Stream, StreamEvent
 from tests.factories import StreamFactory, UserFactory
-from tests.support.processes import AsgiNode
+from tests.support.processes import AsgiNode, wait_until
 
 
 def stream_history_reset(*, slug: str, seq: int) -> None:
@@ -106,6 +108,9 @@ class Control:
                 if not node.alive():
                     node.start()
                 node.wait_ready()
+            elif action == "term":  # SIGTERM: the node drains, then exits
+                os.kill(node.pid(), signal.SIGTERM)
+                wait_until(lambda: not node.alive(), timeout=30, what=f"{node.name} to drain and exit")
             elif action == "pause":
                 node.pause()
             elif action == "resume":

@@ -13,6 +13,7 @@ from django.test import Client, override_settings
 from comments import caches
 from comments.services import comment_accept, comment_publish
 from project.breakers import cache_breaker
+from project.redis import redis_client
 from tests.conftest import ApiUser
 from tests.factories import StreamFactory, UserFactory
 from tests.support.api import post_comment, wait_published
@@ -66,12 +67,12 @@ def test_pages_are_served_from_postgresql_when_the_cache_redis_is_down() -> None
     """The cache is an optimisation: with its Redis unreachable reads still answer 200."""
     stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
     _publish(stream, author, "kept")
-    caches._redis.cache_clear()
+    redis_client.cache_clear()
     try:
         with override_settings(CHORUS_CACHE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
             response = Client().get(f"/api/v1/streams/{stream.slug}/comments")
     finally:
-        caches._redis.cache_clear()
+        redis_client.cache_clear()
         cache_breaker.close()
     assert response.status_code == 200
     assert [c["body"] for c in response.json()["results"]] == ["kept"]

@@ -17,8 +17,8 @@ import dj_database_url
 import psycopg
 import pytest
 
+from bench.http_load import Tally, burst_run, post_request
 from tests.conftest import ApiUser
-from tests.support.http_load import Outcome, burst_run, post_request
 from tests.support.processes import ServedNode, wait_until
 
 SERVERS = ["uvicorn", "daphne"]
@@ -34,7 +34,7 @@ def served_node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterat
         node.stop()
 
 
-def _burst(node: ServedNode, slug: str, token: str, count: int, *, on_answer=None) -> Outcome:  # type: ignore[no-untyped-def]
+def _burst(node: ServedNode, slug: str, token: str, count: int, *, on_answer=None) -> Tally:  # type: ignore[no-untyped-def]
     run = uuid.uuid4().hex[:8]
 
     def make(i: int) -> bytes:
@@ -80,7 +80,7 @@ def test_a_burst_while_the_database_stalls_gets_202_or_503_never_500(
     connect = {"host": config["HOST"], "port": config["PORT"] or 5432, "user": config["USER"], "dbname": config["NAME"]}
     locker, watcher = psycopg.connect(**connect), psycopg.connect(**connect, autocommit=True)
     answered: list[int] = []
-    results: dict[str, Outcome] = {}
+    results: dict[str, Tally] = {}
 
     def wave(name: str, count: int) -> threading.Thread:
         def run() -> None:

@@ -9,6 +9,7 @@ from django.test import override_settings
 
 from project.ratelimit import RateLimiterUnavailable, keys, limiter, rate_limit_check
 from project.ratelimit.redis_backend import TokenBucket
+from project.redis import redis_client
 from tests.support.processes import free_port
 
 LIMITS = {"regular": (5, 1.0), "hot": (2, 0.5), "trusted": (20, 5.0), "internal": (100, 50.0)}
@@ -83,7 +84,7 @@ def test_unknown_service_is_a_programming_error() -> None:
 def test_unreachable_redis_fails_as_configured(mode: str) -> None:
     """With Redis unreachable the check admits (open), raises with a retry time (closed), or limits locally."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    limiter.limiter_redis.cache_clear()
+    redis_client.cache_clear()
     limiter._bucket.cache_clear()
     limiter.redis_breaker.close()
     try:
@@ -103,6 +104,6 @@ def test_unreachable_redis_fails_as_configured(mode: str) -> None:
                     rate_limit_check(subject="test:dead", service="comments")
                 assert raised.value.retry_after >= 1
     finally:
-        limiter.limiter_redis.cache_clear()
+        redis_client.cache_clear()
         limiter._bucket.cache_clear()
         limiter.redis_breaker.close()

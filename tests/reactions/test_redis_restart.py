@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from django.conf import settings
 
-from reactions.counters import counts_of, state_from_hashes
+from reactions.counters import counts_of, state_from_hashes, taps_key
 from reactions.services.counters import counter_state_from_db
 from tests.conftest import ApiUser
 from tests.support.brokers import unique_queue
@@ -48,7 +49,8 @@ class RestartStack:
 def _counts_in(store: RedisServer, prefix: str, stream_id: int) -> dict[str, int]:
     """The stream's counts as a private Redis holds them (every shard merged)."""
     client = redis.Redis.from_url(store.url)
-    return counts_of(state_from_hashes([client.hgetall(f"{prefix}:rx:taps:{stream_id}:{s}") for s in range(8)]))
+    keys = [taps_key(stream_id, s).replace(settings.CHORUS_REDIS_PREFIX, prefix, 1) for s in range(8)]
+    return counts_of(state_from_hashes([client.hgetall(key) for key in keys]))
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Backpressure on real nodes: credit flow control, coalescing, slow clients, inbound rate limit."""
 
+import itertools
 import threading
+import time
 
 import pytest
 import websockets
@@ -49,6 +51,24 @@ def test_credit_holds_events_until_the_client_grants_more(live, stream):
     client.wait_for_seq(7)
     client.send({"type": "credit", "n": 100})
     assert [e["seq"] for e in client.wait_for_seq(15)] == list(range(1, 16))
+    client.close()
+
+
+@pytest.mark.parametrize("node", [0, 1], ids=["uvicorn", "daphne"])
+def test_resync_waits_for_credit_and_spends_none(live, stream, node):
+    """A resync asked with no credit left is held until credit arrives; the re-sent events spend none."""
+    append_events(stream.id, 5)
+    client = WsClient(f"{live.nodes[node].ws}/ws/streams/{stream.slug}/?after=0&credit=5")
+    client.wait_for_seq(5)
+    client.send({"type": "resync", "after": 2})
+    client.send({"type": "ping"})  # answered after the resync frame was handled
+    client.wait_for(lambda frames: any(f["type"] == "pong" for f in frames), timeout=10, what="pong")
+    assert [e["seq"] for e in client.events()] == [1, 2, 3, 4, 5]
+
+    append_events(stream.id, 1)
+    client.send({"type": "credit", "n": 1})  # one credit: the whole resync, then seq 6
+    client.wait_for(lambda frames: len([f for f in frames if f["type"] == "event"]) == 9, timeout=10, what="9")
+    assert [e["seq"] for e in client.events()] == [1, 2, 3, 4, 5, 3, 4, 5, 6]
     client.close()
 
 
@@ -124,3 +144,44 @@ def test_client_that_never_reads_is_bounded_then_closed_with_its_last_seq(tight_
     delivered = [f["seq"] for f in frames if f["type"] == "event"]
     assert error["last_seq"] == delivered[-1] and delivered == list(range(1, delivered[-1] + 1))
     assert delivered[-1] < 3000
+
+
+def test_resync_flood_from_a_client_that_never_reads_is_bounded_then_closed(tight_node, stream):
+    """Resyncs of a long log asked again and again by a client that never reads: the replay goes
+    through the socket's write-buffer limit, server memory stays bounded, then 4408 with last_seq."""
+    append_events(stream.id, 600, size=4 * 1024)  # 2.4 MB of frames per full resync
+    baseline = tight_node.rss_bytes()
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], tight_node.rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    before = tight_node.metrics()["chorus_ws_slow_disconnects_total"]
+    client = RawWs(tight_node.port, f"/ws/streams/{stream.slug}/")  # live only: caught up at 600
+    closed = lambda: tight_node.metrics()["chorus_ws_slow_disconnects_total"] > before  # noqa: E731
+    deadline = time.monotonic() + STALL_SECONDS + 30
+    while not closed():  # a resync every 0.1 s (within the inbound rate) until the server gives up
+        assert time.monotonic() < deadline, "the client flooding resyncs without reading was never closed"
+        try:
+            client.send('{"type": "resync", "after": 0}')
+        except OSError:
+            break  # closed by the server meanwhile
+        time.sleep(0.1)  # the client's pace, not a wait for the server
+    wait_until(closed, timeout=10, what="the close to be counted")
+    frames, code = client.read_all(timeout=10)
+    stop.set()
+    sampler.join()
+    client.close()
+
+    assert peak[0] - baseline < 16 * 1024 * 1024, f"server grew by {(peak[0] - baseline) >> 20} MiB"
+    assert code == protocol.CLOSE_TOO_FAR_BEHIND
+    error = frames[-1]
+    assert error["type"] == "error" and error["code"] == "too_far_behind" and error["last_seq"] == 600
+    resent = [f["seq"] for f in frames if f["type"] == "event"]
+    # Each resync asked again restarts the range from 1; within a run, every event in order.
+    assert resent[0] == 1 and all(seq in (prev + 1, 1) for prev, seq in itertools.pairwise(resent))
+    assert max(resent) <= 600

@@ -45,6 +45,17 @@ def test_connect_is_503_with_retry_after_when_no_node_is_alive(client, stream):
     assert response["Retry-After"] == "2" and response.json()["code"] == "no_live_node"
 
 
+def test_connect_hands_out_the_balancer_when_one_is_configured(client, stream):
+    """With CHORUS_PUBLIC_WS_URL the URL goes through the balancer (which picks the node), even with no
+    node registered; an unknown stream is still a 404."""
+    with override_settings(CHORUS_PUBLIC_WS_URL="wss://chorus.example.com/", CHORUS_NODE_POOL="empty-pool"):
+        response = client.get("/api/v1/realtime/connect", {"stream": stream.slug})
+        unknown = client.get("/api/v1/realtime/connect", {"stream": "no-such-stream"})
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    assert response.json() == {"url": f"wss://chorus.example.com/ws/streams/{stream.slug}/", "node": None}
+    assert unknown.status_code == 404
+
+
 def test_choice_falls_back_to_the_least_loaded_node_when_the_first_is_full():
     """Rendezvous picks the same node for a stream; a node over its limit gives way to the least loaded."""
     nodes = [_node("a", 10), _node("b", 20), _node("c", 30)]

@@ -3,6 +3,7 @@
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -236,3 +237,88 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120) 
         text=True,
         timeout=timeout,
     )
+
+
+class SupervisedNode(ManagedProcess):
+    """A node run as ``make cluster`` runs it: ``scripts/node.sh``, which starts it again after it exits."""
+
+    def __init__(self, name: str, *, run_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.run_dir = run_dir
+        env = {"CHORUS_RUN_DIR": str(run_dir), "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+        super().__init__(name, ["scripts/node.sh", str(self.port)], env)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def server_pid(self) -> int | None:
+        """The pid of the node's server process now (it changes at every restart)."""
+        try:
+            return int((self.run_dir / f"node-{self.port}.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.http}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 60) -> "SupervisedNode":
+        def ready() -> bool:
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
+            return self.ready()
+
+        wait_until(ready, timeout=timeout, interval=0.1, what=f"{self.name} to answer /readyz")
+        return self
+
+
+class Balancer(ManagedProcess):
+    """HAProxy with Chorus's own configuration (deploy/haproxy/chorus.cfg), on free ports."""
+
+    def __init__(self, name: str, *, nodes: list[str]) -> None:
+        haproxy = shutil.which("haproxy")
+        assert haproxy, "HAProxy is not installed: apt-get install haproxy (make cluster does it)"
+        assert len(nodes) == 3, "chorus.cfg has three server lines"
+        self.port, self.stats_port = free_port(), free_port()
+        env = {
+            "CHORUS_PUBLIC_BIND": f"127.0.0.1:{self.port}",
+            "CHORUS_HAPROXY_STATS_BIND": f"127.0.0.1:{self.stats_port}",
+            **{f"CHORUS_NODE{i}": address for i, address in enumerate(nodes, start=1)},
+        }
+        super().__init__(name, [haproxy, "-W", "-db", "-f", "deploy/haproxy/chorus.cfg"], env)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.stats_port}/stats"
+
+    def server_states(self) -> dict[tuple[str, str], str]:
+        """(backend, server) -> status (UP, DOWN, ...), from the stats page's CSV."""
+        lines = httpx.get(f"{self.stats_url};csv", timeout=2).text.splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        servers = [row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")]
+        return {(row["pxname"], row["svname"]): row["status"] for row in servers}
+
+    def wait_all_up(self, timeout: float = 30) -> "Balancer":
+        def all_up() -> bool:
+            if not self.alive():
+                raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
+            try:
+                states = self.server_states()
+            except httpx.HTTPError:
+                return False
+            return bool(states) and all(state == "UP" for state in states.values())
+
+        wait_until(all_up, timeout=timeout, interval=0.2, what="every node to be UP in the balancer")
+        return self

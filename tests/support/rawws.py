@@ -30,42 +30,64 @@ class RawWs:
             self.pending += chunk
         assert self.pending.startswith(b"HTTP/1.1 101"), self.pending
         self.pending = b""
+        self._buf = bytearray()  # read and not yet parsed: kept from one read_all to the next
+        self.eof = False  # the server ended the TCP connection (with or without a close frame)
 
     def read_all(
         self, *, timeout: float, stop: Callable[[dict[str, Any]], bool] | None = None
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Read until the server closes, ``stop(frame)`` is true, or ``timeout``: text frames, close code."""
+        """Read until the server closes, ``stop(frame)`` is true, or ``timeout``: text frames, close code.
+
+        A close frame without a code reads as 1005 (RFC 6455's "no status"); ``eof`` tells an ended
+        connection from a timeout.
+        """
         frames: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
-        buf, pos = bytearray(), 0
         self.sock.settimeout(0.5)
-        while time.monotonic() < deadline:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            del buf[:pos]
-            buf += chunk
-            pos = 0
-            while True:
-                parsed = _parse_frame(buf, pos)
-                if parsed is None:
-                    break
-                opcode, payload, pos = parsed
+        while True:
+            while (parsed := _parse_frame(self._buf, 0)) is not None:
+                opcode, payload, end = parsed
+                del self._buf[:end]
                 if opcode == 1:
                     frames.append(json.loads(payload))
                     if stop is not None and stop(frames[-1]):
                         return frames, None
                 elif opcode == 8:
-                    return frames, struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-        return frames, None
+                    return frames, struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            if self.eof or time.monotonic() >= deadline:
+                return frames, None
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+            self._buf += chunk
+
+    def send(self, payload: bytes | str, *, opcode: int | None = None) -> None:
+        """Send one masked client frame (text for ``str``, binary for ``bytes`` unless ``opcode`` says)."""
+        if isinstance(payload, str):
+            payload, opcode = payload.encode(), 1 if opcode is None else opcode
+        self.sock.sendall(client_frame(payload, opcode=2 if opcode is None else opcode))
 
     def close(self) -> None:
         self.sock.close()
+
+
+def client_frame(payload: bytes, *, opcode: int, fin: bool = True) -> bytes:
+    """One client frame, masked as RFC 6455 requires of clients."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    length = len(payload)
+    if length < 126:
+        head += bytes([0x80 | length])
+    elif length < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", length)
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def _parse_frame(buf: bytearray, pos: int) -> tuple[int, bytes, int] | None:

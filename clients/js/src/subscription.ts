@@ -81,6 +81,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private attempt = 0;
   private ws?: WebSocketLike;
   private lastError?: ChorusError;
+  private draining = false; // the server said its node is draining: the close that follows is a hand-over
   private countsVersion = -1;
 
   private queue: Item[] = [];
@@ -205,11 +206,11 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     ws.onerror = () => {}; // a close event follows
   }
 
-  private retry(): void {
+  private retry(delay?: number): void {
     if (this.closed) return;
     this.setState("offline");
     const { min, max } = this.host.options.backoff;
-    this.retryTimer = setTimeout(() => void this.connect(), backoff(this.attempt++, min, max));
+    this.retryTimer = setTimeout(() => void this.connect(), delay ?? backoff(this.attempt++, min, max));
   }
 
   /** Drop this socket and connect again (after the backoff). */
@@ -240,7 +241,9 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.dropSocket(1000, "");
     if (this.closed) return;
     const error = this.lastError;
+    const draining = this.draining;
     this.lastError = undefined;
+    this.draining = false;
     switch (code) {
       case 4404: // no such stream
         return this.fail(new ChorusError(0, error?.code ?? "stream_not_found", error?.message ?? "no such stream", { closeCode: code }));
@@ -254,8 +257,15 @@ export class Subscription extends Emitter<SubscriptionEvents> {
           else this.fail(new ChorusError(0, "not_authenticated", "the server refused the token", { closeCode: code }));
         });
         return;
+      case 4503:
+        this.attempt = 0;
+        // The node is draining (a `draining` frame came first): nothing is wrong, so reconnect at
+        // once through discovery, only spread out by a random share of `min` so that a node's
+        // clients do not all arrive together. Otherwise the node could not reach its database or
+        // Redis: as for 4408.
+        if (draining) return this.retry(Math.random() * this.host.options.backoff.min);
+        break;
       case 4408: // too far behind: resume from the last event received (the frame before said which)
-      case 4503: // the node is draining: reconnect elsewhere through discovery, spread out
         this.attempt = 0;
         break;
       case 4429: // we sent too much: wait long
@@ -332,6 +342,11 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       case "error":
         this.onError(frame);
         break;
+      case "draining":
+        // Every event up to `last_seq` arrived before this frame: resuming from what was received
+        // is resuming from there. The close (4503) follows.
+        this.draining = true;
+        break;
     }
   }
 
@@ -340,8 +355,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.lastError = error;
     if (frame.code === "history_reset") return this.historyReset();
     // Before hello, an error is the reason for the close that follows (reported with the close).
-    // too_far_behind (then 4408) and a drain notice carry the last event sent: every event up to it
-    // arrived before this frame, so resuming from what was received is resuming from last_seq.
+    // too_far_behind (then 4408) carries the last event sent: every event up to it arrived before
+    // this frame, so resuming from what was received is resuming from last_seq.
     if (this.state !== "live" || frame.last_seq !== undefined) return;
     // A refused frame may have been a credit grant: without it the server could hold events for
     // good. A fresh socket starts with the right credit.

@@ -23,6 +23,8 @@ export const newUser = () => control("/user", {});
 export const newStream = async () => (await control("/stream", {})).slug;
 export const killNode = (index) => control(`/nodes/${index}/kill`, {});
 export const startNode = (index) => control(`/nodes/${index}/start`, {});
+/** SIGTERM: the node drains (its sockets are handed over), then exits; resolves once it has. */
+export const drainNode = (index) => control(`/nodes/${index}/term`, {});
 export const pauseNode = (index) => control(`/nodes/${index}/pause`, {});
 export const resumeNode = (index) => control(`/nodes/${index}/resume`, {});
 export const resetHistory = (slug, seq) => control("/reset", { slug, seq });
