@@ -28,8 +28,8 @@ from project.ratelimit import keys
 from project.ratelimit.memory_backend import TokenBucket as MemoryBucket
 from project.ratelimit.memory_backend import local_buckets
 from project.ratelimit.policies import Backend, policy_get
-from project.redis import redis_async_client, redis_client
 from project.ratelimit.redis_backend import TIERS, BucketResult, TokenBucket, window_take, window_take_async
+from project.redis import redis_async_client, redis_client
 
 logger = logging.getLogger(__name__)
 
