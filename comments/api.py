@@ -1,5 +1,6 @@
 """REST endpoints for comments: thin views over ``comments.services`` and ``comments.selectors``."""
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ from comments.services import (
     comment_delete,
     comment_edit,
 )
+from project import fields
 from project.idempotency import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_KEY_REUSED,
@@ -46,8 +48,8 @@ from realtime.selectors import stream_get
 
 
 class CommentCreateSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
-    parent = serializers.UUIDField(required=False, allow_null=True)
+    body = fields.TextField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
+    parent = fields.UUIDField(required=False, allow_null=True)
 
 
 class CommentPageQuerySerializer(serializers.Serializer):
@@ -72,6 +74,42 @@ class CommentPageQuerySerializer(serializers.Serializer):
             if given:
                 raise serializers.ValidationError({"tail": [f"Cannot be combined with '{given[0]}'."]})
         return attrs
+
+
+# The query of a comments page: either a page (``after``, ``limit``) or a tail (``tail``), never both.
+# One exploded object parameter (OpenAPI's ``style: form``), so the schema can say "not both": its
+# properties are the query parameters ``after``, ``limit`` and ``tail`` themselves.
+_AFTER = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": 2**62,
+    "default": 0,
+    "description": "Comments with a greater seq.",
+}
+_LIMIT = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": settings.CHORUS_PAGE_SIZE_MAX,
+    "default": settings.CHORUS_PAGE_SIZE_DEFAULT,
+}
+_TAIL = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": settings.CHORUS_PAGE_SIZE_MAX,
+    "description": "The latest N comments and the position they are current at, instead of a page after `after`.",
+}
+PAGE_OR_TAIL_PARAMETER = OpenApiParameter(
+    "page",
+    type={
+        "type": "object",
+        "properties": {"after": _AFTER, "limit": _LIMIT, "tail": _TAIL},
+        "not": {"required": ["tail"], "anyOf": [{"required": ["after"]}, {"required": ["limit"]}]},
+    },
+    location=OpenApiParameter.QUERY,
+    style="form",
+    explode=True,
+    description="`after` and `limit` (a page), or `tail` (the latest comments): not both.",
+)
 
 
 class CommentSerializer(serializers.Serializer):
@@ -113,6 +151,15 @@ TailSerializer = inline_serializer(
 )
 
 
+STREAM_CLOSED_RESPONSE = OpenApiResponse(description="The stream is closed: it takes no new comments.")
+
+
+UNPROCESSABLE_COMMENT_RESPONSE = OpenApiResponse(
+    description="`parent` is no published comment of this stream (`invalid_parent`), or the Idempotency-Key "
+    "was used for a different request (`idempotency_key_reused`)."
+)
+
+
 def stream_or_404(slug: str) -> Stream:
     stream = stream_get(slug=slug)
     if stream is None:
@@ -125,7 +172,7 @@ class StreamCommentsView(APIView):
 
     @extend_schema(
         operation_id="stream_comments_list",
-        parameters=[CommentPageQuerySerializer],
+        parameters=[PAGE_OR_TAIL_PARAMETER],
         responses={
             200: PolymorphicProxySerializer(
                 component_name="CommentPageOrTail",
@@ -159,7 +206,7 @@ class StreamCommentsView(APIView):
         operation_id="stream_comments_create",
         request=CommentCreateSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={202: AcceptedSerializer},
+        responses={202: AcceptedSerializer, 409: STREAM_CLOSED_RESPONSE, 422: UNPROCESSABLE_COMMENT_RESPONSE},
         summary="Accept a comment for publication",
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -229,7 +276,12 @@ def comment_outcome_answer(*, outcome: AcceptOutcome, absolute_uri: Callable[[st
     if isinstance(error, StreamNotFound):
         raise exceptions.NotFound(f"No stream '{error.slug}'.")
     if isinstance(error, InvalidParent):
-        raise exceptions.ValidationError({"parent": [str(error)]})
+        # Well formed, but no such published comment on this stream (now): 422, naming the field.
+        return status.HTTP_422_UNPROCESSABLE_ENTITY, {
+            "code": "invalid_parent",
+            "detail": "Invalid input: parent.",
+            "fields": {"parent": [str(error)]},
+        }
     if isinstance(error, IdempotencyKeyReused):
         return status.HTTP_422_UNPROCESSABLE_ENTITY, IDEMPOTENCY_KEY_REUSED
     if isinstance(error, StreamClosed):
@@ -258,21 +310,26 @@ class PreconditionRequired(exceptions.APIException):
 
 
 class CommentEditSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
+    body = fields.TextField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
 
 
 def _etag(version: int) -> str:
     return f'"{version}"'
 
 
+# An ETag of this API ("3", W/"3" or 3); ASCII digits only, which int() always reads (str.isdigit
+# would also let through '²', which it cannot). The schema documents the same pattern.
+IF_MATCH_PATTERN = r'^\s*(?:W/)?"?([0-9]{1,18})"?\s*$'
+
+
 def _if_match_version(request: Request) -> int:
     raw = request.headers.get("If-Match")
     if raw is None:
         raise PreconditionRequired()
-    value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 18:
+    match = re.match(IF_MATCH_PATTERN, raw)
+    if match is None:
         raise exceptions.ValidationError({"If-Match": ['Must be an ETag from this API, e.g. "3".']})
-    return int(value)
+    return int(match.group(1))
 
 
 def comment_uuid_or_404(comment_id: str) -> uuid.UUID:
@@ -299,7 +356,11 @@ class CommentDetailView(APIView):
         request=CommentEditSerializer,
         parameters=[
             OpenApiParameter(
-                "If-Match", location=OpenApiParameter.HEADER, required=True, description="The ETag you read."
+                "If-Match",
+                location=OpenApiParameter.HEADER,
+                required=True,
+                description="The ETag you read.",
+                pattern=IF_MATCH_PATTERN,
             )
         ],
         responses={

@@ -1,8 +1,9 @@
 from django.urls import re_path
 
 from comments.api import CommentDetailView, StreamCommentsView
+from project.url_patterns import SLUG, UUID
 
 urlpatterns = [
-    re_path(r"^streams/(?P<slug>[-a-zA-Z0-9_]+)/comments/?$", StreamCommentsView.as_view(), name="stream-comments"),
-    re_path(r"^comments/(?P<comment_id>[^/]+)/?$", CommentDetailView.as_view(), name="comment-detail"),
+    re_path(rf"^streams/(?P<slug>{SLUG})/comments/?$", StreamCommentsView.as_view(), name="stream-comments"),
+    re_path(rf"^comments/(?P<comment_id>{UUID})/?$", CommentDetailView.as_view(), name="comment-detail"),
 ]

@@ -12,11 +12,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from comments.api import AcceptedSerializer, CommentCreateSerializer, comment_accept_response
+from comments.api import (
+    STREAM_CLOSED_RESPONSE,
+    UNPROCESSABLE_COMMENT_RESPONSE,
+    AcceptedSerializer,
+    CommentCreateSerializer,
+    comment_accept_response,
+)
 from comments.services import comment_delete
 from gateway.internal_auth import IsInternalCaller, ServiceTokenAuthentication
 from gateway.services import system_user_ensure
 from gateway.throttles import InternalThrottle
+from project import fields
+from project.idempotency import IDEMPOTENCY_PARAMETER
 from realtime.services import stream_close, stream_open
 
 
@@ -27,8 +35,8 @@ class InternalView(APIView):
 
 
 class StreamOpenSerializer(serializers.Serializer):
-    slug = serializers.SlugField(max_length=64)
-    title = serializers.CharField(max_length=200)
+    slug = fields.SlugField(max_length=64)
+    title = fields.TextField(max_length=200)
 
 
 StreamSerializer = inline_serializer(
@@ -67,7 +75,7 @@ class InternalStreamCloseView(InternalView):
 
 
 class BulkDeleteSerializer(serializers.Serializer):
-    comment_ids = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=500)
+    comment_ids = serializers.ListField(child=fields.UUIDField(), min_length=1, max_length=500)
 
 
 BulkDeleteResultSerializer = inline_serializer(
@@ -102,7 +110,8 @@ class InternalSystemCommentsView(InternalView):
     @extend_schema(
         operation_id="internal_system_comment_create",
         request=CommentCreateSerializer,
-        responses={202: AcceptedSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: AcceptedSerializer, 409: STREAM_CLOSED_RESPONSE, 422: UNPROCESSABLE_COMMENT_RESPONSE},
     )
     def post(self, request: Request, slug: str) -> Response:
         """A comment by the system user, through the normal comment path (accepted, then published)."""

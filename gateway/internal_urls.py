@@ -8,16 +8,15 @@ from gateway.internal_api import (
     InternalStreamsView,
     InternalSystemCommentsView,
 )
+from project.url_patterns import SLUG
 
 urlpatterns = [
     re_path(r"^streams/?$", InternalStreamsView.as_view(), name="internal-streams"),
     re_path(
-        r"^streams/(?P<slug>[-a-zA-Z0-9_]+)/system-comments/?$",
+        rf"^streams/(?P<slug>{SLUG})/system-comments/?$",
         InternalSystemCommentsView.as_view(),
         name="internal-system-comments",
     ),
-    re_path(
-        r"^streams/(?P<slug>[-a-zA-Z0-9_]+)/close/?$", InternalStreamCloseView.as_view(), name="internal-stream-close"
-    ),
+    re_path(rf"^streams/(?P<slug>{SLUG})/close/?$", InternalStreamCloseView.as_view(), name="internal-stream-close"),
     re_path(r"^moderation/bulk-delete/?$", InternalBulkDeleteView.as_view(), name="internal-bulk-delete"),
 ]

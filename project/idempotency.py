@@ -5,7 +5,7 @@ same request returns the first answer's resource; the same key with a different 
 Keys are scoped to the authenticated user by the services that store them.
 """
 
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +17,9 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     required=False,
     description="Retries with the same key return the same resource instead of making a new one.",
+    pattern="^[ -~]{1,255}$",  # what idempotency_key_parse accepts: 1 to 255 printable ASCII characters
 )
+IDEMPOTENCY_KEY_REUSED_RESPONSE = OpenApiResponse(description="This Idempotency-Key was used for a different request.")
 
 
 IDEMPOTENCY_KEY_REUSED = {

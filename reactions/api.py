@@ -2,7 +2,14 @@
 
 import math
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from django.conf import settings
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from redis.exceptions import RedisError
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
@@ -11,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments.api import comment_uuid_or_404
+from project import fields
 from project.api_errors import ServiceUnavailable
 from reactions.selectors import comment_reaction_counts, comment_reaction_set
 from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add, comment_reaction_remove
@@ -18,8 +26,21 @@ from reactions.services.taps import TapLimited, UnknownKind, reaction_kind_check
 from realtime.selectors import stream_get
 
 
+@extend_schema_field({"type": "string", "enum": list(settings.CHORUS_REACTION_KINDS)})
+class ReactionKindField(fields.TextField):
+    """A reaction kind: the schema lists ``CHORUS_REACTION_KINDS``; validation refuses any other."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(max_length=32, help_text="One of CHORUS_REACTION_KINDS.", **kwargs)
+
+
+KIND_PARAMETER = OpenApiParameter(
+    "kind", location=OpenApiParameter.PATH, enum=list(settings.CHORUS_REACTION_KINDS), description="A reaction kind."
+)
+
+
 class TapSerializer(serializers.Serializer):
-    kind = serializers.CharField(max_length=32, help_text="One of CHORUS_REACTION_KINDS.")
+    kind = ReactionKindField()
 
     def validate_kind(self, value: str) -> str:
         try:
@@ -123,6 +144,7 @@ class CommentReactionView(APIView):
     @extend_schema(
         operation_id="comment_reaction_put",
         request=None,
+        parameters=[KIND_PARAMETER],
         responses={
             201: CommentReactionSerializer,
             200: OpenApiResponse(CommentReactionSerializer, description="Already there: nothing changed."),
@@ -142,6 +164,7 @@ class CommentReactionView(APIView):
 
     @extend_schema(
         operation_id="comment_reaction_delete",
+        parameters=[KIND_PARAMETER],
         responses={204: None, 400: OpenApiResponse(description="Unknown `kind`.")},
         summary="Take the caller's reaction of this kind off a comment (idempotent: 204 if absent)",
     )

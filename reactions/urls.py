@@ -1,12 +1,15 @@
 from django.urls import re_path
 
+from project.url_patterns import SLUG, UUID
 from reactions.api import CommentReactionsView, CommentReactionView, StreamReactionsView
 
 urlpatterns = [
-    re_path(r"^streams/(?P<slug>[-a-zA-Z0-9_]+)/reactions/?$", StreamReactionsView.as_view(), name="stream-reactions"),
-    re_path(r"^comments/(?P<comment_id>[^/]+)/reactions/?$", CommentReactionsView.as_view(), name="comment-reactions"),
+    re_path(rf"^streams/(?P<slug>{SLUG})/reactions/?$", StreamReactionsView.as_view(), name="stream-reactions"),
     re_path(
-        r"^comments/(?P<comment_id>[^/]+)/reactions/(?P<kind>[^/]+)/?$",
+        rf"^comments/(?P<comment_id>{UUID})/reactions/?$", CommentReactionsView.as_view(), name="comment-reactions"
+    ),
+    re_path(
+        rf"^comments/(?P<comment_id>{UUID})/reactions/(?P<kind>[^/]+)/?$",
         CommentReactionView.as_view(),
         name="comment-reaction",
     ),

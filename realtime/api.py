@@ -2,8 +2,7 @@
 
 from django.conf import settings
 from django.utils.cache import patch_cache_control
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from redis.exceptions import RedisError
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
@@ -20,7 +19,7 @@ RETRY_AFTER_SECONDS = 2
 
 
 class ConnectQuery(serializers.Serializer):
-    stream = serializers.SlugField(max_length=64)
+    stream = serializers.SlugField(max_length=64, help_text="stream slug")
 
 
 class NoLiveNode(ServiceUnavailable):
@@ -43,7 +42,7 @@ class RealtimeConnectView(APIView):
             "is alive. Behind a load balancer (`CHORUS_PUBLIC_WS_URL` set) the URL goes through the balancer, "
             "which picks the node, and `node` is null."
         ),
-        parameters=[OpenApiParameter("stream", OpenApiTypes.STR, required=True, description="stream slug")],
+        parameters=[ConnectQuery],
         responses={
             200: inline_serializer(
                 "RealtimeConnect", {"url": serializers.CharField(), "node": serializers.CharField(allow_null=True)}

@@ -3,7 +3,7 @@
 import uuid
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -11,15 +11,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from comments.api import stream_or_404
-from project.idempotency import IDEMPOTENCY_PARAMETER, idempotency_key, idempotency_key_reused_response
+from project import fields
+from project.idempotency import (
+    IDEMPOTENCY_KEY_REUSED_RESPONSE,
+    IDEMPOTENCY_PARAMETER,
+    idempotency_key,
+    idempotency_key_reused_response,
+)
+from reactions.api import ReactionKindField
 from sagas import comment_and_react
 from sagas.selectors import saga_get, saga_report
 from sagas.services import NothingToRetry, SagaIdempotencyKeyReused, saga_retry, saga_start
 
 
 class CommentAndReactSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
-    kind = serializers.CharField(max_length=32)
+    body = fields.TextField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
+    kind = ReactionKindField()
 
     def validate_kind(self, kind: str) -> str:
         if kind not in settings.CHORUS_REACTION_KINDS:
@@ -68,7 +75,7 @@ class CommentAndReactView(APIView):
         operation_id="stream_comment_and_react",
         request=CommentAndReactSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
-        responses={202: SagaReportSerializer},
+        responses={202: SagaReportSerializer, 422: IDEMPOTENCY_KEY_REUSED_RESPONSE},
         summary="Post a comment and add your reaction to it, as one saga",
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -113,7 +120,10 @@ class SagaRetryView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        operation_id="saga_retry", request=None, responses={202: SagaReportSerializer}, summary="Retry what failed"
+        operation_id="saga_retry",
+        request=None,
+        responses={202: SagaReportSerializer, 409: OpenApiResponse(description="Nothing failed that can be retried.")},
+        summary="Retry what failed",
     )
     def post(self, request: Request, saga_id: str) -> Response:
         run = _own_saga_or_404(request, saga_id)

@@ -1,13 +1,12 @@
 from django.urls import re_path
 
+from project.url_patterns import SLUG, UUID
 from sagas.api import CommentAndReactView, SagaDetailView, SagaRetryView
 
 urlpatterns = [
     re_path(
-        r"^streams/(?P<slug>[-a-zA-Z0-9_]+)/comment-and-react/?$",
-        CommentAndReactView.as_view(),
-        name="comment-and-react",
+        rf"^streams/(?P<slug>{SLUG})/comment-and-react/?$", CommentAndReactView.as_view(), name="comment-and-react"
     ),
-    re_path(r"^sagas/(?P<saga_id>[^/]+)/retry/?$", SagaRetryView.as_view(), name="saga-retry"),
-    re_path(r"^sagas/(?P<saga_id>[^/]+)/?$", SagaDetailView.as_view(), name="saga-detail"),
+    re_path(rf"^sagas/(?P<saga_id>{UUID})/retry/?$", SagaRetryView.as_view(), name="saga-retry"),
+    re_path(rf"^sagas/(?P<saga_id>{UUID})/?$", SagaDetailView.as_view(), name="saga-detail"),
 ]

@@ -115,6 +115,21 @@ def reference_node(stack: Stack) -> Iterator[AsgiNode]:
         node.stop()
 
 
+SERVICE_TOKEN = "suite-service-token"
+
+
+@pytest.fixture(scope="session")
+def service_node(stack: Stack) -> Iterator[AsgiNode]:
+    """A node like the stack's first (uvicorn, fast lane on) that also knows the service token
+    ``SERVICE_TOKEN``, so ``/internal/`` answers over real HTTP; in a pool of its own."""
+    env = {"CHORUS_INTERNAL_API_TOKEN": SERVICE_TOKEN, "CHORUS_NODE_POOL": "service"}
+    node = AsgiNode("service-node", server="uvicorn", env=env).start()
+    try:
+        yield node.wait_ready()
+    finally:
+        node.stop()
+
+
 @pytest.fixture
 def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
     """The shared stack with a clean database; restarts the worker if a test killed it."""

@@ -29,7 +29,10 @@ def _post(http, base, slug, headers, **kwargs):
         ("invalid JSON", {"content": b"{bad", "headers": {"Content-Type": "application/json"}}, 400, "JSON"),
         ("wrong content type", {"content": b"body=x", "headers": {"Content-Type": "text/plain"}}, 415, "text/plain"),
         ("bad parent", {"json": {"body": "x", "parent": "nope"}}, 400, "parent"),
-        ("unknown parent", {"json": {"body": "x", "parent": str(uuid.uuid4())}}, 400, "parent"),
+        ("unknown parent", {"json": {"body": "x", "parent": str(uuid.uuid4())}}, 422, "parent"),
+        ("number for a body", {"json": {"body": 0}}, 400, "body"),
+        ("false for a parent", {"json": {"body": "x", "parent": False}}, 400, "parent"),
+        ("non-canonical parent", {"json": {"body": "x", "parent": uuid.uuid4().hex}}, 400, "parent"),
         (
             "long idempotency key",
             {"json": {"body": "x"}, "headers": {"Idempotency-Key": "k" * 256}},

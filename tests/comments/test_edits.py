@@ -42,6 +42,16 @@ def test_patch_needs_a_fresh_if_match(live, api_user, stream, http):
     assert event.payload["body"] == "second" and event.payload["version"] == 2
 
 
+@pytest.mark.parametrize("value", [b'"\xb2"', b"\xb9", b'W/"\xb3"'])
+def test_an_if_match_of_other_digits_is_400_not_500(live, api_user, stream, http, value):
+    """'²' (latin-1 0xb2) is a digit to str.isdigit but not to int(): still a 400 naming If-Match."""
+    comment = _published(stream, api_user.user)
+    url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
+    response = http.patch(url, json={"body": "x"}, headers={**api_user.headers, "If-Match": value})
+    assert response.status_code == 400, response.text
+    assert "If-Match" in response.json()["fields"]
+
+
 def test_concurrent_patches_with_one_version_let_exactly_one_win(live, api_user, stream):
     """10 concurrent PATCHes with the same If-Match on two nodes: one 200, nine 412."""
     comment = _published(stream, api_user.user)

@@ -71,7 +71,7 @@ def test_token_and_session_posts_get_the_reference_answers(
                 slow = client.post(reference, content=body, headers=JSON)
                 assert _via_lane(fast) and not _via_lane(slow), body
                 assert _shape(fast) == _shape(slow), (body, fast.text, slow.text)
-                assert fast.status_code in (202, 400), (body, fast.text)
+                assert fast.status_code in (202, 400, 422), (body, fast.text)  # 422: an unknown parent
                 if fast.status_code == 202:
                     assert fast.json()["status_url"].startswith(live.nodes[0].http + "/api/v1/comments/")
         # the lane adds what Django's security middleware would
