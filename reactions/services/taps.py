@@ -17,7 +17,9 @@ from django.conf import settings
 
 from project.ratelimit import keys as rate_keys
 from project.ratelimit import window_check, window_check_async
-from reactions.counters import (
+from reactions.frames import SNAPSHOT_KIND, counts_frame
+from reactions.hot import hot_streams
+from reactions.redis_counters import (
     VERSION_NEXT_SCRIPT,
     async_redis_client,
     counts_of,
@@ -30,8 +32,6 @@ from reactions.counters import (
     taps_key,
     version_key,
 )
-from reactions.frames import SNAPSHOT_KIND, counts_frame
-from reactions.hot import hot_streams
 from realtime.events import snapshot_broadcast, snapshot_broadcast_async
 
 RATE_KEY_TTL = 5
