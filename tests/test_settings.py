@@ -26,7 +26,7 @@ def test_a_bad_value_fails_manage_py_check_naming_the_variable(variable: str, va
 
 def test_each_setting_has_one_name() -> None:
     """``settings.CHORUS_X`` is the value ``environment`` read, the same object: no second name."""
-    assert environment.__all__
+    assert sorted(environment.__all__) == sorted(name for name in dir(environment) if name.startswith("CHORUS_"))
     for name in environment.__all__:
         assert getattr(settings, name) is getattr(environment, name), name
     assert not hasattr(settings, "FAST_LANE")  # the old unprefixed copies are gone
