@@ -229,6 +229,7 @@ class ResumingReport:
     drops: list[float] = field(default_factory=list)  # seconds from an unannounced close to the next hello
     refused: int = 0  # connects or handshakes that failed and were tried again
     refused_draining: int = 0  # sockets a draining node refused (the balancer had not yet seen it drain)
+    failures: dict[str, int] = field(default_factory=dict)  # why connects failed: "connect" or the HTTP status
     error_frames: int = 0
     last: int = 0  # the resume point: the highest seq received
 
@@ -266,8 +267,12 @@ class _Resuming:
                 loop.create_connection(functools.partial(_ResumingConnection, self, url), uri.host, uri.port), 10
             )
         except (OSError, TimeoutError):
-            self.report.refused += 1
-            self._retry()
+            self.failed("connect")
+
+    def failed(self, why: str) -> None:
+        self.report.refused += 1
+        self.report.failures[why] = self.report.failures.get(why, 0) + 1
+        self._retry()
 
     def _retry(self) -> None:
         low, high = self.BACKOFF
@@ -300,13 +305,12 @@ class _Resuming:
         elif b'"type":"error"' in data or b'"type": "error"' in data:
             self.report.error_frames += 1
 
-    def closed(self, code: int | None, handshake_failed: bool) -> None:
+    def closed(self, code: int | None, handshake_failure: str | None) -> None:
         self.connection = None
         if self.closing:
             return
-        if handshake_failed:  # refused (the balancer had no node, or a draining node said no)
-            self.report.refused += 1
-            self._retry()
+        if handshake_failure is not None:  # refused by the balancer or a node
+            self.failed(handshake_failure)
             return
         if self.down_at is None:
             self.down_at, self.draining = time.time(), False
@@ -332,9 +336,12 @@ class _ResumingConnection(_Socket):
         self.owner.frame(data, now)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        failed = not self.handshake.done() or not self.handshake.result()
+        failure = None
+        if not self.handshake.done() or not self.handshake.result():
+            response = getattr(self.protocol.handshake_exc, "response", None)
+            failure = str(response.status_code) if response is not None else "no answer"
         super().connection_lost(exc)
-        self.owner.closed(self.protocol.close_code, failed)
+        self.owner.closed(self.protocol.close_code, failure)
 
 
 async def _serve_resuming(conn: multiprocessing.connection.Connection) -> None:

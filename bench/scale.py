@@ -35,6 +35,7 @@ groups, restarted servers included), and what the POSTs got.
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -454,6 +455,7 @@ def _delivery(
         "clients_handed_over": sum(1 for r in reports if r.handovers),
         "unannounced_drops": len(drops),
         "reconnect_retries": sum(r.refused for r in reports),
+        "reconnect_failures": dict(sum((collections.Counter(r.failures) for r in reports), collections.Counter())),
         "refused_by_draining_node": sum(r.refused_draining for r in reports),
         "handover_p50_ms": _ms(percentile(handovers, 0.5)),
         "handover_p99_ms": _ms(percentile(handovers, 0.99)),
@@ -506,6 +508,7 @@ ROWS: list[tuple[str, str]] = [
     ("connect_all_s", "seconds to connect them all"),
     ("posts", "comments posted"),
     ("post_statuses", "POST answers"),
+    ("posts_503_without_retry_after", "503 answers without Retry-After"),
     ("events_in_log", "events in the log (sum of heads)"),
     ("accepted_unpublished", "accepted but not published at the end"),
     ("deliveries", "deliveries received"),
@@ -528,6 +531,7 @@ ROWS: list[tuple[str, str]] = [
     ("unannounced_drops", "drops without a draining frame"),
     ("refused_by_draining_node", "reconnects refused by a draining node (retried)"),
     ("reconnect_retries", "connects that failed and were retried"),
+    ("reconnect_failures", "... by cause (connect, HTTP status of the handshake)"),
     ("post_answer_p50_ms", "POST answer p50, ms"),
     ("post_answer_p99_ms", "POST answer p99, ms"),
 ]
