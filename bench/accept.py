@@ -214,7 +214,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("DRF authentication (rest)", ("rest_framework/authentication.py", "perform_authentication")),
     ("CSRF", ("django/middleware/csrf.py",)),
     ("throttle: load shedding", ("load_shed_check (", "queue_depth (")),
-    ("throttle: token bucket", ("rate_limit_check (", "gateway/token_bucket.py")),
+    ("throttle: token bucket", ("rate_limit_check (", "project/ratelimit/redis_backend.py")),
     (
         "parsing and validation",
         (

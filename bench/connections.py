@@ -415,6 +415,9 @@ def _publish(variant: Variant, stream_id: int, slug: str, n: int) -> None:
         from channels.layers import get_channel_layer
 
         from bench.naive_group_send import naive_group
+        from bench.naive_layer import naive_layer_install
+
+        naive_layer_install()
 
         frame = event_frame(seq=n + 1, epoch=1, event_id=str(uuid.uuid4()), event_type="bench.event", payload={"n": n})
         async_to_sync(get_channel_layer().group_send)(naive_group(slug), {"type": "stream.event", "frame": frame})

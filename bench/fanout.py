@@ -153,6 +153,9 @@ class NaivePublisher:
     def __init__(self) -> None:
         from channels.layers import get_channel_layer
 
+        from bench.naive_layer import naive_layer_install
+
+        naive_layer_install()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -574,8 +574,10 @@ async def rate_run(
     connections: int = 64,
     timeout: float = 30.0,
     on_answer: OnAnswer | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Tally:
-    """``count`` requests at ``rate`` per second; a request waits for a free connection if all are busy."""
+    """``count`` requests at ``rate`` per second (fewer if ``stop`` is set first: none is scheduled
+    after it); a request waits for a free connection if all are busy."""
     tally = Tally()
     idle: asyncio.Queue[HttpConnection | None] = asyncio.Queue()
     opened = 0
@@ -598,6 +600,8 @@ async def rate_run(
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if stop is not None and stop.is_set():
+            break
         tasks.append(asyncio.create_task(one(i, scheduled)))
     await asyncio.gather(*tasks)
     tally.elapsed = time.perf_counter() - started

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import multiprocessing
 import multiprocessing.connection
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,6 +206,199 @@ class LoadClient:
 
     async def collect(self) -> list[SocketReport]:
         return [report for reports in await self.children.ask("collect") for report in reports]
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.children.ask("close"), timeout=30)
+        finally:
+            self.children.join()
+
+
+# --- subscribers that survive a rolling restart ----------------------------------------------------
+
+
+@dataclass
+class ResumingReport:
+    """What one resuming subscriber saw over a run: every event, and every hand-over and drop."""
+
+    stream: str
+    seqs: list[int] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)  # the "@t=" send time of each event that has one
+    received: list[float] = field(default_factory=list)  # ... and when it arrived
+    handovers: list[float] = field(default_factory=list)  # seconds from a draining frame to the next hello
+    drops: list[float] = field(default_factory=list)  # seconds from an unannounced close to the next hello
+    refused: int = 0  # connects or handshakes that failed and were tried again
+    refused_draining: int = 0  # sockets a draining node refused (the balancer had not yet seen it drain)
+    failures: dict[str, int] = field(default_factory=dict)  # why connects failed: "connect" or the HTTP status
+    error_frames: int = 0
+    last: int = 0  # the resume point: the highest seq received
+
+
+class _Resuming:
+    """One subscriber of a stream through a balancer: reconnects after every close, resuming with
+    ``?after=`` its last event, as docs/API.md asks of a client. A close after a ``draining`` frame
+    (4503, a hand-over) is followed at once, after a random share of ``HANDOVER_JITTER`` as the
+    project's clients do; any other close is followed after a full-jitter backoff, counted as a drop."""
+
+    HANDOVER_JITTER = 0.5  # the Python client's shortest backoff: its hand-over delay is a share of it
+    BACKOFF = (0.5, 5.0)
+
+    def __init__(self, base_url: str, stream: str) -> None:
+        self.base_url = base_url  # ws://host:port/ws/streams/<slug>/
+        self.report = ResumingReport(stream=stream)
+        self.live: asyncio.Future[bool] = asyncio.get_running_loop().create_future()  # first hello
+        self.down_at: float | None = None  # when the socket went away (or was told it would)
+        self.draining = False
+        self.attempt = 0
+        self.closing = False
+        self.connection: _ResumingConnection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+
+    def connect(self) -> None:
+        if not self.closing:
+            self.connecting = asyncio.ensure_future(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        url = f"{self.base_url}?after={self.report.last}"
+        uri = parse_uri(url)
+        try:
+            _, self.connection = await asyncio.wait_for(
+                loop.create_connection(functools.partial(_ResumingConnection, self, url), uri.host, uri.port), 10
+            )
+        except (OSError, TimeoutError):
+            self.failed("connect")
+
+    def failed(self, why: str) -> None:
+        self.report.refused += 1
+        self.report.failures[why] = self.report.failures.get(why, 0) + 1
+        self._retry()
+
+    def _retry(self) -> None:
+        low, high = self.BACKOFF
+        delay = min(high, low + random.random() * low * 2**self.attempt)
+        self.attempt += 1
+        asyncio.get_running_loop().call_later(delay, self.connect)
+
+    def frame(self, data: bytes, now: float) -> None:
+        seq = _number_after(data, b'"seq":')
+        if seq:
+            number = int(seq)
+            self.report.seqs.append(number)
+            self.report.last = max(self.report.last, number)
+            stamp = _number_after(data, b"@t=")
+            if stamp:
+                self.report.sent.append(float(stamp))
+                self.report.received.append(now)
+        elif b'"type":"hello"' in data or b'"type": "hello"' in data:
+            self.attempt = 0
+            if self.down_at is not None:
+                (self.report.handovers if self.draining else self.report.drops).append(now - self.down_at)
+                self.down_at, self.draining = None, False
+            if not self.live.done():
+                self.live.set_result(True)
+        elif b'"type":"draining"' in data:
+            if b'"last_seq"' in data:
+                self.down_at, self.draining = now, True
+            else:
+                self.report.refused_draining += 1
+        elif b'"type":"error"' in data or b'"type": "error"' in data:
+            self.report.error_frames += 1
+
+    def closed(self, code: int | None, handshake_failure: str | None) -> None:
+        self.connection = None
+        if self.closing:
+            return
+        if handshake_failure is not None:  # refused by the balancer or a node
+            self.failed(handshake_failure)
+            return
+        if self.down_at is None:
+            self.down_at, self.draining = time.time(), False
+        if code == 4503 and self.draining:
+            asyncio.get_running_loop().call_later(self.HANDOVER_JITTER * random.random(), self.connect)
+        else:
+            self._retry()
+
+    def close(self) -> None:
+        self.closing = True
+        if self.connection is not None:
+            self.connection.close()
+
+
+class _ResumingConnection(_Socket):
+    """One socket of a ``_Resuming`` subscriber."""
+
+    def __init__(self, owner: _Resuming, url: str) -> None:
+        super().__init__(url, asyncio.get_running_loop().create_future())
+        self.owner = owner
+
+    def _frame(self, data: bytes, now: float) -> None:
+        self.owner.frame(data, now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        failure = None
+        if not self.handshake.done() or not self.handshake.result():
+            response = getattr(self.protocol.handshake_exc, "response", None)
+            failure = str(response.status_code) if response is not None else "no answer"
+        super().connection_lost(exc)
+        self.owner.closed(self.protocol.close_code, failure)
+
+
+async def _serve_resuming(conn: multiprocessing.connection.Connection) -> None:
+    loop = asyncio.get_running_loop()
+    subscribers: list[_Resuming] = []
+    while True:
+        command, argument = await loop.run_in_executor(None, conn.recv)
+        if command == "open":  # [(base url, stream)]: connect in waves, as a crowd arrives
+            for start in range(0, len(argument), 50):
+                wave = [_Resuming(url, stream) for url, stream in argument[start : start + 50]]
+                for subscriber in wave:
+                    subscriber.connect()
+                await asyncio.wait_for(asyncio.gather(*(s.live for s in wave)), timeout=120)
+                subscribers += wave
+            conn.send(sum(s.report.refused for s in subscribers))
+        elif command == "received":
+            conn.send(sum(len(s.report.seqs) for s in subscribers))
+        elif command == "behind":  # {stream: head}: how many subscribers have not reached it yet
+            conn.send(sum(1 for s in subscribers if s.report.last < argument.get(s.report.stream, 0)))
+        elif command == "collect":
+            conn.send([s.report for s in subscribers])
+        elif command == "close":
+            for subscriber in subscribers:
+                subscriber.close()
+            await asyncio.sleep(0.2)
+            conn.send(None)
+            return
+
+
+def _resuming_main(conn: multiprocessing.connection.Connection) -> None:
+    import uvloop
+
+    uvloop.run(_serve_resuming(conn))
+
+
+class ResumingLoadClient:
+    """Subscribers that reconnect and resume (``_Resuming``), spread over ``processes`` processes."""
+
+    def __init__(self, processes: int = 2) -> None:
+        self.children = ClientProcesses(_resuming_main, processes)
+
+    async def open(self, subscribers: list[tuple[str, str]]) -> int:
+        """Open every (socket base URL, stream) and wait for its hello; returns how many tries failed."""
+        count = len(self.children.pipes)
+        return sum(await self.children.ask("open", per_process=[subscribers[i::count] for i in range(count)]))
+
+    async def received(self) -> int:
+        return sum(await self.children.ask("received"))
+
+    async def behind(self, heads: dict[str, int]) -> int:
+        return sum(await self.children.ask("behind", heads))
+
+    async def collect(self) -> list[ResumingReport]:
+        return [report for reports in await self.children.ask("collect") for report in reports]
+
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.children.processes]
 
     async def close(self) -> None:
         try:

@@ -23,7 +23,7 @@ import django
 
 django.setup()
 
-from gateway.services import gateway_redis, rate_limit_check  # noqa: E402
+from project.ratelimit import limiter_redis, rate_limit_check  # noqa: E402
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 calls each instead of 20,000")
     args = parser.parse_args()
     n = 2_000 if args.quick else 20_000
-    client = gateway_redis()
+    client = limiter_redis()
     subject = f"bench:{os.getpid()}"
 
     rounds = []

@@ -42,8 +42,8 @@ from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from reactions.counters import counter_state_read, counts_of, redis_client  # noqa: E402
-from reactions.services.counters import counter_state_from_db, reaction_taps_flush  # noqa: E402
+from reactions.redis_counters import counter_state_read, counts_of, redis_client  # noqa: E402
+from reactions.services.counter_flush import counter_state_from_db, reaction_taps_flush  # noqa: E402
 from tests.factories import StreamFactory, UserFactory  # noqa: E402
 from tests.support.processes import AsgiNode  # noqa: E402
 

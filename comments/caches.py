@@ -31,7 +31,7 @@ from django.conf import settings
 from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
 from comments.selectors import comment_page
-from gateway.breakers import cache_breaker
+from project.breakers import cache_breaker
 from project.redis import redis_client
 from realtime.models import Stream
 

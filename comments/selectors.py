@@ -3,7 +3,7 @@
 import uuid
 from dataclasses import dataclass
 
-from django.db import connections, router, transaction
+from django.db import connection, connections, router, transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
@@ -14,6 +14,15 @@ from realtime.models import Stream
 
 def comment_get(*, comment_id: uuid.UUID) -> Comment | None:
     return Comment.objects.select_related("author", "stream").filter(id=comment_id).first()
+
+
+def comment_id_by_idempotency_key(*, author_id: int, idempotency_key: str) -> uuid.UUID | None:
+    """The comment an author's request with this key made, if it made one."""
+    return (
+        Comment.objects.filter(author_id=author_id, idempotency_key=idempotency_key)
+        .values_list("id", flat=True)
+        .first()
+    )
 
 
 def comment_page(*, stream_id: int, after: int, limit: int) -> list[Comment]:
@@ -75,6 +84,29 @@ class PendingStream:
     pending: int
     isolated: int
     oldest_age_seconds: float
+
+
+@dataclass(frozen=True)
+class PublishLatency:
+    p50: float  # seconds from accepting a comment to publishing it
+    p99: float
+    count: int  # comments published in the window
+
+
+def comments_publish_latency(*, window_seconds: int = 60) -> PublishLatency:
+    """Median and 99th percentile of accept-to-publish time over the last ``window_seconds``.
+
+    PostgreSQL only (``percentile_cont``): elsewhere it raises ``DatabaseError``.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM published_at - created_at)),"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM published_at - created_at)),"
+            f" count(*) FROM {Comment._meta.db_table} WHERE published_at > now() - make_interval(secs => %s)",
+            [window_seconds],
+        )
+        p50, p99, count = cursor.fetchone()
+    return PublishLatency(p50=float(p50 or 0), p99=float(p99 or 0), count=int(count))
 
 
 def comments_pending_oldest_age() -> float:

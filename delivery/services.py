@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pybreaker
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
@@ -13,7 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from delivery.models import DeadLetter, DeadLetterStatus, OutboxMessage
-from gateway.breakers import broker_breaker
+from project.breakers import broker_breaker
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,7 @@ def outbox_enqueue(
 
 
 def _send(message: OutboxMessage) -> None:
-    from project.celery import app
-
-    app.send_task(
+    current_app.send_task(
         message.task_name,
         args=message.args,
         kwargs=message.kwargs,

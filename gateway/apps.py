@@ -7,3 +7,7 @@ class GatewayConfig(AppConfig):
 
     def ready(self) -> None:
         from gateway import checks  # noqa: F401  (registers the deployment checks)
+        from gateway.services import ws_frame_admit
+        from realtime.extensions import register_frame_admission
+
+        register_frame_admission(ws_frame_admit)

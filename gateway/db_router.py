@@ -24,7 +24,7 @@ from django.db import connections
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject, empty
 
-from gateway.breakers import cache_breaker
+from project.breakers import cache_breaker
 from project.redis import redis_client
 
 PRIMARY, REPLICA = "default", "replica"

@@ -49,20 +49,16 @@ from rest_framework.authentication import CSRFCheck
 
 from comments.api import StreamCommentsView, comment_outcome_answer, comment_post_validate
 from comments.services import AcceptRequest, comments_accept_batch
-from gateway import keys
-from gateway.breakers import breaker_retry_after, database_breaker
 from gateway.db_router import user_wrote
 from gateway.headers import rate_limit_header_pairs
 from gateway.overload import latency_record, load_shed_check
-from gateway.services import RateLimiterUnavailable, rate_limit_check_async, rate_limit_check_many
-from gateway.throttles import LimiterUnavailable, Overloaded
-from project.api_errors import ServiceUnavailable, api_exception_handler
+from project.api_errors import Overloaded, StoreUnavailable, answer_of, error_answer, pool_exhausted
 from project.api_errors import too_large as too_large_error
+from project.breakers import breaker_retry_after, database_breaker
 from project.group_commit import GroupCommit, NoThreadFree
-from project.middleware import pool_exhausted
+from project.ratelimit import RateLimiterUnavailable, keys, rate_limit_check_async, rate_limit_check_many
 from project.token_auth import CachedTokenAuthentication
 from reactions.api import StreamReactionsView, TapSerializer
-from reactions.api import Throttled as TapThrottled
 from reactions.services.taps import TapLimited, reaction_tap_async
 from realtime.auth import session_users, token_users
 from realtime.lookups import stream_ids
@@ -79,14 +75,15 @@ class Answer(Exception):
         self.status, self.body, self.headers = status, body, headers or []
 
 
-def _answer_of(exc: exceptions.APIException) -> Answer:
-    """The answer DRF gives for ``exc``: the API's exception handler, word for word."""
+def _answer_of(exc: Exception) -> Answer:
+    """The answer DRF gives for ``exc``: the API's one error table (``project.api_errors``)."""
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         exc.auth_header = "Token"  # what APIView sets: the first authentication class's keyword
-    response = api_exception_handler(exc, {})
-    assert response is not None
-    headers = [(name, value) for name, value in response.items() if name.lower() in ("retry-after", "www-authenticate")]
-    return Answer(response.status_code, response.data, headers)
+    api = exc if isinstance(exc, exceptions.APIException) else None
+    answer = answer_of(api) if api is not None else error_answer(exc)
+    if answer is None:
+        raise exc
+    return Answer(answer.status, answer.body, list(answer.headers))
 
 
 @dataclass
@@ -150,7 +147,7 @@ def _comment_posts_write(posts: list[CommentPost]) -> list[Answer]:
     try:
         decisions = rate_limit_check_many(checks=checks)
     except RateLimiterUnavailable as exc:
-        return [_answer_of(LimiterUnavailable(exc.retry_after)) for _ in posts]
+        return [_answer_of(exc) for _ in posts]
     answers: list[Answer | None] = [None] * len(posts)
     accepting: list[int] = []
     for index, (post, decision) in enumerate(zip(posts, decisions, strict=True)):
@@ -207,8 +204,8 @@ async def _comment(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
     post = CommentPost(caller, slug, stream_id, fields, key, invalid, submitted=time.monotonic())
     try:
         return await _comment_posts.submit(post)
-    except NoThreadFree:
-        raise _answer_of(Overloaded(settings.CHORUS_RETRY_AFTER_SECONDS)) from None
+    except NoThreadFree as exc:
+        raise _answer_of(exc) from None
 
 
 async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
@@ -221,10 +218,8 @@ async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
     kind = payload.validated_data["kind"]
     try:
         result = await reaction_tap_async(stream_id=stream_id, user_id=caller.user_id, kind=kind)
-    except TapLimited as exc:
-        raise TapThrottled(wait=max(1, math.ceil(exc.retry_after))) from None
-    except RedisError:
-        raise ServiceUnavailable("Reactions are unavailable right now; try again shortly.") from None
+    except (TapLimited, RedisError) as exc:
+        raise _answer_of(exc) from None
     return Answer(202, {"kind": kind, "hot": result.hot})
 
 
@@ -369,7 +364,7 @@ async def _answer(
     if declared is not None and declared > route.max_body:  # refused unread, as Django's handler does
         raise _too_large(route.max_body)
     if database_breaker.current_state == pybreaker.STATE_OPEN:
-        raise Answer(*_unavailable("database", breaker_retry_after(database_breaker)))
+        raise _answer_of(StoreUnavailable("database", breaker_retry_after(database_breaker)))
     try:
         user_id = await _user_id(credentials)
     except exceptions.APIException as exc:
@@ -386,7 +381,7 @@ async def _answer(
     try:
         decision = await rate_limit_check_async(subject=keys.user_subject(user_id), service=route.service)
     except RateLimiterUnavailable as exc:
-        raise _answer_of(LimiterUnavailable(exc.retry_after)) from None
+        raise _answer_of(exc) from None
     limit_headers = rate_limit_header_pairs(decision)
     try:
         if not decision.allowed:
@@ -405,11 +400,6 @@ async def _answer(
 
 class _HandToDjango(Exception):
     """The lane cannot answer this request after all (nothing of it was read)."""
-
-
-def _unavailable(what: str, retry_after: int) -> tuple[int, dict[str, Any], Headers]:
-    detail = f"The {what} is unavailable, try again later."
-    return 503, {"code": "service_unavailable", "detail": detail}, [("Retry-After", str(retry_after))]
 
 
 def _content_length(request: ASGIRequest) -> int | None:
@@ -467,11 +457,9 @@ class FastLane:
         except ConnectionAbortedError:
             return None
         except DatabaseError as exc:
-            if pool_exhausted(exc):  # this node is busy, the database is fine
-                answer = _answer_of(Overloaded(settings.CHORUS_RETRY_AFTER_SECONDS))
-            else:
+            if not pool_exhausted(exc):  # a busy pool says nothing about the database
                 _record_database_failure(exc)
-                answer = Answer(*_unavailable("database", breaker_retry_after(database_breaker)))
+            answer = _answer_of(exc)  # after the breaker counted it: its Retry-After
         await _respond(send, answer, _security_headers(request))
         # Like Django's requests, latency counts from when a request thread took the request: the
         # node's own queue under a burst is not a reason to shed.

@@ -4,7 +4,7 @@ import math
 
 from django.http import HttpResponse
 
-from gateway.services import RateDecision
+from project.ratelimit import RateDecision
 
 
 def rate_limit_header_pairs(decision: RateDecision) -> list[tuple[str, str]]:

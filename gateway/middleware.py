@@ -16,24 +16,15 @@ from collections.abc import Callable
 
 import pybreaker
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from gateway.breakers import breaker_retry_after, database_breaker
 from gateway.db_router import request_scope_enter, request_scope_exit
 from gateway.headers import rate_limit_headers_apply
 from gateway.overload import latency_record
-from project.api_errors import overloaded_response
-from project.middleware import pool_exhausted
+from project.api_errors import StoreUnavailable, answer_of, error_answer, pool_exhausted
+from project.breakers import breaker_retry_after, database_breaker
 
 GUARDED_PREFIXES = ("/api/", "/internal/")
-
-
-def unavailable_response(*, what: str, retry_after: int) -> JsonResponse:
-    response = JsonResponse(
-        {"code": "service_unavailable", "detail": f"The {what} is unavailable, try again later."}, status=503
-    )
-    response["Retry-After"] = str(retry_after)
-    return response
 
 
 def _database_ping() -> None:
@@ -60,7 +51,7 @@ class GatewayMiddleware:
             try:
                 database_breaker.call(_database_ping)
             except (pybreaker.CircuitBreakerError, DatabaseError):
-                return unavailable_response(what="database", retry_after=breaker_retry_after(database_breaker))
+                return answer_of(StoreUnavailable("database", breaker_retry_after(database_breaker))).response()
         started = time.monotonic()
         scope = request_scope_enter(request)
         try:
@@ -90,8 +81,8 @@ class GatewayMiddleware:
             exception, (OperationalError, InterfaceError)
         ):
             return None
-        if pool_exhausted(exception):
-            return overloaded_response()
-        with contextlib.suppress(pybreaker.CircuitBreakerError, DatabaseError):
-            database_breaker.call(_reraise, exception)
-        return unavailable_response(what="database", retry_after=breaker_retry_after(database_breaker))
+        if not pool_exhausted(exception):  # a busy pool says nothing about the database
+            with contextlib.suppress(pybreaker.CircuitBreakerError, DatabaseError):
+                database_breaker.call(_reraise, exception)
+        answer = error_answer(exception)  # after the breaker counted it: its Retry-After
+        return answer.response() if answer is not None else None

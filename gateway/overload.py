@@ -1,13 +1,12 @@
 """Load shedding by priority: refuse cheap-to-lose work first when the system falls behind.
 
 Three signals, all per node and cheap to check: the publish lag (how long the oldest accepted
-comment has waited for its stream's sequencer, from PostgreSQL), the Celery queue depth in the
-Redis broker (both refreshed off the request path every ``REFRESH_SECONDS``) and this node's
-average API latency. A burst
-the sequencer absorbs raises none of them much: comments are refused only when the pipeline
-behind them really falls behind. ``low`` work (reaction taps, WebSocket frames such as presence
-pings) is shed at the lower thresholds, ``normal`` work (comments) only at the higher ones; the
-internal API is never shed.
+comment has waited for its stream's sequencer, from PostgreSQL), the Celery queue depth
+(``project/queues.py``; both refreshed off the request path every ``REFRESH_SECONDS``) and this
+node's average API latency. A burst the sequencer absorbs raises none of them much: comments are
+refused only when the pipeline behind them really falls behind. ``low`` work (reaction taps,
+WebSocket frames such as presence pings) is shed at the lower thresholds, ``normal`` work
+(comments) only at the higher ones; the internal API is never shed.
 """
 
 import logging
@@ -15,14 +14,11 @@ import os
 import threading
 import time
 
-import pybreaker
-import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from comments.selectors import comments_pending_oldest_age
-from gateway.breakers import broker_breaker
-from project.redis import redis_client
+from project.queues import task_queue_depth
 
 logger = logging.getLogger(__name__)
 
@@ -35,30 +31,10 @@ _lock = threading.Lock()
 _latency_ms = 0.0
 
 
-def _broker() -> redis.Redis | None:
-    url = settings.CELERY_BROKER_URL
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return None
-    return redis_client("broker")
-
-
 def _read_depth() -> int:
     """Tasks waiting in the broker; 0 when it cannot be read (the broker's breaker and the re-drive
     sweeps cover a broker that is down: it is no reason to shed)."""
-    client = _broker()
-    if client is None:
-        return 0
-
-    def read() -> int:
-        with client.pipeline(transaction=False) as pipe:
-            for queue in settings.CHORUS_SHED_QUEUES:
-                pipe.llen(queue)
-            return sum(pipe.execute())
-
-    try:
-        return int(broker_breaker.call(read))
-    except (redis.RedisError, pybreaker.CircuitBreakerError):
-        return 0
+    return task_queue_depth() or 0
 
 
 def _read_lag() -> float:

@@ -1,17 +1,16 @@
 """Gateway reads: the tier a user is in right now, the pins to mirror."""
 
-from gateway import keys
 from gateway.models import UserTier
-from gateway.services import gateway_redis
+from project.ratelimit import keys, limiter_redis
 
 
 def user_tier_current(*, user_id: int) -> str:
     """The tier the limiter applies to a user now: the pin if any, else the automatic tier."""
     subject = keys.user_subject(user_id)
-    pinned = gateway_redis().get(keys.pin_key(subject=subject))
+    pinned = limiter_redis().get(keys.pin_key(subject=subject))
     if pinned:
         return pinned.decode()
-    automatic = gateway_redis().hget(keys.subject_key(subject=subject), "tier")
+    automatic = limiter_redis().hget(keys.subject_key(subject=subject), "tier")
     return automatic.decode() if automatic else "regular"
 
 

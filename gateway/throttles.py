@@ -8,7 +8,9 @@ walk the database, or fill the page cache, at will). A view opts out only by nam
 ``throttle_classes`` (the internal API has its own bucket).
 
 A refusal raises DRF's ``Throttled`` (429, ``Retry-After``, the JSON error body); the decision is
-kept on the request so ``gateway.middleware`` adds the ``RateLimit-*`` headers to every answer.
+kept on the request so ``gateway.middleware`` adds the ``RateLimit-*`` headers to every answer. An
+unreachable limiter (``RateLimiterUnavailable``) and shedding (``Overloaded``) answer 503 through
+``project.api_errors``' table.
 """
 
 import math
@@ -17,21 +19,12 @@ from typing import TYPE_CHECKING
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from gateway import keys
 from gateway.overload import load_shed_check
-from gateway.services import RateDecision, RateLimiterUnavailable, rate_limit_check
-from project.api_errors import ServiceUnavailable
+from project.api_errors import Overloaded
+from project.ratelimit import RateDecision, keys, rate_limit_check
 
 if TYPE_CHECKING:  # rest_framework.views imports this module (DEFAULT_THROTTLE_CLASSES) while it loads
     from rest_framework.views import APIView
-
-
-class LimiterUnavailable(ServiceUnavailable):
-    """503 with ``Retry-After`` (DRF's handler sets it from ``wait``)."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("Rate limiter unavailable, try again later.")
-        self.wait = retry_after
 
 
 def request_subject(request: Request) -> str:
@@ -39,16 +32,6 @@ def request_subject(request: Request) -> str:
     if request.user and request.user.is_authenticated:
         return keys.user_subject(request.user.pk)
     return keys.ip_subject(request.META.get("REMOTE_ADDR", "unknown"))
-
-
-class Overloaded(ServiceUnavailable):
-    """503 with ``Retry-After``: work of this priority is being shed."""
-
-    default_code = "overloaded"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("The service is overloaded, try again shortly.", code="overloaded")
-        self.wait = retry_after
 
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -70,10 +53,7 @@ class GatewayThrottle(BaseThrottle):
             if shed is not None:
                 raise Overloaded(shed)
             service = getattr(view, "rate_limit_service", DEFAULT_SERVICE)
-        try:
-            decision = rate_limit_check(subject=request_subject(request), service=service)
-        except RateLimiterUnavailable as exc:
-            raise LimiterUnavailable(exc.retry_after) from None
+        decision = rate_limit_check(subject=request_subject(request), service=service)
         self.decision: RateDecision = decision
         request._request.rate_limit = decision
         return decision.allowed
@@ -87,10 +67,7 @@ class InternalThrottle(GatewayThrottle):
     the internal tier."""
 
     def allow_request(self, request: Request, view: "APIView") -> bool:
-        try:
-            decision = rate_limit_check(subject="service:internal", service="internal", tier="internal")
-        except RateLimiterUnavailable as exc:
-            raise LimiterUnavailable(exc.retry_after) from None
+        decision = rate_limit_check(subject="service:internal", service="internal", tier="internal")
         self.decision = decision
         request._request.rate_limit = decision
         return decision.allowed

@@ -28,7 +28,6 @@ the request, so ``project/server_limits.py`` applies the same limit there first.
 """
 
 import asyncio
-import json
 import logging
 import tempfile
 import time
@@ -45,11 +44,10 @@ from django.core.handlers.base import BaseHandler
 from django.http import FileResponse, HttpResponse
 from django.urls import set_script_prefix
 
-from project.api_errors import OVERLOADED, too_large_body
+from project.api_errors import Overloaded, answer_of, too_large_body
 
 logger = logging.getLogger(__name__)
 
-OVERLOADED_BODY = json.dumps(OVERLOADED).encode()
 REFUSAL_LOG_INTERVAL = 10.0
 
 
@@ -209,8 +207,9 @@ class ChorusASGIHandler(ASGIHandler):
                 self.queue_seconds, self._refused, self.threads.waiting,
             )  # fmt: skip
             self._refused, self._refusal_logged_at = 0, now
-        retry_after = (b"retry-after", str(settings.CHORUS_RETRY_AFTER_SECONDS).encode())
-        await _answer(send, 503, OVERLOADED_BODY, [retry_after])
+        refusal = answer_of(Overloaded())
+        headers = [(name.lower().encode(), value.encode()) for name, value in refusal.headers]
+        await _answer(send, refusal.status, refusal.body_bytes(), headers)
 
     async def _too_large(self, send: Any) -> None:
         # Closing the connection is what stops the client's upload: the rest is never read.

@@ -8,13 +8,15 @@ from django.db import close_old_connections
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 app = Celery("chorus")
+# The current app in every thread (request threads, the fast lane's), not only in this one: code
+# below the composition root sends tasks through ``celery.current_app``.
+app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Every worker also records what reaches the dead-letter queue (see delivery/worker.py).
-from delivery.worker import DeadLetterConsumer  # noqa: E402
-
-app.steps["consumer"].add(DeadLetterConsumer)
+# Every worker also records what reaches the dead-letter queue (see delivery/worker.py). Named by
+# import string, so loading the Celery app does not import delivery (whose services send through it).
+app.steps["consumer"].add("delivery.worker:DeadLetterConsumer")
 
 
 @signals.worker_init.connect

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from project.api_errors import Overloaded, error_mapping
 from project.asgi_handler import request_threads
 
 Item = TypeVar("Item")
@@ -24,6 +25,9 @@ Result = TypeVar("Result")
 class NoThreadFree(Exception):
     """The item waited ``CHORUS_HTTP_QUEUE_SECONDS`` for a batch (or a batch for a request thread)
     without being written: the node or its database is saturated, and the item never will be."""
+
+
+error_mapping(NoThreadFree, lambda exc: Overloaded())
 
 
 class GroupCommit(Generic[Item, Result]):

@@ -7,8 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from gateway.anonymous import ip_rate_limited
+from gateway.metrics import metrics_view
 from project.health import healthz
-from realtime.metrics import metrics_view
 from realtime.pages import stream_page
 
 api_v1 = [

@@ -1,6 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from reactions.hot import stream_hot_pin
 from reactions.models import CommentReaction, TapCounter
+from realtime.extensions import register_stream_admin_action
+from realtime.models import Stream
 
 
 @admin.register(TapCounter)
@@ -24,3 +29,31 @@ class CommentReactionAdmin(admin.ModelAdmin):
     list_display = ("comment", "user", "kind", "created_at", "removed_at")
     list_filter = ("kind",)
     raw_id_fields = ("comment", "user")
+
+
+def _pin(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Stream], mode: str | None) -> None:
+    for stream in queryset:
+        stream_hot_pin(stream_id=stream.id, mode=mode)
+    modeladmin.message_user(
+        request, f"{queryset.count()} stream(s) pinned {mode or 'to their rate'}.", messages.SUCCESS
+    )
+
+
+# Actions on the streams' admin page (realtime/admin.py): how a stream counts taps is this app's business.
+@admin.action(description="Pin selected streams hot (split counters, coalesced counts)")
+def pin_hot(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
+    _pin(modeladmin, request, queryset, "hot")
+
+
+@admin.action(description="Pin selected streams cold")
+def pin_cold(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
+    _pin(modeladmin, request, queryset, "cold")
+
+
+@admin.action(description="Unpin selected streams (hot or cold by their rate)")
+def unpin(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
+    _pin(modeladmin, request, queryset, None)
+
+
+for _action in (pin_hot, pin_cold, unpin):
+    register_stream_admin_action(_action)

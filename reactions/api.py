@@ -10,7 +10,6 @@ from drf_spectacular.utils import (
     extend_schema_field,
     inline_serializer,
 )
-from redis.exceptions import RedisError
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -19,7 +18,7 @@ from rest_framework.views import APIView
 
 from comments.api import comment_uuid_or_404
 from project import fields
-from project.api_errors import ServiceUnavailable
+from project.api_errors import error_mapping
 from reactions.selectors import comment_reaction_counts, comment_reaction_set
 from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add, comment_reaction_remove
 from reactions.services.taps import TapLimited, UnknownKind, reaction_kind_check, reaction_tap
@@ -51,6 +50,10 @@ class TapSerializer(serializers.Serializer):
 
 class Throttled(exceptions.Throttled):
     default_code = "rate_limited"
+
+
+# Over the per-user tap limit: 429 ``rate_limited`` (a Redis failure is the table's 503).
+error_mapping(TapLimited, lambda exc: Throttled(wait=max(1, math.ceil(exc.retry_after))))
 
 
 TapAcceptedSerializer = inline_serializer(
@@ -86,13 +89,8 @@ class StreamReactionsView(APIView):
         if stream is None:
             raise exceptions.NotFound(f"No stream '{slug}'.")
         kind = payload.validated_data["kind"]
-        try:
-            result = reaction_tap(stream_id=stream.id, user_id=request.user.pk, kind=kind)
-        except TapLimited as exc:
-            raise Throttled(wait=max(1, math.ceil(exc.retry_after))) from None
-        except RedisError:
-            # Taps live in Redis; without it there is nowhere to count them. A client may retry.
-            raise ServiceUnavailable("Reactions are unavailable right now; try again shortly.") from None
+        # TapLimited and RedisError (taps live in Redis) answer through project.api_errors' table.
+        result = reaction_tap(stream_id=stream.id, user_id=request.user.pk, kind=kind)
         return Response({"kind": kind, "hot": result.hot}, status=status.HTTP_202_ACCEPTED)
 
 

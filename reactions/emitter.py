@@ -18,7 +18,9 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from project.redis import stream_tag
-from reactions.counters import (
+from reactions.frames import SNAPSHOT_KIND, counts_frame
+from reactions.hot import hot_stream_ids_now
+from reactions.redis_counters import (
     VERSION_NEXT_SCRIPT,
     _prefix,
     async_redis_client,
@@ -26,8 +28,6 @@ from reactions.counters import (
     counts_of,
     version_key,
 )
-from reactions.frames import SNAPSHOT_KIND, counts_frame
-from reactions.hot import hot_stream_ids_now
 from realtime.events import snapshot_broadcast
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The reaction-count snapshot frame sent on stream sockets.
 
 ``{"type": "reactions", "counts": {"heart": 12, ...}, "version": V}``: unsequenced, latest wins.
-``version`` grows with every frame of a stream, across Redis restarts too (``reactions.counters``:
+``version`` grows with every frame of a stream, across Redis restarts too (``reactions.redis_counters``:
 ``VERSION_NEXT_SCRIPT``), so a client keeps the frame with the highest version it has seen and
 ignores an older one that arrives late.
 """

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-from reactions.counters import _prefix, rate_key, redis_client, shard_count
+from reactions.redis_counters import _prefix, rate_key, redis_client, shard_count
 
 REFRESH_SECONDS = 1.0
 PIN_MODES = ("hot", "cold")

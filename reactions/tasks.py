@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from reactions.services.counters import reaction_taps_flush
+from reactions.services.counter_flush import reaction_taps_flush
 
 
 @shared_task(acks_late=True, ignore_result=True, expires=30)

@@ -8,9 +8,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from reactions.counters import async_redis_client, counter_state_read_async, counts_of, version_key
 from reactions.emitter import emitter
 from reactions.frames import counts_frame
+from reactions.redis_counters import async_redis_client, counter_state_read_async, counts_of, version_key
 from reactions.services.taps import TapLimited, UnknownKind, reaction_tap_async
 from realtime import protocol
 from realtime.extensions import FrameRejected, InboundContext

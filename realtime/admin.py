@@ -1,7 +1,10 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from realtime.extensions import stream_admin_actions
 from realtime.models import Stream, StreamEvent
 from realtime.services import stream_close, stream_open
 
@@ -13,7 +16,7 @@ class StreamAdmin(admin.ModelAdmin):
     search_fields = ("slug", "title")
     # The epoch changes only through stream_epoch_bump (manage.py stream_reset).
     readonly_fields = ("epoch", "epoch_seq", "last_seq", "created_at", "closed_at")
-    actions = ("close_selected", "reopen_selected", "pin_hot", "pin_cold", "unpin")
+    actions = ("close_selected", "reopen_selected")
 
     @admin.action(description="Close selected streams to new comments")
     def close_selected(self, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
@@ -27,24 +30,13 @@ class StreamAdmin(admin.ModelAdmin):
             stream_open(slug=stream.slug, title=stream.title)
         self.message_user(request, f"{queryset.count()} stream(s) open.", messages.SUCCESS)
 
-    def _pin(self, request: HttpRequest, queryset: QuerySet[Stream], mode: str | None) -> None:
-        from reactions.hot import stream_hot_pin
-
-        for stream in queryset:
-            stream_hot_pin(stream_id=stream.id, mode=mode)
-        self.message_user(request, f"{queryset.count()} stream(s) pinned {mode or 'to their rate'}.", messages.SUCCESS)
-
-    @admin.action(description="Pin selected streams hot (split counters, coalesced counts)")
-    def pin_hot(self, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
-        self._pin(request, queryset, "hot")
-
-    @admin.action(description="Pin selected streams cold")
-    def pin_cold(self, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
-        self._pin(request, queryset, "cold")
-
-    @admin.action(description="Unpin selected streams (hot or cold by their rate)")
-    def unpin(self, request: HttpRequest, queryset: QuerySet[Stream]) -> None:
-        self._pin(request, queryset, None)
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        """The stream actions of this app, and those other apps registered (``realtime.extensions``)."""
+        actions = super().get_actions(request)
+        for action in stream_admin_actions:
+            name = action.__name__
+            actions[name] = (action, name, getattr(action, "short_description", name))
+        return actions
 
 
 @admin.register(StreamEvent)

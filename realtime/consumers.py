@@ -34,18 +34,18 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from gateway.services import ws_frame_admit
+from project.ratelimit import owner_bucket
+from project.ratelimit.memory_backend import TokenBucket
 from realtime import protocol
 from realtime.auth import socket_user_id
 from realtime.drain import drain
-from realtime.extensions import FrameRejected, InboundContext, inbound_handlers, snapshot_providers
+from realtime.extensions import FrameRejected, InboundContext, frame_admit, inbound_handlers, snapshot_providers
 from realtime.hub import get_hub
 from realtime.lookups import stream_ids
-from realtime.metrics import node_stats
 from realtime.nodes import get_heartbeat
 from realtime.reads import read_quick, read_replay
 from realtime.selectors import stream_event_frames, stream_positions
-from realtime.token_bucket import TokenBucket
+from realtime.stats import node_stats
 from realtime.transport import (
     PEER_GONE_ERRORS,
     connection_trim,
@@ -131,7 +131,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.stall_poll_pending = False
         self.write_buffered: Any = None
         self.direct_sends = False
-        self.inbound: TokenBucket | None = None
+        self.inbound: TokenBucket | None = None  # the ws_frames policy's bucket of this socket
         self.strikes = 0
 
     @classmethod
@@ -582,12 +582,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.inbound is None:
-            self.inbound = TokenBucket(rate=settings.CHORUS_WS_INBOUND_RATE, burst=settings.CHORUS_WS_INBOUND_BURST)
+            self.inbound = owner_bucket("ws_frames")
         if not self.inbound.take():
             await self._rate_limited()
             return
         self.strikes = 0
-        refusal = await ws_frame_admit(scope=self.scope)
+        refusal = await frame_admit(self.scope)
         if refusal is not None:
             await self.send(text_data=protocol.error_frame(code=refusal.code, message=refusal.message))
             return

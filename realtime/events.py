@@ -1,7 +1,7 @@
 """The only code that publishes to the real-time tier.
 
 An event is published as ``"<stream>|<seq>\\n<frame>"`` on its stream's Redis channel (the channel of
-the stream's partition, ``realtime.channels``): every node decodes the stream and sequence number
+the stream's partition, ``realtime.pubsub_channels``): every node decodes the stream and sequence number
 once and forwards the pre-encoded frame to its local subscribers untouched. With
 ``CHORUS_REDIS_CLUSTER=1`` it is a sharded publish (``SPUBLISH``): only the master owning the
 channel's slot carries it, instead of every shard of the cluster.
@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from project.redis import redis_client as _redis
 from project.redis import redis_cluster_enabled
-from realtime.channels import stream_channel
+from realtime.pubsub_channels import stream_channel
 
 logger = logging.getLogger(__name__)
 

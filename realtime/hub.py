@@ -1,7 +1,7 @@
 """Per-process fan-out of stream events: one Redis subscription per node, delivery in memory.
 
 Every node (ASGI process) holds one ``StreamHub``. Streams travel on a fixed number of partition
-channels (``realtime.channels``); the hub subscribes to the partitions of the streams that have
+channels (``realtime.pubsub_channels``); the hub subscribes to the partitions of the streams that have
 local subscribers, decodes each event's stream and sequence number once and hands the pre-encoded
 frame to every local subscriber without re-encoding it.
 
@@ -37,7 +37,6 @@ from django.conf import settings
 from redis.exceptions import RedisClusterException, RedisError
 
 from project.redis import redis_async_client, redis_cluster_enabled, redis_pubsub_client, stream_partition
-from realtime.channels import partition_channel
 from realtime.events import (
     EPOCH_MARK,
     USER_MARK,
@@ -47,6 +46,7 @@ from realtime.events import (
     decode_user_frame,
     snapshot_kind_version,
 )
+from realtime.pubsub_channels import partition_channel
 from realtime.reads import read_quick
 from realtime.selectors import StreamPosition, stream_event_frames, stream_positions
 

@@ -31,8 +31,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from project.redis import redis_async_client, redis_client
-from realtime.metrics import node_stats
 from realtime.protocol import presence_frame
+from realtime.stats import node_stats
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from reactions.selectors import stream_latest_comment_reactions
+from realtime.extensions import page_config_providers
 from realtime.selectors import stream_get
 
 # Comments the page reads when it joins at the tail (and whose reactions it is given up front).
@@ -23,8 +23,7 @@ def stream_page(request: HttpRequest, slug: str) -> HttpResponse:
         "user": user.get_username() if user else None,
         "kinds": list(settings.CHORUS_REACTION_KINDS),
         "tail": PAGE_TAIL,
-        "reactions": stream_latest_comment_reactions(
-            stream_id=stream.id, user_id=user.pk if user else None, limit=PAGE_TAIL
-        ),
     }
+    for name, provider in page_config_providers.items():  # e.g. "reactions" (reactions/apps.py)
+        config[name] = provider(stream_id=stream.id, user_id=user.pk if user else None, limit=PAGE_TAIL)
     return render(request, "streams/stream.html", {"stream": stream, "config": config})

@@ -10,6 +10,10 @@ def stream_get(*, slug: str) -> Stream | None:
     return Stream.objects.filter(slug=slug).first()
 
 
+def stream_get_by_id(*, stream_id: int) -> Stream | None:
+    return Stream.objects.filter(id=stream_id).first()
+
+
 def stream_ids_by_slug(slugs: list[str]) -> dict[str, int]:
     """Stream ids of the slugs that exist, in one query (``realtime.lookups`` batches connects)."""
     return dict(Stream.objects.filter(slug__in=slugs).values_list("slug", "id"))

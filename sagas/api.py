@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from comments.api import stream_or_404
 from project import fields
+from project.api_errors import Conflict, error_mapping
 from project.idempotency import (
     IDEMPOTENCY_KEY_REUSED_RESPONSE,
     IDEMPOTENCY_PARAMETER,
@@ -22,6 +23,8 @@ from reactions.api import ReactionKindField
 from sagas import comment_and_react
 from sagas.selectors import saga_get, saga_report
 from sagas.services import NothingToRetry, SagaIdempotencyKeyReused, saga_retry, saga_start
+
+error_mapping(NothingToRetry, lambda exc: Conflict(str(exc), code="nothing_to_retry"))
 
 
 class CommentAndReactSerializer(serializers.Serializer):
@@ -127,8 +130,5 @@ class SagaRetryView(APIView):
     )
     def post(self, request: Request, saga_id: str) -> Response:
         run = _own_saga_or_404(request, saga_id)
-        try:
-            run = saga_retry(run_id=run.id)
-        except NothingToRetry as exc:
-            return Response({"code": "nothing_to_retry", "detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        run = saga_retry(run_id=run.id)  # NothingToRetry: 409 through the error table
         return Response(_with_url(request, saga_report(run=run)), status=status.HTTP_202_ACCEPTED)

@@ -15,9 +15,9 @@ def post_comment(ctx: SagaContext) -> Result:
     """Accept and publish the comment now (the reaction needs it published); idempotent per key."""
     from comments.services import StreamClosed, comment_accept, comment_publish
     from delivery.reliable import PermanentError
-    from realtime.models import Stream
+    from realtime.selectors import stream_get_by_id
 
-    stream = Stream.objects.filter(id=ctx.stream_id).first()
+    stream = stream_get_by_id(stream_id=ctx.stream_id)
     if stream is None:
         raise PermanentError("the stream no longer exists")
     try:
@@ -34,15 +34,15 @@ def post_comment(ctx: SagaContext) -> Result:
 
 def delete_comment(ctx: SagaContext) -> None:
     """Undo ``post_comment``: fine if the comment is already deleted or was never made."""
-    from comments.models import Comment
+    from comments.selectors import comment_id_by_idempotency_key
     from comments.services import comment_delete
 
     comment_id = (ctx.results.get("comment") or {}).get("comment_id")
     if comment_id is None:
-        found = Comment.objects.filter(author_id=ctx.user_id, idempotency_key=ctx.key("comment")).first()
+        found = comment_id_by_idempotency_key(author_id=ctx.user_id, idempotency_key=ctx.key("comment"))
         if found is None:
             return  # never happened
-        comment_id = str(found.id)
+        comment_id = str(found)
     comment_delete(comment_id=uuid.UUID(comment_id))
 
 

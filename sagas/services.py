@@ -270,22 +270,24 @@ def saga_retry(*, run_id: uuid.UUID) -> SagaRun:
     with transaction.atomic():
         run = SagaRun.objects.select_for_update().get(id=run_id)
         if run.state == SagaState.COMPENSATION_FAILED:
-            step = run.steps.filter(state=StepState.COMPENSATION_FAILED).order_by("-index").first()
-            assert step is not None
-            SagaStep.objects.filter(id=step.id).update(state=StepState.COMPENSATING, claimed_at=None)
-            run.state = SagaState.COMPENSATING
-            _enqueue(COMPENSATION_TASK, run.id, step.index)
+            failed = run.steps.filter(state=StepState.COMPENSATION_FAILED).order_by("-index").first()
         elif run.state == SagaState.COMPENSATED:
+            failed = run.steps.exclude(state=StepState.SUCCEEDED).order_by("index").first()
+        else:
+            failed = None
+        if failed is None:  # another state, or no step left in it (retried meanwhile)
+            raise NothingToRetry(f"saga is {run.state}: nothing failed that can be retried")
+        if run.state == SagaState.COMPENSATION_FAILED:
+            SagaStep.objects.filter(id=failed.id).update(state=StepState.COMPENSATING, claimed_at=None)
+            run.state = SagaState.COMPENSATING
+            _enqueue(COMPENSATION_TASK, run.id, failed.index)
+        else:
             run.generation += 1
             run.state = SagaState.RUNNING
             run.steps.exclude(state=StepState.SUCCEEDED).update(
                 state=StepState.PENDING, result=None, claimed_at=None, finished_at=None, compensated_at=None
             )
-            first = run.steps.exclude(state=StepState.SUCCEEDED).order_by("index").first()
-            assert first is not None
-            _enqueue(STEP_TASK, run.id, first.index)
-        else:
-            raise NothingToRetry(f"saga is {run.state}: nothing failed that can be retried")
+            _enqueue(STEP_TASK, run.id, failed.index)
         run.save(update_fields=["state", "generation", "updated_at"])
         _notify(run.id)
     return run

@@ -34,6 +34,7 @@ import pybreaker
 import redis
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Case, When
 from django.utils import timezone
@@ -43,7 +44,7 @@ from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
 from delivery.faults import fault_point
 from delivery.services import outbox_enqueue
-from gateway.breakers import broker_breaker, cache_breaker
+from project.breakers import broker_breaker, cache_breaker
 from project.redis import redis_client
 from realtime.models import StreamEvent
 from realtime.services import NewEvent, stream_event_rebroadcast, stream_events_append
@@ -171,6 +172,14 @@ def _isolate(comment: Comment, exc: Exception) -> None:
     outbox_enqueue(task_name=PUBLISH_TASK, kwargs={"comment_id": str(comment.id)})
 
 
+# What publishing reads of a comment, its author and its stream (``comment_as_dict``): not the edit
+# vectors (JSON) nor the user's other columns, which the ORM would otherwise load and convert per row.
+_PUBLISH_FIELDS = (
+    "id", "stream_id", "author_id", "body", "parent_id", "seq", "status", "version", "created_at",
+    f"author__{get_user_model().USERNAME_FIELD}", "stream__slug",
+)  # fmt: skip
+
+
 def comments_publish_batch(*, stream_id: int, limit: int | None = None) -> int:
     """Publish up to ``limit`` pending comments of a stream in one transaction; returns how many
     comments it claimed (published or set aside).
@@ -185,6 +194,7 @@ def comments_publish_batch(*, stream_id: int, limit: int | None = None) -> int:
         claimed = list(
             Comment.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("author", "stream")
+            .only(*_PUBLISH_FIELDS)
             .filter(stream_id=stream_id, status=CommentStatus.PENDING, publish_isolated=False)
             .order_by("created_at", "id")[:limit]
         )

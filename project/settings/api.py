@@ -1,7 +1,5 @@
 """Django REST framework, OpenAPI and the product limits of the public API."""
 
-from project.settings.environment import COMMENT_MAX_LENGTH, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, TOKEN_CACHE_SECONDS
-
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an anonymous request then gets 401 with WWW-Authenticate, not a bare 403.
@@ -32,8 +30,3 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
-
-CHORUS_TOKEN_CACHE_SECONDS = TOKEN_CACHE_SECONDS
-CHORUS_COMMENT_MAX_LENGTH = COMMENT_MAX_LENGTH
-CHORUS_PAGE_SIZE_DEFAULT = PAGE_SIZE_DEFAULT
-CHORUS_PAGE_SIZE_MAX = PAGE_SIZE_MAX

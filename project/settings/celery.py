@@ -8,20 +8,11 @@ from delivery.queues import task_queues
 from project.settings.environment import (
     CELERY_BROKER_URL,
     CELERY_VISIBILITY_TIMEOUT,
-    FAULT_INJECT,
+    CHORUS_PUBLISH_REDRIVE_SECONDS,
+    CHORUS_REACTION_FLUSH_SECONDS,
+    CHORUS_SAGA_STALL_SECONDS,
+    CHORUS_TASK_QUEUE,
     OUTBOX_SWEEP_SECONDS,
-    PUBLISH_BATCH,
-    PUBLISH_REDRIVE_SECONDS,
-    PUBLISH_TASK_BUDGET_SECONDS,
-    REACTION_FLUSH_SECONDS,
-    RETRY_AFTER_SECONDS,
-    SAGA_CLAIM_LEASE_SECONDS,
-    SAGA_STALL_SECONDS,
-    TASK_LEASE_SECONDS,
-    TASK_MAX_RETRIES,
-    TASK_QUEUE,
-    TASK_RETRY_BACKOFF_BASE,
-    TASK_RETRY_BACKOFF_MAX,
 )
 
 CELERY_BROKER_URL = CELERY_BROKER_URL
@@ -31,9 +22,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_DEFAULT_QUEUE = TASK_QUEUE
-CELERY_TASK_QUEUES = task_queues(TASK_QUEUE)
-CHORUS_TASK_QUEUE = TASK_QUEUE
+CELERY_TASK_DEFAULT_QUEUE = CHORUS_TASK_QUEUE
+CELERY_TASK_QUEUES = task_queues(CHORUS_TASK_QUEUE)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing happens from the outbox relay: fail fast and leave the row for the next sweep rather
 # than block a request while the broker is down.
@@ -62,28 +52,17 @@ CELERY_BEAT_SCHEDULE = {
     },
     "comments-pending-redrive": {
         "task": "comments.tasks.comments_pending_redrive_task",
-        "schedule": max(1.0, PUBLISH_REDRIVE_SECONDS / 2),
+        "schedule": max(1.0, CHORUS_PUBLISH_REDRIVE_SECONDS / 2),
     },
     "sagas-resume-stalled": {
         "task": "sagas.tasks.saga_resume_stalled_task",
-        "schedule": max(1.0, SAGA_STALL_SECONDS / 3),
+        "schedule": max(1.0, CHORUS_SAGA_STALL_SECONDS / 3),
     },
     "reactions-flush-taps": {
         "task": "reactions.tasks.reaction_taps_flush_task",
-        "schedule": REACTION_FLUSH_SECONDS,
+        "schedule": CHORUS_REACTION_FLUSH_SECONDS,
     },
 }
 
 # Retry policy of every task built on delivery.reliable.ReliableTask. The longest backoff stays
 # far below the visibility timeout, or a waiting retry would be handed out twice.
-CHORUS_TASK_MAX_RETRIES = TASK_MAX_RETRIES
-CHORUS_TASK_LEASE_SECONDS = TASK_LEASE_SECONDS
-CHORUS_TASK_RETRY_BACKOFF_BASE = TASK_RETRY_BACKOFF_BASE
-CHORUS_TASK_RETRY_BACKOFF_MAX = min(TASK_RETRY_BACKOFF_MAX, CELERY_VISIBILITY_TIMEOUT / 4)
-CHORUS_FAULT_INJECT = FAULT_INJECT
-CHORUS_PUBLISH_REDRIVE_SECONDS = PUBLISH_REDRIVE_SECONDS
-CHORUS_PUBLISH_BATCH = PUBLISH_BATCH
-CHORUS_PUBLISH_TASK_BUDGET_SECONDS = PUBLISH_TASK_BUDGET_SECONDS
-CHORUS_RETRY_AFTER_SECONDS = RETRY_AFTER_SECONDS
-CHORUS_SAGA_CLAIM_LEASE_SECONDS = SAGA_CLAIM_LEASE_SECONDS
-CHORUS_SAGA_STALL_SECONDS = SAGA_STALL_SECONDS

@@ -2,7 +2,7 @@
 
 import dj_database_url
 
-from project.settings.environment import DATABASE_URL, HTTP_THREADS
+from project.settings.environment import CHORUS_HTTP_THREADS, DATABASE_URL
 
 _default = dj_database_url.parse(DATABASE_URL)
 if _default["ENGINE"] == "django.db.backends.postgresql":
@@ -12,7 +12,7 @@ if _default["ENGINE"] == "django.db.backends.postgresql":
     _default["CONN_MAX_AGE"] = 0
     _default["OPTIONS"] = {
         "connect_timeout": 5,
-        "pool": {"min_size": 1, "max_size": max(8, HTTP_THREADS + 4), "timeout": 5},
+        "pool": {"min_size": 1, "max_size": max(8, CHORUS_HTTP_THREADS + 4), "timeout": 5},
     }
 
 elif _default["ENGINE"] == "django.db.backends.sqlite3":
@@ -30,9 +30,8 @@ DATABASES = {"default": _default}
 
 # Optional read replica: HTTP requests read from it through gateway.db_router, except right
 # after the user's own write (then the primary). Tasks, consumers and commands use the primary.
-from project.settings.environment import DATABASE_REPLICA_URL, READ_YOUR_WRITES_SECONDS  # noqa: E402
+from project.settings.environment import DATABASE_REPLICA_URL  # noqa: E402
 
-CHORUS_READ_YOUR_WRITES_SECONDS = READ_YOUR_WRITES_SECONDS
 if DATABASE_REPLICA_URL:
     _replica = dj_database_url.parse(DATABASE_REPLICA_URL)
     _replica.update({key: _default[key] for key in ("CONN_MAX_AGE", "OPTIONS") if key in _default})

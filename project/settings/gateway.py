@@ -2,30 +2,11 @@
 
 import json
 
-from project.settings import celery as _celery
 from project.settings.environment import (
-    ANON_AUTH_RATE,
-    BREAKER_FAIL_MAX,
-    BREAKER_RESET_SECONDS,
-    CACHE_REDIS_URL,
-    COMMENT_PAGE_CACHE_MAX_BYTES,
-    COMMENT_PAGE_CACHE_SECONDS,
-    FAST_LANE,
-    GATEWAY_REDIS_URL,
-    INTERNAL_API_TOKEN,
+    CHORUS_GATEWAY_REDIS_URL,
+    CHORUS_RATELIMIT_WHEN_REDIS_DOWN,
+    CHORUS_REDIS_PREFIX,
     RATE_LIMITS_JSON,
-    RATELIMIT_WHEN_REDIS_DOWN,
-    REDIS_PREFIX,
-    SHED_LATENCY_MS,
-    SHED_PUBLISH_LAG_HIGH,
-    SHED_PUBLISH_LAG_LOW,
-    SHED_QUEUE_HIGH,
-    SHED_QUEUE_LOW,
-    SHED_QUEUES,
-    TIER_HOLD_SECONDS,
-    TIER_HOT_ABOVE,
-    TIER_REGULAR_BELOW,
-    TIER_WINDOW_SECONDS,
 )
 
 # (capacity, tokens refilled per second) per tier and service. "hot" is deliberately stricter than
@@ -55,27 +36,8 @@ for _tier, _services in (json.loads(RATE_LIMITS_JSON) if RATE_LIMITS_JSON else {
     for _service, (_capacity, _rate) in _services.items():
         CHORUS_RATE_LIMITS.setdefault(_tier, {})[_service] = (float(_capacity), float(_rate))
 
-CHORUS_GATEWAY_REDIS_URL = GATEWAY_REDIS_URL
-if RATELIMIT_WHEN_REDIS_DOWN not in {"local", "closed", "open"}:
+if CHORUS_RATELIMIT_WHEN_REDIS_DOWN not in {"local", "closed", "open"}:
     raise ValueError("CHORUS_RATELIMIT_WHEN_REDIS_DOWN must be local, closed or open")
-CHORUS_RATELIMIT_WHEN_REDIS_DOWN = RATELIMIT_WHEN_REDIS_DOWN
-CHORUS_TIER_HOT_ABOVE = TIER_HOT_ABOVE
-CHORUS_TIER_REGULAR_BELOW = TIER_REGULAR_BELOW
-CHORUS_TIER_HOLD_SECONDS = TIER_HOLD_SECONDS
-CHORUS_TIER_WINDOW_SECONDS = TIER_WINDOW_SECONDS
-CHORUS_INTERNAL_API_TOKEN = INTERNAL_API_TOKEN
-CHORUS_BREAKER_FAIL_MAX = BREAKER_FAIL_MAX
-CHORUS_BREAKER_RESET_SECONDS = BREAKER_RESET_SECONDS
-CHORUS_SHED_QUEUE_LOW = SHED_QUEUE_LOW
-CHORUS_SHED_QUEUE_HIGH = SHED_QUEUE_HIGH
-CHORUS_SHED_LATENCY_MS = SHED_LATENCY_MS
-CHORUS_SHED_PUBLISH_LAG_LOW = SHED_PUBLISH_LAG_LOW
-CHORUS_SHED_PUBLISH_LAG_HIGH = SHED_PUBLISH_LAG_HIGH
-CHORUS_SHED_QUEUES = SHED_QUEUES or [getattr(_celery, "CELERY_TASK_DEFAULT_QUEUE", "celery")]
-CHORUS_ANON_AUTH_RATE = ANON_AUTH_RATE
-CHORUS_CACHE_REDIS_URL = CACHE_REDIS_URL
-CHORUS_COMMENT_PAGE_CACHE_SECONDS = COMMENT_PAGE_CACHE_SECONDS
-CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES = COMMENT_PAGE_CACHE_MAX_BYTES
 
 # django-ratelimit (coarse per-IP limits on anonymous sync views) counts in this Redis cache.
 CACHES = {
@@ -83,9 +45,8 @@ CACHES = {
     "ratelimit": {
         # The gateway's Redis client (project/redis.py), so it works against a Redis Cluster too.
         "BACKEND": "project.redis_cache.GatewayRedisCache",
-        "LOCATION": GATEWAY_REDIS_URL,
-        "KEY_PREFIX": f"{REDIS_PREFIX}:ratelimit",
+        "LOCATION": CHORUS_GATEWAY_REDIS_URL,
+        "KEY_PREFIX": f"{CHORUS_REDIS_PREFIX}:ratelimit",
     },
 }
 RATELIMIT_USE_CACHE = "ratelimit"
-CHORUS_FAST_LANE = FAST_LANE

@@ -15,7 +15,11 @@ from typing import Any
 
 from django.conf import settings
 
-from reactions.counters import (
+from project.ratelimit import keys as rate_keys
+from project.ratelimit import window_check, window_check_async
+from reactions.frames import SNAPSHOT_KIND, counts_frame
+from reactions.hot import hot_streams
+from reactions.redis_counters import (
     VERSION_NEXT_SCRIPT,
     async_redis_client,
     counts_of,
@@ -28,9 +32,6 @@ from reactions.counters import (
     taps_key,
     version_key,
 )
-from reactions.frames import SNAPSHOT_KIND, counts_frame
-from reactions.hot import hot_streams
-from reactions.limits import tap_rate_check, tap_rate_check_async
 from realtime.events import snapshot_broadcast, snapshot_broadcast_async
 
 RATE_KEY_TTL = 5
@@ -119,7 +120,8 @@ def reaction_tap(*, stream_id: int, user_id: int, kind: str) -> TapResult:
     flushes comes from the per-replica counters, not from this call.
     """
     reaction_kind_check(kind)
-    if (wait := tap_rate_check(user_id=user_id)) is not None:
+    subject = rate_keys.user_subject(user_id)
+    if (wait := window_check(policy="taps", subject=subject, client=redis_client())) is not None:
         raise TapLimited(wait)
     if hot_streams.due():
         hot_streams.refresh()
@@ -134,7 +136,8 @@ async def reaction_tap_async(*, stream_id: int, user_id: int, kind: str) -> TapR
     """``reaction_tap`` for the event loop (WebSocket frames, the HTTP fast lane): the same pipeline and
     broadcast, awaited; only the hot-stream refresh (once a second) leaves the loop."""
     reaction_kind_check(kind)
-    if (wait := await tap_rate_check_async(user_id=user_id)) is not None:
+    subject = rate_keys.user_subject(user_id)
+    if (wait := await window_check_async(policy="taps", subject=subject, client=async_redis_client())) is not None:
         raise TapLimited(wait)
     if hot_streams.due():
         await asyncio.to_thread(hot_streams.refresh)

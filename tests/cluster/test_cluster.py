@@ -14,10 +14,10 @@ import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from reactions.counters import counter_state_read, counts_of
 from reactions.models import TapCounter
-from realtime.channels import stream_channel
+from reactions.redis_counters import counter_state_read, counts_of
 from realtime.models import Stream
+from realtime.pubsub_channels import stream_channel
 from tests.cluster.conftest import TAP_CAPACITY, TAP_REFILL, ClusterStack
 from tests.conftest import ApiUser
 from tests.factories import StreamFactory, UserFactory

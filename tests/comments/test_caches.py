@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 
 from comments import caches
 from comments.services import comment_accept, comment_publish
-from gateway.breakers import cache_breaker
+from project.breakers import cache_breaker
 from project.redis import redis_client
 from tests.conftest import ApiUser
 from tests.factories import StreamFactory, UserFactory

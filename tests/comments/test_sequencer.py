@@ -12,9 +12,9 @@ from rest_framework.authtoken.models import Token
 
 from comments.models import Comment, CommentStatus
 from comments.services import comment_accept, comments_publish_batch
-from realtime.channels import stream_channel
 from realtime.events import decode_published, decode_stream_message
 from realtime.models import Stream, StreamEvent
+from realtime.pubsub_channels import stream_channel
 from tests.factories import StreamFactory, UserFactory
 from tests.gateway.conftest import node_on_private_redis
 from tests.support.api import post_comment, wait_published

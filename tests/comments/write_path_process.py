@@ -34,7 +34,7 @@ def main() -> None:
     from reactions.crdt import PNCounter
     from reactions.selectors import comment_reaction_set
     from reactions.services.comment_reactions import comment_reaction_add, comment_reaction_remove
-    from reactions.services.counters import counter_state_from_db, counter_state_merge_into_db
+    from reactions.services.counter_flush import counter_state_from_db, counter_state_merge_into_db
     from realtime.models import Stream
     from realtime.selectors import stream_event_frames
     from realtime.services import stream_create

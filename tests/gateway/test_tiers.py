@@ -9,10 +9,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django_ratelimit.core import _get_window
 
-from gateway import keys
 from gateway.models import UserTier
 from gateway.selectors import user_tier_current
-from gateway.services import gateway_redis, rate_limit_check
+from project.ratelimit import keys, limiter_redis, rate_limit_check
 from tests.factories import UserFactory
 
 
@@ -46,7 +45,7 @@ def test_admin_pin_applies_to_the_next_check_and_unpin_restores_automatic_tier()
 
     # when: the pin is deleted, the automatic tier applies again
     assert client.post(f"/admin/gateway/usertier/{row.pk}/delete/", {"post": "yes"}).status_code == 302
-    assert gateway_redis().get(keys.pin_key(subject=subject)) is None
+    assert limiter_redis().get(keys.pin_key(subject=subject)) is None
     assert rate_limit_check(subject=subject, service="comments").tier == "regular"
 
 

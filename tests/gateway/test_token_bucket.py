@@ -7,9 +7,8 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from gateway import keys, services
-from gateway.services import RateLimiterUnavailable, rate_limit_check
-from gateway.token_bucket import TokenBucket
+from project.ratelimit import RateLimiterUnavailable, keys, limiter, rate_limit_check
+from project.ratelimit.redis_backend import TokenBucket
 from project.redis import redis_client
 from tests.support.processes import free_port
 
@@ -33,7 +32,7 @@ def _take(bucket: TokenBucket, subject: str, **overrides: object):  # type: igno
 
 def test_bucket_admits_capacity_then_refuses_with_retry_after() -> None:
     """A full bucket admits exactly its capacity at once, then says when the next token comes."""
-    bucket = TokenBucket(services.gateway_redis())
+    bucket = TokenBucket(limiter.limiter_redis())
     subject = f"test:{uuid.uuid4()}"
     results = [_take(bucket, subject) for _ in range(7)]
     assert [r.allowed for r in results] == [True] * 5 + [False] * 2
@@ -46,7 +45,7 @@ def test_bucket_admits_capacity_then_refuses_with_retry_after() -> None:
 
 def test_hammering_promotes_to_hot_and_calm_returns_to_regular_only_after_hold() -> None:
     """Above the hot threshold the stricter tier applies; back to regular only after a calm hold."""
-    bucket = TokenBucket(services.gateway_redis())
+    bucket = TokenBucket(limiter.limiter_redis())
     subject = f"test:{uuid.uuid4()}"
     # rate = decayed request count / window; a lone request after a pause is about 10/s here
     tiers = {"hot_above": 25.0, "regular_below": 15.0, "hold_seconds": 0.3, "window_seconds": 0.1}
@@ -68,9 +67,9 @@ def test_hammering_promotes_to_hot_and_calm_returns_to_regular_only_after_hold()
 
 def test_pinned_tier_wins_over_automatic_tier() -> None:
     """A pin written by the admin path decides the tier, whatever the subject's rate."""
-    bucket = TokenBucket(services.gateway_redis())
+    bucket = TokenBucket(limiter.limiter_redis())
     subject = f"test:{uuid.uuid4()}"
-    services.gateway_redis().set(keys.pin_key(subject=subject), "trusted")
+    limiter.limiter_redis().set(keys.pin_key(subject=subject), "trusted")
     result = _take(bucket, subject, hot_above=0.0)
     assert (result.tier, result.limit) == ("trusted", 20)
 
@@ -86,8 +85,8 @@ def test_unreachable_redis_fails_as_configured(mode: str) -> None:
     """With Redis unreachable the check admits (open), raises with a retry time (closed), or limits locally."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
     redis_client.cache_clear()
-    services._bucket.cache_clear()
-    services.redis_breaker.close()
+    limiter._bucket.cache_clear()
+    limiter.redis_breaker.close()
     try:
         small = {tier: {**table, "comments": [3, 0.01]} for tier, table in settings.CHORUS_RATE_LIMITS.items()}
         with override_settings(
@@ -106,5 +105,5 @@ def test_unreachable_redis_fails_as_configured(mode: str) -> None:
                 assert raised.value.retry_after >= 1
     finally:
         redis_client.cache_clear()
-        services._bucket.cache_clear()
-        services.redis_breaker.close()
+        limiter._bucket.cache_clear()
+        limiter.redis_breaker.close()

@@ -3,8 +3,8 @@
 import pytest
 from django.conf import settings
 
-from reactions.counters import redis_client
 from reactions.hot import hot_streams
+from reactions.redis_counters import redis_client
 
 
 @pytest.fixture(autouse=True)

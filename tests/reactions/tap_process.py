@@ -12,8 +12,8 @@ import django
 
 def main(stream_id: int, user_id: int, taps: int, every: int) -> None:
     django.setup()
-    from reactions.counters import counter_state_read
-    from reactions.services.counters import counter_state_merge_into_db
+    from reactions.redis_counters import counter_state_read
+    from reactions.services.counter_flush import counter_state_merge_into_db
     from reactions.services.taps import reaction_tap
 
     delivered = []

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from reactions.counters import counter_state_read, counts_of
+from reactions.redis_counters import counter_state_read, counts_of
 from tests.factories import StreamFactory, UserFactory
 from tests.support.processes import AsgiNode, wait_until
 from tests.support.stores import RedisServer

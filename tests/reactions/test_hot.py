@@ -5,8 +5,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from reactions.counters import counter_state_read, counts_of
 from reactions.hot import hot_streams
+from reactions.redis_counters import counter_state_read, counts_of
 from reactions.services.taps import reaction_tap
 from tests.factories import UserFactory
 from tests.support.processes import wait_until

@@ -14,8 +14,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from reactions.counters import counts_of, state_from_hashes, taps_key
-from reactions.services.counters import counter_state_from_db
+from reactions.redis_counters import counts_of, state_from_hashes, taps_key
+from reactions.services.counter_flush import counter_state_from_db
 from tests.conftest import ApiUser
 from tests.support.brokers import unique_queue
 from tests.support.processes import AsgiNode, CeleryBeat, CeleryWorker, ManagedProcess, manage, wait_until

@@ -8,10 +8,10 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from reactions.counters import counter_state_read, counts_of, redis_client, taps_key
 from reactions.hot import stream_hot_pin
 from reactions.models import TapCounter
-from reactions.services.counters import counter_state_from_db, reaction_taps_flush
+from reactions.redis_counters import counter_state_read, counts_of, redis_client, taps_key
+from reactions.services.counter_flush import counter_state_from_db, reaction_taps_flush
 from reactions.tasks import reaction_taps_flush_task
 from tests.factories import UserFactory
 from tests.support.processes import ManagedProcess, wait_until

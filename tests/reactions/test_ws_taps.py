@@ -3,8 +3,8 @@
 import pytest
 from rest_framework.authtoken.models import Token
 
-from reactions.counters import counter_state_read, counts_of
 from reactions.hot import stream_hot_pin
+from reactions.redis_counters import counter_state_read, counts_of
 from tests.factories import UserFactory
 from tests.support.processes import wait_until
 from tests.support.ws import WsClient

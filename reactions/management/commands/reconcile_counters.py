@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from reactions.services.counters import reaction_counters_reconcile
+from reactions.services.counter_flush import reaction_counters_reconcile
 
 
 class Command(BaseCommand):

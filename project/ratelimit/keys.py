@@ -1,4 +1,4 @@
-"""Redis key names of the gateway, all under the deployment's prefix."""
+"""Every Redis key the rate limiter uses, all under the deployment's prefix (built only here)."""
 
 from django.conf import settings
 
@@ -22,3 +22,8 @@ def user_subject(user_id: int) -> str:
 
 def ip_subject(ip: str) -> str:
     return f"ip:{ip}"
+
+
+def window_key(*, policy: str, subject: str) -> str:
+    """A fixed window's counter; the script appends the Redis server's current second (same slot)."""
+    return f"{settings.CHORUS_REDIS_PREFIX}:rl:{{{subject}}}:window:{policy}"

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from reactions.counters import (
+from reactions.crdt import PNCounter
+from reactions.models import TapCounter
+from reactions.redis_counters import (
     CounterState,
     counter_entry_raise,
     counter_state_read,
@@ -25,8 +27,6 @@ from reactions.counters import (
     taps_key,
     taps_key_pattern,
 )
-from reactions.crdt import PNCounter
-from reactions.models import TapCounter
 from reactions.services.taps import reaction_counts_publish
 from realtime.models import Stream
 

@@ -1,7 +1,9 @@
-"""The token bucket: one Lua script refills, spends and adapts the tier atomically in Redis.
+"""The Redis backend of the rate limiter: limits shared by every node.
 
-The script reads the Redis server's clock (``TIME``), never a node's, so every node that shares the
-Redis sees the same bucket: no clock skew between nodes can mint extra tokens. Redis >= 5 replicates
+The token bucket is one Lua script that refills, spends and adapts the tier atomically in Redis;
+the fixed window (``WINDOW_SCRIPT``) counts per second. Both scripts read the Redis server's clock
+(``TIME``), never a node's, so every node that shares the Redis sees the same bucket: no clock skew
+between nodes can mint extra tokens. Redis >= 5 replicates
 scripts by their effects, which is what makes reading ``TIME`` inside a script allowed.
 """
 
@@ -90,7 +92,7 @@ class BucketResult:
 
 
 class TokenBucket:
-    """Runs the script (by SHA, loading it once) against one Redis client."""
+    """Runs the token-bucket script (by SHA, loading it once) against one Redis client."""
 
     def __init__(self, client: redis.Redis | aioredis.Redis) -> None:
         self.script = client.register_script(SCRIPT)
@@ -172,3 +174,27 @@ def _result(raw: list[Any]) -> BucketResult:
         tier=tier.decode() if isinstance(tier, bytes) else tier,
         recent_rate=float(rate),
     )
+
+
+# A fixed one-second window per key, on the Redis server's clock: KEYS[1] is the window's prefix,
+# ARGV[1] the limit. Returns false when admitted, else the seconds until the next window opens.
+WINDOW_SCRIPT = """
+local now = redis.call('TIME')
+local key = KEYS[1] .. ':' .. now[1]
+local used = redis.call('INCR', key)
+if used == 1 then redis.call('EXPIRE', key, 2) end
+if used > tonumber(ARGV[1]) then return tostring(1 - tonumber(now[2]) / 1000000) end
+return false
+"""
+
+
+def window_take(client: redis.Redis, *, key: str, limit: int) -> float | None:
+    """One event in ``key``'s current second: ``None`` if within ``limit``, else seconds to wait."""
+    wait = client.eval(WINDOW_SCRIPT, 1, key, limit)
+    return None if wait is None else float(wait)
+
+
+async def window_take_async(client: aioredis.Redis, *, key: str, limit: int) -> float | None:
+    """``window_take`` over an asyncio client, by SHA (EVALSHA, loaded on first use)."""
+    wait = await client.register_script(WINDOW_SCRIPT)(keys=[key], args=[limit])
+    return None if wait is None else float(wait)
