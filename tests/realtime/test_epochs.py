@@ -15,10 +15,10 @@ from django.core.management.base import CommandError
 from django.db import transaction
 
 from comments.models import Comment
-from realtime.channels import stream_channel
 from realtime.client import ChorusClient, Gap
 from realtime.events import decode_published, decode_stream_message
 from realtime.models import Stream, StreamEvent
+from realtime.pubsub_channels import stream_channel
 from realtime.services import NewEvent, stream_epoch_bump, stream_events_append
 from tests.support.ws import WsClient
 
