@@ -81,7 +81,14 @@ def clone(tmp_path_factory: pytest.TempPathFactory, stack: Any) -> Iterator[dict
     path = tmp_path_factory.mktemp("fresh") / "chorus"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(path)], check=True, timeout=120)
     (path / ".venv").symlink_to((ROOT / ".venv").resolve())
-    env = {"CHORUS_NODE_POOL": f"docs-{uuid.uuid4().hex[:6]}", "PATH": f"{path / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    run = uuid.uuid4().hex[:6]
+    env = {
+        "CHORUS_NODE_POOL": f"docs-{run}",
+        "PATH": f"{path / '.venv' / 'bin'}:{os.environ['PATH']}",
+        # Its own limits and keys, as a new user's stack has: the per-address sign-in limit must
+        # not be one that earlier tests of this run spent from the same address.
+        "CHORUS_REDIS_PREFIX": f"chorus-docs-{run}",
+    }
     processes = [
         ServedNode("docs-uvicorn", server="uvicorn", env=env),
         ServedNode("docs-daphne", server="daphne", env=env),
