@@ -25,6 +25,10 @@ def test_scale_benchmark_quick_run_loses_nothing_on_either_topology() -> None:
         "--pg", server, "--db-prefix", f"{config['NAME']}_scale", "--json", str(report),
     ]  # fmt: skip
 
+    # The benchmark runs the stacks in their default configuration, whose secret key is the
+    # checkout's own file (as `make bench` and `make run` create it); a fresh clone has none yet.
+    subprocess.run(["scripts/secret_key.sh"], cwd=ROOT, check=True, capture_output=True, timeout=30)
+
     # when
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
 
