@@ -177,7 +177,6 @@ def test_every_operation_has_a_row(service_node: AsgiNode, http: httpx.Client) -
     assert operations == {(row.method, row.path) for row in HTTP_ROWS}
 
 
-@pytest.mark.parametrize("row", HTTP_ROWS, ids=lambda row: f"{row.method} {row.path}")
 def _sign_in_limits_reset() -> None:
     """Forget the per-address sign-in counts: every test of the run signs in from 127.0.0.1, and
     this table is about who may call, not about how often (tests/gateway covers that)."""
@@ -189,6 +188,7 @@ def _sign_in_limits_reset() -> None:
         client.close()
 
 
+@pytest.mark.parametrize("row", HTTP_ROWS, ids=lambda row: f"{row.method} {row.path}")
 def test_http_answers_by_caller(
     row: Row, live: Any, service_node: AsgiNode, http: httpx.Client, callers: Callers
 ) -> None:
