@@ -267,6 +267,41 @@ class _Poster(threading.Thread):
             time.sleep(0.1)
 
 
+def test_a_log_reset_is_announced_on_the_partition_and_reaches_sockets_on_both_nodes(
+    cluster_stack: ClusterStack, user: ApiUser, http: httpx.Client
+) -> None:
+    """``manage.py stream_reset`` run against the cluster: the new epoch is announced by a sharded
+    publish on the stream's partition (nothing unsharded), and every socket gets its reset, then
+    the new epoch's events."""
+    cluster, nodes = cluster_stack.cluster, cluster_stack.nodes
+    stream = StreamFactory(slug=f"cl-{uuid.uuid4().hex[:10]}")
+    clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/?after=0") for node in nodes]
+    wait_published([post_comment(http, nodes[i].http, stream.slug, user.headers, f"c{i}").json()["id"] for i in (0, 1)])
+    for client in clients:
+        client.wait_for_seq(2)
+    listener = cluster.client(cluster.master_of_slot(_slot(stream))).pubsub()
+    listener.ssubscribe(stream_channel(stream.id))
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", **cluster_stack.env}
+    subprocess.run([sys.executable, "manage.py", "stream_reset", stream.slug], cwd=ROOT, env=env, check=True)
+    stream.refresh_from_db()
+    notice = f"{stream.id}|!{stream.epoch}".encode()
+    wait_until(
+        lambda: (message := listener.get_sharded_message(timeout=0.5)) is not None and message["data"] == notice,
+        timeout=10,
+        what="the epoch announced on the partition",
+    )
+    listener.close()
+    assert cluster.client(cluster.ports[0]).execute_command("PUBSUB", "CHANNELS") == []
+
+    wait_published([post_comment(http, nodes[0].http, stream.slug, user.headers, "after").json()["id"]])
+    for client in clients:
+        client.wait_for_seq(3)
+        frames = [(f["type"], f.get("epoch"), f.get("seq")) for f in client.frames if f["type"] in ("reset", "event")]
+        assert frames == [("event", 1, 1), ("event", 1, 2), ("reset", stream.epoch, 2), ("event", stream.epoch, 3)]
+        client.close()
+
+
 def test_a_master_killed_mid_stream_loses_repeats_and_reorders_nothing(
     cluster_stack: ClusterStack, user: ApiUser
 ) -> None:
@@ -311,38 +346,3 @@ def test_a_master_killed_mid_stream_loses_repeats_and_reorders_nothing(
     for group in clients.values():
         for client in group:
             client.close()
-
-
-def test_a_log_reset_is_announced_on_the_partition_and_reaches_sockets_on_both_nodes(
-    cluster_stack: ClusterStack, user: ApiUser, http: httpx.Client
-) -> None:
-    """``manage.py stream_reset`` run against the cluster: the new epoch is announced by a sharded
-    publish on the stream's partition (nothing unsharded), and every socket gets its reset, then
-    the new epoch's events."""
-    cluster, nodes = cluster_stack.cluster, cluster_stack.nodes
-    stream = StreamFactory(slug=f"cl-{uuid.uuid4().hex[:10]}")
-    clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/?after=0") for node in nodes]
-    wait_published([post_comment(http, nodes[i].http, stream.slug, user.headers, f"c{i}").json()["id"] for i in (0, 1)])
-    for client in clients:
-        client.wait_for_seq(2)
-    listener = cluster.client(cluster.master_of_slot(_slot(stream))).pubsub()
-    listener.ssubscribe(stream_channel(stream.id))
-
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", **cluster_stack.env}
-    subprocess.run([sys.executable, "manage.py", "stream_reset", stream.slug], cwd=ROOT, env=env, check=True)
-    stream.refresh_from_db()
-    notice = f"{stream.id}|!{stream.epoch}".encode()
-    wait_until(
-        lambda: (message := listener.get_sharded_message(timeout=0.5)) is not None and message["data"] == notice,
-        timeout=10,
-        what="the epoch announced on the partition",
-    )
-    listener.close()
-    assert cluster.client(cluster.ports[0]).execute_command("PUBSUB", "CHANNELS") == []
-
-    wait_published([post_comment(http, nodes[0].http, stream.slug, user.headers, "after").json()["id"]])
-    for client in clients:
-        client.wait_for_seq(3)
-        frames = [(f["type"], f.get("epoch"), f.get("seq")) for f in client.frames if f["type"] in ("reset", "event")]
-        assert frames == [("event", 1, 1), ("event", 1, 2), ("reset", stream.epoch, 2), ("event", stream.epoch, 3)]
-        client.close()
