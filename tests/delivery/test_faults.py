@@ -143,7 +143,10 @@ def test_broker_outage_while_posting_loses_nothing(broker, api_user, stream, htt
             ]
         assert [r.status_code for r in responses] == [202] * 100
         ids = [r.json()["id"] for r in responses]
-        assert Comment.objects.filter(stream=stream, status=CommentStatus.PENDING).count() == 100
+        assert Comment.objects.filter(stream=stream).count() == 100  # every 202 is stored
+        # The broker really was away: (nearly) all wait. A nudge already on its way through a
+        # connection the proxy had not yet cut may publish one or two; none may be lost.
+        assert Comment.objects.filter(stream=stream, status=CommentStatus.PENDING).count() >= 90
         bring_back()
 
         # then: every comment is published exactly once, in a gapless sequence, and delivered live
