@@ -32,11 +32,15 @@ class _Client(RedisCacheClient):
         for key in keys:
             self.delete(key)
 
-    def clear(self) -> bool:
-        raise NotImplementedError("clearing would flush the whole gateway Redis")
-
 
 class GatewayRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = _Client
+
+    def clear(self) -> None:
+        """Delete this cache's keys only (its ``KEY_PREFIX``): Django's FLUSHDB would also empty
+        the broker, limits and counters that share the gateway Redis."""
+        client = redis_client("gateway")
+        for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
+            client.delete(key)
