@@ -4,6 +4,10 @@ and daphne) with ``CHORUS_REDIS_CLUSTER=1``, a Celery worker and beat.
 The broker is the suite's plain Redis (never the cluster), on a task queue of its own so the shared
 stack's worker never takes these tasks. Limits: ``reactions`` is a small bucket (the limit test);
 everything else admits all.
+
+The stack lives as long as its module, never the session: its beat re-drives every comment pending in
+the shared database, so left running it would publish the comments that later tests leave pending on
+purpose (tests/delivery/test_self_healing.py).
 """
 
 import json
@@ -39,7 +43,7 @@ class ClusterStack:
     env: dict[str, str]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster_stack(django_db_setup: None) -> Iterator[ClusterStack]:
     cluster = LocalRedisCluster().start()
     processes: list = [cluster]
