@@ -36,3 +36,11 @@ os.environ.setdefault("CHORUS_DRAIN_SECONDS", "1")
 os.environ.setdefault("DJANGO_SECRET_KEY", f"chorus-tests-{secrets.token_urlsafe(32)}")
 
 from project.settings import *  # noqa: F403
+
+# The test process itself (never the servers and workers it starts, which read project.settings):
+# some tests run hundreds of clients on its event loop while a thread reads the database, and the
+# pool's own thread that opens a connection for that read competes for the GIL with the loop. Under
+# a loaded machine that took longer than the servers' 5 s (PoolTimeout in the rolling-restart test).
+for _database in DATABASES.values():  # noqa: F405
+    if "pool" in _database.get("OPTIONS", {}):
+        _database["OPTIONS"]["pool"] = {**_database["OPTIONS"]["pool"], "timeout": 60}
