@@ -19,6 +19,7 @@ from django.db.models import Q
 
 from comments.models import Comment, CommentStatus
 from comments.services.publish import comments_publish_nudge
+from project import bulk_sql
 from realtime.models import Stream
 
 
@@ -167,10 +168,7 @@ def comments_accept_batch(*, requests: Sequence[AcceptRequest]) -> list[AcceptOu
     if rows:
         try:
             with transaction.atomic():
-                Comment.objects.bulk_create(list(rows.values()), ignore_conflicts=True)
-                inserted = set(
-                    Comment.objects.filter(id__in=[row.id for row in rows.values()]).values_list("id", flat=True)
-                )
+                inserted = _insert_new(list(rows.values()))
                 existing = _existing_by_key([row for row in rows.values() if row.id not in inserted])
         except IntegrityError:
             # A stream deleted since it was read (its rows fail their foreign key): decide each
@@ -196,6 +194,14 @@ def comments_accept_batch(*, requests: Sequence[AcceptRequest]) -> list[AcceptOu
         }:
             transaction.on_commit(functools.partial(comments_publish_nudge, stream_id=stream_id), robust=True)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _insert_new(rows: list[Comment]) -> set[uuid.UUID]:
+    """Insert the rows whose idempotency key is new (the others are skipped); the ids inserted."""
+    if bulk_sql.supported():
+        return bulk_sql.rows_insert(rows, ignore_conflicts=True)
+    Comment.objects.bulk_create(rows, ignore_conflicts=True)
+    return set(Comment.objects.filter(id__in=[row.id for row in rows]).values_list("id", flat=True))
 
 
 def _accept_alone(request: AcceptRequest) -> AcceptOutcome:

@@ -28,7 +28,7 @@ import functools
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pybreaker
 import redis
@@ -44,6 +44,7 @@ from comments.models import Comment, CommentStatus
 from comments.representation import comment_as_dict
 from delivery.faults import fault_point
 from delivery.services import outbox_enqueue
+from project import bulk_sql
 from project.breakers import broker_breaker, cache_breaker
 from project.redis import redis_client
 from realtime.models import StreamEvent
@@ -150,19 +151,38 @@ def _sequence(*, stream_id: int, comments: list[Comment]) -> list[StreamEvent]:
             for comment in comments
         ],
     )
-    Comment.objects.filter(id__in=[comment.id for comment in comments]).update(
-        status=CommentStatus.PUBLISHED,
-        published_at=now,
-        updated_at=now,
-        publish_isolated=False,
-        seq=Case(*(When(id=comment.id, then=event.seq) for comment, event in zip(comments, events, strict=True))),
-    )
+    _comments_mark_published(ids=[comment.id for comment in comments], seqs=[event.seq for event in events], now=now)
     first, last = events[0].seq, events[-1].seq
     transaction.on_commit(
         lambda: stream_counters_comments_published(stream_id=stream_id, first_seq=first, last_seq=last),
         robust=True,
     )
     return events
+
+
+def _comments_mark_published(*, ids: list[uuid.UUID], seqs: list[int], now: datetime) -> None:
+    """Mark the comments published with their numbers, in one statement. On PostgreSQL the numbers
+    go as one JSON document: the ORM's ``CASE WHEN`` per row cost more to build than to run."""
+    if bulk_sql.supported():
+        bulk_sql.rows_update(
+            Comment,
+            key="id",
+            rows=({"id": comment_id, "seq": seq} for comment_id, seq in zip(ids, seqs, strict=True)),
+            common={
+                "status": CommentStatus.PUBLISHED.value,
+                "published_at": now,
+                "updated_at": now,
+                "publish_isolated": False,
+            },
+        )
+        return
+    Comment.objects.filter(id__in=ids).update(
+        status=CommentStatus.PUBLISHED,
+        published_at=now,
+        updated_at=now,
+        publish_isolated=False,
+        seq=Case(*(When(id=comment_id, then=seq) for comment_id, seq in zip(ids, seqs, strict=True))),
+    )
 
 
 def _isolate(comment: Comment, exc: Exception) -> None:
