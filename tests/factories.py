@@ -8,7 +8,6 @@ from django.contrib.auth.hashers import make_password
 
 from realtime.models import Stream
 
-
 # PBKDF2 takes about half a second a password: each distinct password is hashed once per run (its
 # users share the salt, which is harmless here), so a test's users cost milliseconds.
 _hashed_once = functools.cache(make_password)
