@@ -22,6 +22,7 @@ from rest_framework.authtoken.models import Token
 
 from tests.factories import StreamFactory, UserFactory
 from tests.support.processes import AsgiNode, CeleryWorker
+from tests.support.published import PublishedEvents
 
 
 def _recreate_database() -> None:
@@ -165,3 +166,37 @@ def stream(transactional_db: None):  # type: ignore[no-untyped-def]
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=15) as client:
         yield client
+
+
+@pytest.fixture
+def published_events() -> Iterator[PublishedEvents]:
+    """The messages published on this run's partition channels during the test, decoded
+    (``tests/support/published.py``): real Redis pub/sub, subscribed before the test begins."""
+    from project.redis import redis_cluster_enabled
+
+    if redis_cluster_enabled():
+        pytest.skip("published_events reads classic pub/sub: a cluster's sharded publishes need SSUBSCRIBE")
+    events = PublishedEvents().start()
+    try:
+        yield events
+    finally:
+        events.close()
+
+
+# The fixtures that start servers or workers (``live`` and the rest build on ``stack``): the service
+# tier (``-m services``) uses none of them.
+_PROCESS_FIXTURES = {
+    "stack", "reference_node", "service_node", "saga_stack", "fault_stack", "cluster_stack", "tuned_nodes",
+    "js_nodes", "node_pair",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the service tier fast: a test marked ``services`` may not start a node or a worker."""
+    offenders = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("services") and _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ()))
+    ]
+    if offenders:
+        raise pytest.UsageError(f"tests marked 'services' must not start nodes or workers: {offenders}")

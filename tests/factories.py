@@ -1,9 +1,16 @@
 """factory_boy factories for the models tests create directly."""
 
+import functools
+
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 
 from realtime.models import Stream
+
+# PBKDF2 takes about half a second a password: each distinct password is hashed once per run (its
+# users share the salt, which is harmless here), so a test's users cost milliseconds.
+_hashed_once = functools.cache(make_password)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -12,7 +19,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.django.Password("pw-for-tests")
+    password = factory.django.Password("pw-for-tests", transform=_hashed_once)
 
 
 class StreamFactory(factory.django.DjangoModelFactory):

@@ -25,7 +25,7 @@ from comments.services import (
 from realtime.models import Stream
 from tests.factories import StreamFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.services, pytest.mark.django_db]
 
 
 def _one_by_one(requests: list[AcceptRequest]) -> list[AcceptOutcome]:

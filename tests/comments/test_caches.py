@@ -25,6 +25,7 @@ def _publish(stream, author, body: str) -> int:  # type: ignore[no-untyped-def]
     return comment_publish(comment_id=comment.id).seq
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     """Second read: only the stream row; after a publish the next read already has the comment."""
@@ -48,6 +49,7 @@ def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(djang
     assert fresh["counts"] == {"epoch": 1, "head": 2, "comments": 2}
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_counters_behind_the_head_are_recomputed_not_served() -> None:
     """A lost write-through (counters left at an old head) never shows: the read recounts."""
@@ -62,6 +64,7 @@ def test_counters_behind_the_head_are_recomputed_not_served() -> None:
     assert caches.stream_counters(stream=stream) == {"head": 2, "comments": 2}
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_pages_are_served_from_postgresql_when_the_cache_redis_is_down() -> None:
     """The cache is an optimisation: with its Redis unreachable reads still answer 200."""
@@ -153,6 +156,7 @@ def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(  
     assert _page_keys(prefix) <= bound
 
 
+@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_a_page_too_large_to_cache_is_served_from_postgresql() -> None:
     """Values over CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES are not stored: a few huge comments cannot fill Redis."""

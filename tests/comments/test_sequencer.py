@@ -35,6 +35,7 @@ def _pending(stream: Stream, count: int) -> list[Comment]:
     ]
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("count", [1, 20, 300])
 def test_a_batch_costs_the_same_queries_whatever_its_size(count: int, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     """BEGIN, claim, head update, multi-row insert, comment update, COMMIT: the same six, any size."""
@@ -64,6 +65,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(count: int, django_ass
     listener.close()
 
 
+@pytest.mark.services
 def test_accepting_is_one_insert(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     """The accept path writes the pending comment and nothing else: one statement, committed on its own."""
     stream = StreamFactory(slug=f"a-{uuid.uuid4().hex[:8]}")
