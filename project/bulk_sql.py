@@ -53,7 +53,7 @@ def rows_insert(objs: Sequence[Model], *, ignore_conflicts: bool = False) -> set
     """INSERT ``objs`` (one model) in one statement.
 
     Fills defaults and ``auto_now`` values as ``bulk_create`` does; columns the database fills
-    (an auto-increment primary key) are left to it. With ``ignore_conflicts`` rows that hit a
+    (an auto-increment primary key) are left to it and set on ``objs``. With ``ignore_conflicts`` rows that hit a
     unique constraint are skipped (``ON CONFLICT DO NOTHING``). Returns the primary keys of the
     rows actually inserted.
     """
@@ -72,7 +72,13 @@ def rows_insert(objs: Sequence[Model], *, ignore_conflicts: bool = False) -> set
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [document])
-        return {pk.to_python(row[0]) for row in cursor.fetchall()}
+        keys = [pk.to_python(row[0]) for row in cursor.fetchall()]
+    if pk.db_returning and not ignore_conflicts:
+        # The database made the keys: RETURNING gives them in the order of the rows, which
+        # bulk_create relies on too (not with skipped conflicts, where the two would not line up).
+        for obj, key in zip(objs, keys, strict=True):
+            obj.pk = key
+    return set(keys)
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:

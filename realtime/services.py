@@ -123,8 +123,7 @@ def stream_events_append(*, stream_id: int, events: Sequence[NewEvent]) -> list[
 
 def _events_insert(rows: list[StreamEvent]) -> None:
     """One multi-row insert (``project.bulk_sql`` on PostgreSQL: the ORM's per-row cost was larger
-    than the database's). The rows get no primary key back; events are found by stream and
-    ``seq``, or by ``event_id``."""
+    than the database's)."""
     if bulk_sql.supported():
         bulk_sql.rows_insert(rows)
     else:

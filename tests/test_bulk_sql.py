@@ -10,7 +10,7 @@ from project import bulk_sql
 from realtime.models import StreamEvent
 from tests.factories import StreamFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.services]
 
 
 def _comment(stream, author, key: str, body: str = "hello") -> Comment:  # type: ignore[no-untyped-def]
@@ -34,7 +34,7 @@ def test_inserted_rows_read_back_as_the_orm_writes_them() -> None:
         assert before <= stored.created_at <= stored.updated_at <= timezone.now()
     event = StreamEvent(stream=stream, seq=1, event_id=uuid.uuid4(), type="t", payload={"a": [1, "x", None]})
     bulk_sql.rows_insert([event])
-    assert StreamEvent.objects.get(event_id=event.event_id).payload == {"a": [1, "x", None]}  # serial id filled
+    assert StreamEvent.objects.get(id=event.id).payload == {"a": [1, "x", None]}  # its serial id set
 
 
 def test_conflicting_rows_are_skipped_and_not_reported() -> None:
