@@ -95,8 +95,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         "base_send", "channel_layer", "counted", "inbound", "outbound", "scope", "slug", "strikes", "subscribed",
     )  # fmt: skip
 
-    def __init__(self, send: Send) -> None:
-        self.scope: dict[str, Any] = {}
+    def __init__(self, scope: dict[str, Any], send: Send) -> None:
+        self.scope = scope
         self.channel_layer = None
         self.base_send = send
         self.slug = ""
@@ -116,7 +116,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         """
 
         def app(scope: dict[str, Any], receive: Any, send: Send) -> Any:
-            return cls(send, **initkwargs)(scope, receive, send)
+            return cls(scope, send, **initkwargs)(scope, receive, send)
 
         app.consumer_class = cls  # type: ignore[attr-defined]
         app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
@@ -128,7 +128,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
         # clean close. This loop is the same dispatch, and its ``finally`` is the one place where a
         # socket's state is given back, however the socket ended: a clean close, an exception in
         # connect() or receive(), a send to a client that has gone, or the server cancelling us.
-        self.scope = scope
         try:
             while True:
                 await self.dispatch(await receive())

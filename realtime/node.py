@@ -101,22 +101,28 @@ class Node:
         logger.info("node %s started", self.heartbeat.node_id)
 
     async def stop(self) -> None:
-        """Leave the registry, then stop the apps' work and the hub; never raises; once.
+        """Leave the registry, then stop the apps' work and the hub together; never raises; once.
 
-        A piece that takes longer than ``STOP_SECONDS`` is left behind: the process is exiting.
+        What has not stopped after ``STOP_SECONDS`` is cancelled: the process is exiting, and the
+        drain's exit deadline (``realtime.drain.EXIT_GRACE_SECONDS``) is not far behind.
         """
         if not self.started or self.stopped:
             return
         self.stopped = True
         self.heartbeat.deregister()
-        for name, stopping in [
-            *((type(service).__name__, service.stop) for service in reversed(self._services())),
-            ("StreamHub", self.hub.stop),
-        ]:
-            try:
-                await asyncio.wait_for(stopping(), timeout=STOP_SECONDS)
-            except Exception:
-                logger.warning("node: %s did not stop cleanly", name, exc_info=True)
+        loop = asyncio.get_running_loop()
+        pieces: list[NodeService] = [*self._services(), self.hub]
+        stopping = {
+            loop.create_task(piece.stop(), name=f"node-stop-{type(piece).__name__}"): type(piece).__name__
+            for piece in pieces
+        }
+        done, late = await asyncio.wait(stopping, timeout=STOP_SECONDS)
+        for task in late:
+            task.cancel()
+            logger.warning("node: %s did not stop within %.0f s", stopping[task], STOP_SECONDS)
+        for task in done:
+            if task.exception() is not None:
+                logger.warning("node: %s failed to stop", stopping[task], exc_info=task.exception())
         self.drain.uninstall()
         logger.info("node %s stopped", self.heartbeat.node_id)
 
