@@ -19,6 +19,8 @@ from tests.support.processes import ROOT
 # What would be patched under daphne, and the node's background tasks.
 _LOOK = """
 import asyncio
+import threading
+
 import autobahn.util
 from daphne.http_protocol import WebRequest
 from daphne.ws_protocol import WebSocketProtocol
@@ -39,7 +41,9 @@ def patches():
 
 
 def background():
-    return sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name() in BACKGROUND and not t.done())
+    tasks = [t.get_name() for t in asyncio.all_tasks() if t.get_name() in BACKGROUND and not t.done()]
+    threads = [t.name for t in threading.enumerate() if t.name == "chorus-shedding-signals"]
+    return sorted(tasks + threads)
 """
 
 UVICORN = (
@@ -55,11 +59,14 @@ config.load()  # imports the application as uvicorn's command line does
 
 async def main():
     lifespan = LifespanOn(config)
-    report = {"before_startup": node.started}
+    report = {"before_startup": node.started, "running_before": background()}
     await lifespan.startup()
     report.update(started=node.started, failed=lifespan.startup_failed, running=background())
     await lifespan.shutdown()
     await asyncio.sleep(0)
+    for thread in threading.enumerate():
+        if thread.name == "chorus-shedding-signals":
+            thread.join(timeout=2)  # it ends at its next refresh
     report.update(stopped=node.stopped, left=background(), patches=patches())
     print(json.dumps(report))
 
@@ -102,13 +109,19 @@ def _run(script: str, *, first: str = "") -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-BACKGROUND = ["node-heartbeat", "reaction-counts-emitter", "stream-hub-tail-check", "stream-hub-topology"]
+BACKGROUND = [
+    "chorus-shedding-signals",
+    "node-heartbeat",
+    "reaction-counts-emitter",
+    "stream-hub-tail-check",
+    "stream-hub-topology",
+]
 
 
 def test_under_uvicorn_the_lifespan_starts_and_stops_the_node_and_daphne_is_left_alone():
     """uvicorn: lifespan startup starts every background task, shutdown stops them; nothing of daphne is patched."""
     report = _run(UVICORN)
-    assert report["before_startup"] is False  # importing the application starts nothing
+    assert report["before_startup"] is False and report["running_before"] == []  # importing it starts nothing
     assert report["started"] is True and report["failed"] is False
     assert report["running"] == BACKGROUND
     assert report["stopped"] is True and report["left"] == []
