@@ -10,15 +10,14 @@ WebSocket frames such as presence pings) is shed at the lower thresholds, ``norm
 """
 
 import logging
-import os
 import threading
-import time
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from comments.selectors import comments_pending_oldest_age
 from project.queues import task_queue_depth
+from realtime.node import node
 
 logger = logging.getLogger(__name__)
 
@@ -48,47 +47,45 @@ def _read_lag() -> float:
         connection.close()
 
 
-class _Signals:
+class SheddingSignals:
     """The shedding signals that cost I/O, refreshed every ``REFRESH_SECONDS`` by one thread per
     process: a check reads two numbers and never waits on Redis or PostgreSQL, so it is as cheap
-    on the event loop (the tap fast lane, socket frames) as in a request thread."""
+    on the event loop (the tap fast lane, socket frames) as in a request thread.
+
+    The gateway app adds it to the node (``realtime.node``), which starts and stops the thread.
+    """
 
     def __init__(self) -> None:
         self.depth = 0
         self.lag = 0.0
-        self._pid = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def ensure_running(self) -> None:
-        if self._pid == os.getpid():
-            return
-        with _lock:
-            if self._pid == os.getpid():  # a forked child has no copy of its parent's thread
-                return
-            self._pid = os.getpid()
-            threading.Thread(target=self._refresh_forever, name="chorus-shedding-signals", daemon=True).start()
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._refresh_forever, name="chorus-shedding-signals", daemon=True)
+            self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()  # the thread ends within REFRESH_SECONDS (or with the process: a daemon)
 
     def _refresh_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 self.depth, self.lag = _read_depth(), _read_lag()
             except Exception:  # never let the signals die: a stale 0 only means "do not shed"
                 logger.exception("could not refresh the shedding signals")
-            time.sleep(REFRESH_SECONDS)
-
-
-_signals = _Signals()
+            self._stopping.wait(REFRESH_SECONDS)
 
 
 def queue_depth() -> int:
     """Tasks waiting in the broker, as of at most ``REFRESH_SECONDS`` ago."""
-    _signals.ensure_running()
-    return _signals.depth
+    return node.part(SheddingSignals).depth
 
 
 def publish_lag() -> float:
     """Seconds the oldest comment has waited for publication, as of at most ``REFRESH_SECONDS`` ago."""
-    _signals.ensure_running()
-    return _signals.lag
+    return node.part(SheddingSignals).lag
 
 
 def latency_record(*, milliseconds: float) -> None:
@@ -116,8 +113,8 @@ def load_shed_check(*, priority: str) -> int | None:
         logger.info(
             "shedding %s-priority work (publish lag %.1f s, queue %s, latency %.0f ms)",
             priority,
-            _signals.lag,
-            _signals.depth,
+            publish_lag(),
+            queue_depth(),
             _latency_ms,
         )
         return SHED_RETRY_AFTER

@@ -1,4 +1,4 @@
-"""Limits daphne does not apply by itself, installed when the ASGI application is imported.
+"""Limits daphne does not apply by itself, installed by ``project/asgi.py`` only when daphne serves it.
 
 - Request bodies: Twisted reads a whole request body (into memory, then a temporary file) before
   daphne hands the request to the application, so the application's 413
@@ -10,7 +10,7 @@
   client sees as 1006, an abnormal closure. With ``failByDrop`` off it closes with 1009
   ("message too big"), as uvicorn does.
 
-Under uvicorn nothing here is used: it hands the body over as it arrives, and closes with 1009
+Under uvicorn nothing here is installed: it hands the body over as it arrives, and closes with 1009
 itself.
 """
 

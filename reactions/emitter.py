@@ -1,6 +1,7 @@
 """Coalesced reaction-count frames for hot streams: exactly one emitter per stream, by lease.
 
-Every ASGI node that has had a stream socket runs this loop. Every ``CHORUS_REACTION_COALESCE_MS``
+Every ASGI node runs this loop (the reactions app adds it to the node, ``realtime.node``, which
+starts and stops it). Every ``CHORUS_REACTION_COALESCE_MS``
 it reads the hot set and, for each hot stream, tries to take or renew the stream's emitter lease
 in Redis (``P:rx:{t}:emit:<stream>``, a value naming the node process, expiring after three
 intervals). Only the holder reads the stream's counters (all shards merged) and, if they changed,
@@ -52,9 +53,17 @@ class CountsEmitter:
         self._task: asyncio.Task[None] | None = None
         self._last: dict[int, dict[str, int]] = {}
 
-    def ensure_started(self) -> None:
-        if self._task is None or self._task.done():
+    def start(self) -> None:
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="reaction-counts-emitter")
+
+    async def stop(self) -> None:
+        """Stop emitting; the leases held expire within three intervals and another node takes over."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _loop(self) -> None:
         interval = settings.CHORUS_REACTION_COALESCE_MS / 1000
@@ -94,6 +103,3 @@ class CountsEmitter:
                     lease_key(gone),
                     self.token,
                 )
-
-
-emitter = CountsEmitter()

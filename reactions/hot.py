@@ -1,6 +1,7 @@
 """Hot streams: detection from the tap rate, admin pins, and which keys a tap goes to.
 
-Each process keeps a small cache of which streams are hot, refreshed at most once a second from
+Each process keeps a small cache of which streams are hot (``HotStreams``, one instance added to
+the process's node by the reactions app: ``node.part(HotStreams)``), refreshed at most once a second from
 Redis (``P:rx:hot``, a sorted set of stream id -> hot-until epoch second, and ``P:rx:pin``, a
 hash of stream id -> ``hot``/``cold`` set by ``manage.py hot_streams``). On refresh the process
 also sums the previous second's tap rate (all shards) of the streams it saw taps for, and marks
@@ -12,6 +13,7 @@ and some to the shards: harmless, because every read and every flush merges all 
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -94,9 +96,6 @@ def _apply_pins(detected: set[int], pins: dict[bytes, bytes]) -> frozenset[int]:
     return frozenset(hot)
 
 
-hot_streams = HotStreams()
-
-
 def stream_hot_pin(*, stream_id: int, mode: str | None) -> None:
     """Pin a stream ``"hot"`` or ``"cold"`` regardless of its rate, or ``None`` to follow the rate.
 
@@ -122,8 +121,9 @@ def hot_streams_list() -> list[HotStream]:
     """Hot streams (detected or pinned hot) with their current rate; pinned-cold ones too, marked."""
     client = redis_client()
     now = int(client.time()[0])
-    detected = {int(sid): int(score) for sid, score in client.zrangebyscore(hot_key(), now, "+inf", withscores=True)}
-    pins = {int(sid): mode.decode() for sid, mode in client.hgetall(pin_key()).items()}
+    scored = cast(list[tuple[bytes, float]], client.zrangebyscore(hot_key(), now, "+inf", withscores=True))
+    detected = {int(sid): int(score) for sid, score in scored}
+    pins = {int(sid): mode.decode() for sid, mode in cast(dict[bytes, bytes], client.hgetall(pin_key())).items()}
     ids = sorted(set(detected) | set(pins))
     rates = _rates(client, ids, now - 1) if ids else {}
     return [

@@ -8,7 +8,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from reactions.emitter import emitter
 from reactions.frames import counts_frame
 from reactions.redis_counters import async_redis_client, counter_state_read_async, counts_of, version_key
 from reactions.services.taps import TapLimited, UnknownKind, reaction_tap_async
@@ -35,7 +34,6 @@ async def reaction_frame_handle(context: InboundContext, frame: dict[str, Any]) 
 
 async def reaction_counts_snapshot(stream_id: int) -> str | None:
     """The stream's current counts for a (re)connecting socket; ``None`` before the first tap."""
-    emitter.ensure_started()
     try:
         counts = counts_of(await counter_state_read_async(stream_id=stream_id))
         if not counts:

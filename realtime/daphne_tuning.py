@@ -1,4 +1,10 @@
-"""Cheaper per-frame work under daphne, applied when the ASGI application is imported.
+"""What runs only under daphne: cheaper per-frame work, the close reason, and the node's start and stop.
+
+``project/asgi.py`` applies all of it only when ``daphne_serving()``: importing daphne proves
+nothing (Django imports ``daphne.server``, and with it Twisted's reactor, for the ``daphne`` app in
+``INSTALLED_APPS``, under uvicorn too); daphne's command line (or its ``runserver``) having
+imported the application does, and it imports it before it builds its factories and runs the
+reactor, so the patches below are in place for both.
 
 Two costs the fan-out profile found in daphne's stack, neither of which changes what is sent:
 
@@ -20,9 +26,15 @@ Two costs the fan-out profile found in daphne's stack, neither of which changes 
 One gap it fills rather than a cost: daphne drops the ``reason`` of an ASGI ``websocket.close``
 (its ``serverClose`` takes only the code), so a client would see 4503 without "node draining".
 ``close_with_reason`` passes the reason on to autobahn, which sends it in the close frame.
+
+And daphne speaks no ASGI lifespan: ``daphne_lifecycle`` starts the node (``realtime.node``) when
+Twisted's reactor runs and stops it before the reactor shuts down.
 """
 
+import asyncio
 import contextlib
+import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from django.conf import settings
@@ -66,7 +78,13 @@ def _close_with_reason(handle_reply: Any) -> Any:
     return handle
 
 
+def daphne_serving() -> bool:
+    """True if daphne serves this process: its command line or its ``runserver`` is what loaded us."""
+    return "daphne.cli" in sys.modules or "daphne.management.commands.runserver" in sys.modules
+
+
 def daphne_tune() -> None:
+    """Patch autobahn and Twisted (see the module docstring); call only when ``daphne_serving()``."""
     with contextlib.suppress(ImportError):
         import autobahn.util
 
@@ -81,4 +99,32 @@ def daphne_tune() -> None:
             from twisted.internet import tcp
 
             if not getattr(tcp.Connection.__dict__.get("write"), "chorus_write_through", False):
-                tcp.Connection.write = _write_through(tcp.Connection.write)
+                tcp.Connection.write = _write_through(tcp.Connection.write)  # type: ignore[method-assign]
+
+
+def daphne_lifecycle(*, start: Callable[[], None], stop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``start`` once Twisted's reactor runs, and ``stop`` before it shuts down.
+
+    Twisted installs its signal handlers while it starts, before its "when running" calls, so the
+    node's drain takes SIGTERM over from them. ``start`` runs on the asyncio loop's first turn (the
+    reactor fires "when running" calls before it runs the loop). The stop is a "before shutdown"
+    trigger returning a Deferred, which Twisted waits for while the loop still runs, as it does for
+    daphne's own trigger that cancels the application instances.
+    """
+    from twisted.internet import defer
+    from twisted.internet import reactor as installed
+
+    reactor: Any = installed  # typed as a module; it is the reactor daphne installed
+
+    def running() -> None:
+        reactor.callLater(0, start)
+
+    def shutting_down() -> "defer.Deferred[None] | None":
+        try:
+            task = asyncio.get_running_loop().create_task(stop())
+        except RuntimeError:  # the loop is not running: nothing was started
+            return None
+        return defer.Deferred.fromFuture(task)
+
+    reactor.callWhenRunning(running)
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)

@@ -29,6 +29,9 @@ from typing import Any
 
 from django.conf import settings
 
+from realtime.hub import StreamHub
+from realtime.nodes import NodeHeartbeat
+
 logger = logging.getLogger(__name__)
 
 # After the sockets were told, how long the node waits for HTTP requests still in the application.
@@ -42,9 +45,14 @@ LIVE_PATH = "/livez"
 
 
 class Drain:
-    """The node's drain state: read by the probes and the stream consumer, driven by SIGTERM."""
+    """The node's drain state: read by the probes and the stream consumer, driven by SIGTERM.
 
-    def __init__(self) -> None:
+    The node (``realtime.node``) owns it and installs its signal hook when it starts.
+    """
+
+    def __init__(self, *, hub: StreamHub, heartbeat: NodeHeartbeat) -> None:
+        self._hub = hub
+        self._heartbeat = heartbeat
         self.draining = False
         self.http_in_flight = 0  # HTTP requests inside the application (probes excluded)
         self._task: asyncio.Task[None] | None = None
@@ -56,9 +64,9 @@ class Drain:
     def install(self) -> None:
         """Take SIGTERM over from the server; call once the server has installed its own handler.
 
-        Both servers install theirs with ``signal.signal`` before they serve (uvicorn before the
-        lifespan startup, Twisted while the reactor starts), so the first scope of any kind is late
-        enough. Only the main thread may set a signal handler; both servers run their loop there.
+        Both servers install theirs with ``signal.signal`` before the node starts (uvicorn before
+        the lifespan startup, Twisted while the reactor starts, before its "when running" calls).
+        Only the main thread may set a signal handler; both servers run their loop there.
         """
         if self._installed or threading.current_thread() is not threading.main_thread():
             return
@@ -71,6 +79,14 @@ class Drain:
 
         signal.signal(signal.SIGTERM, on_sigterm)
 
+    def uninstall(self) -> None:
+        """Give SIGTERM back to the server's handler (the node stops)."""
+        if not self._installed or threading.current_thread() is not threading.main_thread():
+            return
+        self._installed = False
+        if self._server_handler is not None:
+            signal.signal(signal.SIGTERM, self._server_handler)
+
     def begin(self) -> None:
         """Start draining (first SIGTERM), or stop at once (a second one)."""
         if self._task is not None:
@@ -81,15 +97,12 @@ class Drain:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-drain")
 
     async def _run(self) -> None:
-        from realtime.hub import get_hub
-        from realtime.nodes import get_heartbeat
-
         loop = asyncio.get_running_loop()
         started = loop.time()
         window = max(0.0, settings.CHORUS_DRAIN_SECONDS)
         try:
-            get_heartbeat().deregister()
-            sockets = get_hub().subscribers()
+            self._heartbeat.deregister()
+            sockets = self._hub.subscribers()
             logger.info("draining: %d socket(s) over %.1f s", len(sockets), window)
             leaving: set[asyncio.Task[None]] = set()
             for at, socket in sorted(((random.uniform(0, window), s) for s in sockets), key=lambda pair: pair[0]):
@@ -99,7 +112,7 @@ class Drain:
                 leaving.add(loop.create_task(socket.leave()))
             # Sockets that were joining when the drain began refuse themselves once joined; any
             # other late one leaves now.
-            leaving.update(loop.create_task(socket.leave()) for socket in get_hub().subscribers())
+            leaving.update(loop.create_task(socket.leave()) for socket in self._hub.subscribers())
             if leaving:
                 await asyncio.wait(leaving, timeout=HTTP_GRACE_SECONDS)
             deadline = loop.time() + HTTP_GRACE_SECONDS
@@ -128,9 +141,6 @@ class Drain:
         os._exit(1)
 
 
-drain = Drain()
-
-
 # --- probes and request accounting (outermost ASGI layer) -------------------------------------------
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -144,7 +154,7 @@ async def _answer(send: Any, status: int, body: dict[str, Any], *, head: bool) -
     await send({"type": "http.response.body", "body": b"" if head else payload})
 
 
-def drain_middleware(application: ASGIApp) -> ASGIApp:
+def drain_middleware(application: ASGIApp, drain: Drain) -> ASGIApp:
     """Answers ``/readyz`` and ``/livez`` on the event loop, and counts HTTP requests in flight.
 
     The probes never reach Django: a node whose request threads are all busy is still alive, and
@@ -152,7 +162,6 @@ def drain_middleware(application: ASGIApp) -> ASGIApp:
     """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        drain.install()
         if scope["type"] != "http":
             return await application(scope, receive, send)
         path, head = scope.get("path"), scope.get("method") == "HEAD"

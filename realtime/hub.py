@@ -1,9 +1,9 @@
 """Per-process fan-out of stream events: one Redis subscription per node, delivery in memory.
 
-Every node (ASGI process) holds one ``StreamHub``. Streams travel on a fixed number of partition
-channels (``realtime.pubsub_channels``); the hub subscribes to the partitions of the streams that have
-local subscribers, decodes each event's stream and sequence number once and hands the pre-encoded
-frame to every local subscriber without re-encoding it.
+Every node (ASGI process) holds one ``StreamHub``, owned and started by ``realtime.node``. Streams
+travel on a fixed number of partition channels (``realtime.pubsub_channels``); the hub subscribes to
+the partitions of the streams that have local subscribers, decodes each event's stream and sequence
+number once and hands the pre-encoded frame to every local subscriber without re-encoding it.
 
 On a single Redis that is one pub/sub connection. On a Redis Cluster (``CHORUS_REDIS_CLUSTER=1``)
 it is sharded pub/sub (``SSUBSCRIBE``): one plain connection per master that owns a partition the
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from django.conf import settings
 from redis.exceptions import RedisClusterException, RedisError
 
 from project.redis import redis_async_client, redis_cluster_enabled, redis_pubsub_client, stream_partition
@@ -67,6 +66,10 @@ SINGLE = "redis"  # the name of the one connection to a single Redis
 
 
 class Subscriber(Protocol):
+    """One local socket, as the hub sees it (``realtime.outbound.Outbound``)."""
+
+    user_id: int | None  # frames meant for one user reach only the sockets of that user
+
     def offer(self, seq: int, frame: str) -> None:
         """Take one event frame without blocking; called in sequence order."""
 
@@ -124,7 +127,7 @@ class _Connection:
         redis-py's record, so neither an unsubscribe nor a reconnect sends it to this master again."""
         self.channels.discard(channel)
         self.pubsub.shard_channels.pop(channel.encode(), None)
-        self.pubsub.shard_channels.pop(channel, None)  # type: ignore[call-overload]
+        self.pubsub.shard_channels.pop(channel, None)
 
     async def remove(self, channel: str) -> None:
         if channel not in self.channels:
@@ -166,7 +169,6 @@ class StreamHub:
 
     async def subscribe(self, *, stream_id: int, subscriber: Subscriber) -> None:
         """Register a local subscriber; it receives every event published after this returns."""
-        self._ensure_started()
         state = self._streams.get(stream_id)
         if state is None:
             state = _StreamState(
@@ -331,7 +333,7 @@ class StreamHub:
         if data.startswith(USER_MARK):
             user_id, kind, frame = decode_user_frame(data)
             for subscriber in tuple(state.subscribers):
-                if getattr(subscriber, "user_id", None) == user_id:
+                if subscriber.user_id == user_id:
                     subscriber.offer_snapshot(kind, frame)
             return
         if data.startswith(EPOCH_MARK):
@@ -366,12 +368,24 @@ class StreamHub:
 
     # --- background loops ----------------------------------------------------------------------
 
-    def _ensure_started(self) -> None:
+    def start(self) -> None:
+        """Start the hub's loops (topology and tail check) in the running loop; called by the node."""
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._topology_loop(), name="stream-hub-topology"),
                 asyncio.create_task(self._tail_check_loop(), name="stream-hub-tail-check"),
             ]
+
+    async def stop(self) -> None:
+        """Stop the loops and close every pub/sub connection; called by the node as it stops."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for connection in list(self._connections.values()):
+            await self._drop_connection(connection)
 
     async def _read_loop(self, connection: _Connection) -> None:
         """Read one connection until it fails, then leave it to the topology loop to rebuild or move."""
@@ -530,17 +544,3 @@ class StreamHub:
             "streams": len(self._streams),
             "subscribers": sum(len(state.subscribers) for state in self._streams.values()),
         }
-
-
-_hub: StreamHub | None = None
-
-
-def get_hub() -> StreamHub:
-    """The hub of this process (created on first use, inside the server's event loop)."""
-    global _hub
-    if _hub is None:
-        _hub = StreamHub(
-            tail_check_seconds=settings.CHORUS_HUB_TAIL_CHECK_SECONDS,
-            topology_seconds=settings.CHORUS_PUBSUB_TOPOLOGY_SECONDS,
-        )
-    return _hub

@@ -7,21 +7,19 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from realtime.drain import drain
-from realtime.hub import get_hub
+from realtime.node import node
 from realtime.nodes import node_list
-from realtime.stats import node_stats
 
 
 def realtime_metric_families() -> Iterator[Metric]:
     """This node's sockets, frames and hub, and live connections per node (one Redis read)."""
-    s = node_stats
+    s = node.stats
     yield GaugeMetricFamily("chorus_ws_connections", "Open stream WebSockets on this node.", value=s.connections)
-    hub = get_hub().stats()
+    hub = node.hub.stats()
     yield GaugeMetricFamily("chorus_hub_streams", "Streams this node's hub is subscribed to.", value=hub["streams"])
     yield GaugeMetricFamily("chorus_hub_subscribers", "Sockets registered with the hub.", hub["subscribers"])
     yield GaugeMetricFamily("chorus_ws_stalled", "Sockets held over their write-buffer limit.", s.stalled_sockets)
-    yield GaugeMetricFamily("chorus_node_draining", "1 while this node drains.", int(drain.draining))
+    yield GaugeMetricFamily("chorus_node_draining", "1 while this node drains.", int(node.drain.draining))
     for name, doc, value in [
         ("chorus_ws_frames_sent", "Event and snapshot frames written to sockets.", s.frames_sent),
         (
@@ -41,6 +39,6 @@ def realtime_metric_families() -> Iterator[Metric]:
     per_node = GaugeMetricFamily(
         "chorus_node_connections", "Live connections per node, from the node registry.", labels=["node"]
     )
-    for node in node_list():
-        per_node.add_metric([node.node_id], node.connections)
+    for info in node_list():
+        per_node.add_metric([info.node_id], info.connections)
     yield per_node

@@ -10,7 +10,8 @@ with no clock comparison between machines; readers prune ids whose key is gone. 
 ``TTL - remaining TTL``, again by Redis' own clock. A node that shuts down cleanly removes its
 entry at once.
 
-The same loop pushes presence (viewers per stream, summed over live nodes) to local sockets.
+The same loop pushes presence (viewers per stream, summed over live nodes) to local sockets. The
+node (``realtime.node``) starts the heartbeat and, on a clean shutdown, takes the entry out.
 """
 
 import asyncio
@@ -21,18 +22,17 @@ import json
 import logging
 import os
 import socket
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from project.redis import redis_async_client, redis_client
+from realtime.hub import StreamHub
 from realtime.protocol import presence_frame
-from realtime.stats import node_stats
+from realtime.stats import NodeStats
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _redis() -> redis.Redis:
 def node_list() -> list[NodeInfo]:
     """The live nodes of this pool, by id. Raises RedisError when Redis is unreachable."""
     client = _redis()
-    ids = sorted(member.decode() for member in client.smembers(_set_key()))
+    ids = sorted(member.decode() for member in cast(set[bytes], client.smembers(_set_key())))
     if not ids:
         return []
     pipe = client.pipeline(transaction=False)
@@ -138,30 +138,39 @@ def public_stream_ws_url(*, slug: str) -> str:
 class NodeHeartbeat:
     """Registers this node and keeps its entry fresh; pushes presence to local sockets."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hub: StreamHub, stats: NodeStats) -> None:
         self.node_id = settings.CHORUS_NODE_ID or f"{socket.gethostname()}:{os.getpid()}"
         self.url = settings.CHORUS_NODE_WS_URL
+        self._hub = hub
+        self._stats = stats
+        self._addressed = asyncio.Event()  # set once the URL is known
+        if self.url:
+            self._addressed.set()
         self._task: asyncio.Task[None] | None = None
         self._presence_sent: dict[int, int] = {}
         self._deregistered = False
 
-    def ensure_started(self, scope: dict[str, Any]) -> None:
+    def start(self) -> None:
+        """Start beating in the running loop; the first beat waits for the node's URL."""
         if self._task is not None:
             return
-        if not self.url:
-            server = scope.get("server")
-            if not server:
-                return
-            host, port = server[0], server[1]
-            self.url = f"ws://{host}:{port}"
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-heartbeat")
-        _on_clean_shutdown(self.deregister)
+        atexit.register(self.deregister)  # a server that stops without telling the node
+
+    def address_from(self, scope: dict[str, Any]) -> None:
+        """Learn the node's URL from the address a request reached (unless ``CHORUS_NODE_WS_URL`` names it)."""
+        if self.url:
+            return
+        server = scope.get("server")
+        if server:
+            self.url = f"ws://{server[0]}:{server[1]}"
+            self._addressed.set()
 
     def deregister(self) -> None:
         """Leave the registry now, on a clean shutdown: discovery stops offering this node at once.
 
         A node that dies without running this (SIGKILL, power loss) still disappears when its
-        entry's TTL runs out. Never raises: at worst the TTL does the job.
+        entry's TTL runs out. Never raises: at worst the TTL does the job. Idempotent.
         """
         if self._deregistered:
             return
@@ -169,6 +178,8 @@ class NodeHeartbeat:
         if self._task is not None:
             with contextlib.suppress(RuntimeError):  # the loop may already be closed (atexit)
                 self._task.cancel()
+        if not self._addressed.is_set():
+            return  # never registered
         try:
             pipe = _redis().pipeline(transaction=False)
             pipe.delete(_node_key(self.node_id))
@@ -179,6 +190,7 @@ class NodeHeartbeat:
             logger.warning("node %s could not leave the registry (%s); its entry expires", self.node_id, exc)
 
     async def _run(self) -> None:
+        await self._addressed.wait()
         while True:
             try:
                 await self.beat()
@@ -191,14 +203,12 @@ class NodeHeartbeat:
             await asyncio.sleep(settings.CHORUS_NODE_HEARTBEAT_SECONDS)
 
     async def beat(self) -> None:
-        from realtime.hub import get_hub
-
         if self._deregistered:
             return
-        counts = get_hub().stream_counts()
+        counts = self._hub.stream_counts()
         data = {
             "url": self.url,
-            "connections": node_stats.connections,
+            "connections": self._stats.connections,
             "max_connections": settings.CHORUS_NODE_MAX_CONNECTIONS,
             "streams": {str(k): v for k, v in counts.items() if v},
         }
@@ -211,8 +221,6 @@ class NodeHeartbeat:
 
     async def _push_presence(self, ids: list[str], local: dict[int, int]) -> None:
         """Send each local stream's viewer count (all nodes) to its sockets when it changed: at most once a beat."""
-        from realtime.hub import get_hub
-
         if not local:
             self._presence_sent.clear()
             return
@@ -224,11 +232,12 @@ class NodeHeartbeat:
             for stream_id, count in json.loads(raw)["streams"].items():
                 if int(stream_id) in totals:
                     totals[int(stream_id)] += int(count)
-        hub = get_hub()
         for stream_id, viewers in totals.items():
             if self._presence_sent.get(stream_id) != viewers:
                 self._presence_sent[stream_id] = viewers
-                hub.offer_local_snapshot(stream_id=stream_id, kind="presence", frame=presence_frame(viewers=viewers))
+                self._hub.offer_local_snapshot(
+                    stream_id=stream_id, kind="presence", frame=presence_frame(viewers=viewers)
+                )
         for stream_id in list(self._presence_sent):
             if stream_id not in local:
                 del self._presence_sent[stream_id]
@@ -236,55 +245,3 @@ class NodeHeartbeat:
     def presence(self, *, stream_id: int) -> int | None:
         """The stream's viewer count as of the last heartbeat (None before the first one)."""
         return self._presence_sent.get(stream_id)
-
-
-def _on_clean_shutdown(callback: Callable[[], None]) -> None:
-    """Run ``callback`` when the server shuts down cleanly, as early as the server allows.
-
-    daphne (Twisted) runs it when shutdown begins, before it closes the connections; uvicorn sends
-    the ASGI lifespan shutdown (``node_registry_middleware``); any other server that exits normally
-    runs it at interpreter exit.
-    """
-    atexit.register(callback)
-    reactor = sys.modules.get("twisted.internet.reactor")  # imported only when daphne runs us
-    if reactor is not None:
-        reactor.addSystemEventTrigger("before", "shutdown", callback)  # type: ignore[attr-defined]
-
-
-_heartbeat: NodeHeartbeat | None = None
-
-
-def get_heartbeat() -> NodeHeartbeat:
-    global _heartbeat
-    if _heartbeat is None:
-        _heartbeat = NodeHeartbeat()
-    return _heartbeat
-
-
-def node_registry_middleware(application):  # type: ignore[no-untyped-def]
-    """Starts the node's heartbeat on its first request of any kind (a health check included).
-
-    Also answers the ASGI lifespan protocol (uvicorn): on shutdown the node leaves the registry.
-    """
-
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return None
-        if scope["type"] in ("http", "websocket"):
-            get_heartbeat().ensure_started(scope)
-        return await application(scope, receive, send)
-
-    return app
-
-
-async def _lifespan(receive, send) -> None:  # type: ignore[no-untyped-def]
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            if _heartbeat is not None:
-                _heartbeat.deregister()
-            await send({"type": "lifespan.shutdown.complete"})
-            return

@@ -1,8 +1,9 @@
 """Counters of this node's real-time tier: plain integers the hot path increments.
 
 No lock and no label lookup (a delivery costs tens of microseconds and a Prometheus counter per
-frame would be a visible share of it); and no imports, so any module of the tier can count.
-``realtime/metrics.py`` turns them into metrics at scrape time.
+frame would be a visible share of it); and no imports, so any module of the tier can count. The
+node (``realtime.node``) holds the one instance and hands it to what counts;
+``realtime/metrics.py`` turns it into metrics at scrape time.
 """
 
 from dataclasses import dataclass
@@ -21,6 +22,3 @@ class NodeStats:
     rate_limit_disconnects: int = 0  # sockets closed for inbound abuse (4429)
     stalled_sockets: int = 0  # sockets currently held because their write buffer is over the limit
     drained_sockets: int = 0  # sockets handed over to other nodes while draining (4503)
-
-
-node_stats = NodeStats()

@@ -18,7 +18,7 @@ from django.conf import settings
 from project.ratelimit import keys as rate_keys
 from project.ratelimit import window_check, window_check_async
 from reactions.frames import SNAPSHOT_KIND, counts_frame
-from reactions.hot import hot_streams
+from reactions.hot import HotStreams
 from reactions.redis_counters import (
     VERSION_NEXT_SCRIPT,
     async_redis_client,
@@ -33,6 +33,7 @@ from reactions.redis_counters import (
     version_key,
 )
 from realtime.events import snapshot_broadcast, snapshot_broadcast_async
+from realtime.node import node
 
 RATE_KEY_TTL = 5
 
@@ -123,6 +124,7 @@ def reaction_tap(*, stream_id: int, user_id: int, kind: str) -> TapResult:
     subject = rate_keys.user_subject(user_id)
     if (wait := window_check(policy="taps", subject=subject, client=redis_client())) is not None:
         raise TapLimited(wait)
+    hot_streams = node.part(HotStreams)
     if hot_streams.due():
         hot_streams.refresh()
     hot_streams.note_tap(stream_id)
@@ -139,6 +141,7 @@ async def reaction_tap_async(*, stream_id: int, user_id: int, kind: str) -> TapR
     subject = rate_keys.user_subject(user_id)
     if (wait := await window_check_async(policy="taps", subject=subject, client=async_redis_client())) is not None:
         raise TapLimited(wait)
+    hot_streams = node.part(HotStreams)
     if hot_streams.due():
         await asyncio.to_thread(hot_streams.refresh)
     hot_streams.note_tap(stream_id)

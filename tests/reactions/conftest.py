@@ -3,8 +3,9 @@
 import pytest
 from django.conf import settings
 
-from reactions.hot import hot_streams
+from reactions.hot import HotStreams
 from reactions.redis_counters import redis_client
+from realtime.node import node
 
 
 @pytest.fixture(autouse=True)
@@ -13,4 +14,4 @@ def _clean_reaction_keys() -> None:
     keys = list(client.scan_iter(match=f"{settings.CHORUS_REDIS_PREFIX}:rx:*", count=1000))
     if keys:
         client.delete(*keys)
-    hot_streams.reset()
+    node.part(HotStreams).reset()

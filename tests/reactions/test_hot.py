@@ -5,9 +5,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from reactions.hot import hot_streams
+from reactions.hot import HotStreams
 from reactions.redis_counters import counter_state_read, counts_of
 from reactions.services.taps import reaction_tap
+from realtime.node import node
 from tests.factories import UserFactory
 from tests.support.processes import wait_until
 
@@ -21,7 +22,7 @@ def test_a_stream_over_the_threshold_becomes_hot_and_is_listed(stream, settings)
     for i in range(30):
         reaction_tap(stream_id=stream.id, user_id=users[i % 3].pk, kind="heart")
     # The rate of a second is judged once it is over.
-    wait_until(lambda: stream.id in hot_streams.refresh(), timeout=5)
+    wait_until(lambda: stream.id in node.part(HotStreams).refresh(), timeout=5)
     out = StringIO()
     call_command("hot_streams", stdout=out)
     assert stream.slug in out.getvalue() and "detected" in out.getvalue()
@@ -35,12 +36,12 @@ def test_a_stream_over_the_threshold_becomes_hot_and_is_listed(stream, settings)
 def test_pins_override_detection(stream):
     """An admin pins a stream hot (then cold, then back to automatic) with the command."""
     call_command("hot_streams", "--pin", stream.slug, "hot", stdout=StringIO())
-    assert stream.id in hot_streams.refresh()
+    assert stream.id in node.part(HotStreams).refresh()
     out = StringIO()
     call_command("hot_streams", stdout=out)
     assert "pinned hot" in out.getvalue()
     call_command("hot_streams", "--pin", stream.slug, "cold", stdout=StringIO())
-    assert stream.id not in hot_streams.refresh()
+    assert stream.id not in node.part(HotStreams).refresh()
     call_command("hot_streams", "--pin", stream.slug, "auto", stdout=StringIO())
     out = StringIO()
     call_command("hot_streams", stdout=out)
