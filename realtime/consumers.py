@@ -32,7 +32,13 @@ from realtime.node import node
 from realtime.outbound import Outbound
 from realtime.reads import read_quick, read_replay
 from realtime.selectors import stream_event_frames, stream_positions
-from realtime.transport import PEER_GONE_ERRORS, connection_trim, write_buffer_probe, writes_through
+from realtime.transport import (
+    PEER_GONE_ERRORS,
+    connection_trim,
+    raw_frame_writer,
+    write_buffer_probe,
+    writes_through,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +210,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             if snapshot is not None and not out.has_snapshot(kind):
                 await self.send(text_data=snapshot)
         connection_trim(self.base_send, self.scope)
-        out.open(write_buffered=write_buffer_probe(self.base_send), writes_through=writes_through(self.base_send))
+        out.open(
+            write_buffered=write_buffer_probe(self.base_send),
+            writes_through=writes_through(self.base_send),
+            raw_write=raw_frame_writer(self.base_send),
+        )
 
     async def _join(
         self, query: dict[str, list[str]], after: int | None, client_epoch: int | None

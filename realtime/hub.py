@@ -48,6 +48,7 @@ from realtime.events import (
 from realtime.pubsub_channels import partition_channel
 from realtime.reads import read_quick
 from realtime.selectors import StreamPosition, stream_event_frames, stream_positions
+from realtime.transport import text_frame_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ class Subscriber(Protocol):
 
     def can_send_now(self, seq: int) -> bool:
         """True if ``send_now`` would write this event at once, without waiting on anything."""
+
+    def write_encoded(self, seq: int, data: bytes) -> bool:
+        """Write one event's frame, encoded once for all sockets, now (only after ``can_send_now``);
+        False if nothing was written (then ``send_now``); never raises."""
 
     async def send_now(self, seq: int, frame: str) -> None:
         """Write one event directly (only after ``can_send_now``); never raises."""
@@ -287,9 +292,13 @@ class StreamHub:
         # gets the frame queued instead: its sender then writes several frames at once.
         direct = time.monotonic() - state.last_fan_out >= INLINE_MIN_GAP_SECONDS
         written = 0
+        encoded: bytes | None = None  # the frame as WebSocket bytes, made once for every socket
         for subscriber in tuple(state.subscribers):
             if direct and subscriber.can_send_now(seq):
-                await subscriber.send_now(seq, frame)
+                if encoded is None:
+                    encoded = text_frame_bytes(frame)
+                if not subscriber.write_encoded(seq, encoded):
+                    await subscriber.send_now(seq, frame)
                 written += 1
                 if written % INLINE_BATCH == 0:
                     await asyncio.sleep(0)  # let the rest of the node (HTTP, reads) run in between

@@ -30,7 +30,7 @@ from django.conf import settings
 
 from realtime import protocol
 from realtime.stats import NodeStats
-from realtime.transport import PEER_GONE_ERRORS, WriteBufferProbe, write_mode
+from realtime.transport import PEER_GONE_ERRORS, RawFrameWriter, WriteBufferProbe, write_mode
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ class Outbound:
 
     __slots__ = (
         "buffer", "closing", "credit", "direct_sends", "epoch", "label", "lagging", "last_sent", "limits", "live",
-        "log_pending", "read_log", "reset_pending", "resync_after", "rewake", "send_claims", "send_lock", "sender",
-        "snapshots", "stall_poll_pending", "stalled_since", "stats", "stream_id", "user_id", "wire", "write_buffered",
+        "log_pending", "raw_write", "read_log", "reset_pending", "resync_after", "rewake", "send_claims", "send_lock",
+        "sender", "snapshots", "stall_poll_pending", "stalled_since", "stats", "stream_id", "user_id", "wire",
+        "write_buffered",
     )  # fmt: skip
 
     def __init__(self, wire: Wire, *, read_log: LogReader, stats: NodeStats, limits: OutboundLimits) -> None:
@@ -119,6 +120,8 @@ class Outbound:
         self.stall_poll_pending = False
         self.write_buffered: WriteBufferProbe | None = None  # the socket's unflushed bytes, if measurable
         self.direct_sends = False
+        # Writes an event frame encoded once for every socket (None: every frame goes through ``wire``).
+        self.raw_write: RawFrameWriter | None = None
 
     # --- the socket's life ---------------------------------------------------------------------
 
@@ -136,14 +139,23 @@ class Outbound:
         """True if a snapshot of ``kind`` is waiting to be sent (a newer one than a provider's)."""
         return self.snapshots is not None and kind in self.snapshots
 
-    def open(self, *, write_buffered: WriteBufferProbe | None, writes_through: bool) -> None:
+    def open(
+        self,
+        *,
+        write_buffered: WriteBufferProbe | None,
+        writes_through: bool,
+        raw_write: RawFrameWriter | None = None,
+    ) -> None:
         """The client has its hello: from now on frames go out.
 
         ``write_buffered`` measures the socket's unflushed bytes (None where it cannot be measured);
         ``writes_through``: a send on an idle socket reaches it at once, so the hub may write to it
         directly (where a send only fills a buffer, the sender's batched writes are cheaper).
+        ``raw_write``: where the server allows it, the hub's direct writes hand over the event's
+        frame encoded once for all sockets (``write_encoded``).
         """
         self.write_buffered = write_buffered
+        self.raw_write = raw_write
         self.direct_sends = writes_through and write_buffered is not None
         self.live = True
         if self.lagging or self.buffer or self.snapshots:
@@ -218,6 +230,20 @@ class Outbound:
         ):
             return False
         self._set_stalled(False)
+        return True
+
+    def write_encoded(self, seq: int, data: bytes) -> bool:
+        """Write the event (``data``: its frame from ``realtime.transport.text_frame_bytes``) at once,
+        without a task switch; only after ``can_send_now``. False if nothing was written: the
+        server is not writing right now, and the caller uses ``send_now``."""
+        raw_write = self.raw_write
+        if raw_write is None or seq != self.last_sent + 1 or not raw_write(data):
+            return False
+        self.last_sent = seq
+        if self.credit is not None:
+            self.credit -= 1
+        self.stats.frames_sent += 1
+        self.stats.frames_direct += 1
         return True
 
     async def send_now(self, seq: int, frame: str) -> None:

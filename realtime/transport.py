@@ -9,6 +9,7 @@ consumer can stop writing to a socket that is not draining.
 """
 
 import asyncio
+import struct
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -192,3 +193,60 @@ def _peer_gone_errors() -> tuple[type[BaseException], ...]:
 
 # A send can race the client's disconnect: the socket is closed before the consumer hears of it.
 PEER_GONE_ERRORS = _peer_gone_errors()
+
+
+def text_frame_bytes(frame: str) -> bytes:
+    """``frame`` as one unfragmented WebSocket text frame from a server (RFC 6455: no mask).
+
+    The same bytes are right for every socket without a negotiated extension, so a fan-out
+    encodes an event once and writes these to each socket (``raw_frame_writer``).
+    """
+    payload = frame.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
+RawFrameWriter = Callable[[bytes], bool]
+
+
+def raw_frame_writer(send: Callable[..., Any]) -> RawFrameWriter | None:
+    """A function that writes bytes from ``text_frame_bytes`` straight to the socket behind
+    ``send``, or None where that is not safe.
+
+    Only for uvicorn's websockets-sansio protocol on a connection without extensions (Chorus runs
+    uvicorn with compression off): there a send is ``conn.send_text`` (framing what is above),
+    then ``transport.write``. Writing the frame encoded once skips, per socket, the ASGI message,
+    uvicorn's checks and the framing. The writer returns False (nothing written) unless the
+    connection is open and writing now, in which case the caller sends through ``send`` instead,
+    where uvicorn decides.
+    """
+    protocol = _protocol(send)
+    if type(protocol).__name__ != "WebSocketsSansIOProtocol":
+        return None
+    conn = getattr(protocol, "conn", None)
+    transport = getattr(protocol, "transport", None)
+    if conn is None or transport is None or getattr(conn, "extensions", None):
+        return None
+    from websockets.protocol import State
+
+    def write(data: bytes) -> bool:
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or not protocol.handshake_complete
+            or protocol.initial_response is not None
+            or not protocol.writable.is_set()
+            or conn.state is not State.OPEN
+            or transport.is_closing()
+        ):
+            return False
+        transport.write(data)
+        return True
+
+    return write

@@ -348,3 +348,59 @@ def test_release_stops_the_sender_and_the_stall_count():
         await idle(out)
 
     run(scenario)
+
+
+def test_an_event_encoded_once_is_written_without_a_send_where_the_server_allows_it():
+    """write_encoded: the bytes go to the socket's raw writer and count as the event sent; where the
+    server has no raw writer, or is not writing right now, nothing is written and the hub sends."""
+    from realtime.transport import text_frame_bytes
+
+    async def scenario() -> None:
+        out, wire, _log, stats = socket(head=3)
+        open_at(out, wire)
+        assert not out.write_encoded(1, text_frame_bytes(event(1)))  # no raw writer (daphne)
+        assert out.last_sent == 0 and stats.frames_sent == 0
+
+        written: list[bytes] = []
+        accepting = True
+
+        def raw(data: bytes) -> bool:
+            if accepting:
+                written.append(data)
+            return accepting
+
+        out.open(write_buffered=lambda: wire.unread, writes_through=True, raw_write=raw)
+        out.credit = 5
+        assert out.can_send_now(1) and out.write_encoded(1, text_frame_bytes(event(1)))
+        assert written == [text_frame_bytes(event(1))]
+        assert (out.last_sent, out.credit, stats.frames_sent, stats.frames_direct) == (1, 4, 1, 1)
+        assert not out.write_encoded(3, text_frame_bytes(event(3)))  # never past a gap
+        accepting = False  # the server is closing or holding writes
+        assert not out.write_encoded(2, text_frame_bytes(event(2))) and out.last_sent == 1
+        await out.send_now(2, event(2))  # what the hub does then
+        assert wire.seqs() == [2] and out.last_sent == 2
+
+    run(scenario)
+
+
+def test_a_frame_encoded_once_is_what_a_websocket_client_reads():
+    """text_frame_bytes: one unmasked text frame, for each of the three payload length encodings,
+    as websockets' own frame parser reads it on the client side."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    from realtime.transport import text_frame_bytes
+
+    for size in (10, 125, 126, 300, 65535, 70_000):
+        text = "é" * (size // 2) + "x" * (size % 2)
+        reader = StreamReader()
+        reader.feed_data(text_frame_bytes(text))
+        reader.feed_eof()
+        parser = Frame.parse(reader.read_exact, mask=False, max_size=None)
+        try:
+            while True:
+                next(parser)
+        except StopIteration as done:
+            frame = done.value
+        assert isinstance(frame, Frame) and frame.opcode is Opcode.TEXT and frame.fin
+        assert frame.data.decode() == text
