@@ -12,10 +12,13 @@ and some to the shards: harmless, because every read and every flush merges all 
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from django.conf import settings
+from redis.typing import ZSetScoredMembers
 
+from project.redis import redis_text
 from reactions.redis_counters import _prefix, rate_key, redis_client, shard_count
 
 REFRESH_SECONDS = 1.0
@@ -122,8 +125,10 @@ def hot_streams_list() -> list[HotStream]:
     """Hot streams (detected or pinned hot) with their current rate; pinned-cold ones too, marked."""
     client = redis_client()
     now = int(client.time()[0])
-    detected = {int(sid): int(score) for sid, score in client.zrangebyscore(hot_key(), now, "+inf", withscores=True)}
-    pins = {int(sid): mode.decode() for sid, mode in client.hgetall(pin_key()).items()}
+    # redis-py types the reply as members or (member, score) pairs, whichever ``withscores`` asks.
+    scored = cast(ZSetScoredMembers, client.zrangebyscore(hot_key(), now, "+inf", withscores=True))
+    detected = {int(sid): int(score) for sid, score in scored}
+    pins = {int(sid): redis_text(mode) for sid, mode in client.hgetall(pin_key()).items()}
     ids = sorted(set(detected) | set(pins))
     rates = _rates(client, ids, now - 1) if ids else {}
     return [
