@@ -152,13 +152,13 @@ class ApiUser:
 
 @pytest.fixture
 def api_user(transactional_db: None) -> ApiUser:
-    user = UserFactory()
+    user = UserFactory.create()
     return ApiUser(user=user, token=Token.objects.create(user=user).key)
 
 
 @pytest.fixture
 def stream(transactional_db: None):  # type: ignore[no-untyped-def]
-    return StreamFactory(slug=f"s-{uuid.uuid4().hex[:10]}")
+    return StreamFactory.create(slug=f"s-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture

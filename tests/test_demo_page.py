@@ -77,8 +77,8 @@ def comment_item(page: Page, body: str):  # type: ignore[no-untyped-def]
 def test_two_viewers_see_comments_pending_posts_taps_reactions_edits_and_deletes(js_build, live, stream):  # noqa: F811
     """Alice on node A writes, taps and edits; Bob on node B sees it all live, as text; each sees
     the other's reactions; controls work from the keyboard."""
-    UserFactory(username="alice", password="pw-for-tests")
-    UserFactory(username="bob", password="pw-for-tests")
+    UserFactory.create(username="alice", password="pw-for-tests")
+    UserFactory.create(username="bob", password="pw-for-tests")
     node_a, node_b = live.nodes
     with chromium() as browser:
         alice = open_page(browser, node_a.http, stream.slug, login="alice")
@@ -157,7 +157,7 @@ def test_two_viewers_see_comments_pending_posts_taps_reactions_edits_and_deletes
 
 def test_a_post_made_offline_stays_pending_and_is_published_once_the_network_is_back(js_build, live, stream):  # noqa: F811
     """The connection state shows offline; the post waits as pending; it is published once."""
-    UserFactory(username="carol", password="pw-for-tests")
+    UserFactory.create(username="carol", password="pw-for-tests")
     node = live.nodes[0]
     with chromium() as browser:
         page = open_page(browser, node.http, stream.slug, login="carol")
@@ -186,8 +186,8 @@ def _screenshot(page: Page, name: str) -> None:
 def test_on_a_phone_nothing_scrolls_sideways_and_screenshots_of_live_traffic(js_build, live, stream):  # noqa: F811
     """A 390 px wide viewer of a stream with live traffic from another context: no horizontal
     scroll (long words, every control); screenshots at desktop and phone size."""
-    UserFactory(username="dana", password="pw-for-tests")
-    UserFactory(username="eve", password="pw-for-tests")
+    UserFactory.create(username="dana", password="pw-for-tests")
+    UserFactory.create(username="eve", password="pw-for-tests")
     node_a, node_b = live.nodes
     Stream.objects.filter(id=stream.id).update(title="Final: Lisbon v Porto")
     with chromium() as browser:

@@ -69,7 +69,7 @@ def test_subscribe_and_post_from_a_page_with_the_session_cookie(js_build, live, 
     """A logged-in page posts through the package; a reader's page on the other node gets the
     comment live, as text, with the author and sequence number; a page opened later gets it from
     the tail read."""
-    UserFactory(username="alice", password="pw-for-tests")
+    UserFactory.create(username="alice", password="pw-for-tests")
     node_a, node_b = live.nodes
     hostile = '<img src=x onerror="document.body.dataset.pwned=1"> hi & bye'
     with chromium() as browser:
@@ -94,7 +94,7 @@ def test_subscribe_and_post_from_a_page_with_the_session_cookie(js_build, live, 
 def test_a_post_made_offline_survives_a_reload_and_is_published_once(js_build, live, stream):
     """Posting fails at the network; the post waits in localStorage, the page reloads, and the
     reloaded page's client sends it (same Idempotency-Key) once the network is back."""
-    UserFactory(username="bob", password="pw-for-tests")
+    UserFactory.create(username="bob", password="pw-for-tests")
     node = live.nodes[0]
     outbox_key = f"chorus.outbox:{node.http}"
     refused: list[str] = []

@@ -47,8 +47,8 @@ def test_the_documented_example_runs_as_written(js_build, control, js_nodes):
     a random password, stream demo): it prints the stream, posts, sees its own comment come back
     live, and exits."""
     password = secrets.token_urlsafe(18)
-    UserFactory(username="admin", password=password)
-    StreamFactory(slug="demo")
+    UserFactory.create(username="admin", password=password)
+    StreamFactory.create(slug="demo")
     doc = (ROOT / "docs" / "CLIENT.md").read_text()
     example = re.search(r"## Example\n.*?```js\n(.*?)```", doc, re.S)
     assert example is not None, "docs/CLIENT.md has an Example section with a js block"

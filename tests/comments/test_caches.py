@@ -28,7 +28,7 @@ def _publish(stream, author, body: str) -> int:  # type: ignore[no-untyped-def]
 @pytest.mark.django_db(transaction=True)
 def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     """Second read: only the stream row; after a publish the next read already has the comment."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "first")
     url = f"/api/v1/streams/{stream.slug}/comments"
     client = Client()
@@ -51,7 +51,7 @@ def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(djang
 @pytest.mark.django_db(transaction=True)
 def test_counters_behind_the_head_are_recomputed_not_served() -> None:
     """A lost write-through (counters left at an old head) never shows: the read recounts."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "one")
     stream.refresh_from_db()
     assert caches.stream_counters(stream=stream) == {"head": 1, "comments": 1}
@@ -65,7 +65,7 @@ def test_counters_behind_the_head_are_recomputed_not_served() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_pages_are_served_from_postgresql_when_the_cache_redis_is_down() -> None:
     """The cache is an optimisation: with its Redis unreachable reads still answer 200."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "kept")
     redis_client.cache_clear()
     try:
@@ -121,7 +121,7 @@ def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(  
 ) -> None:
     """Walking every ``after`` (and ``limit``): anonymous gets 429 past its bucket; nobody grows the cache."""
     node, prefix = crawled_node
-    stream = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}")
     head = 2 * settings.CHORUS_PAGE_SIZE_DEFAULT + 20
     for i in range(head):
         _publish(stream, api_user.user, f"comment {i}")
@@ -156,7 +156,7 @@ def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(  
 @pytest.mark.django_db(transaction=True)
 def test_a_page_too_large_to_cache_is_served_from_postgresql() -> None:
     """Values over CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES are not stored: a few huge comments cannot fill Redis."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "x" * 1500)
     client = redis.Redis.from_url(settings.CHORUS_REDIS_URL)
     pattern = f"{settings.CHORUS_REDIS_PREFIX}:cache:comments:{stream.id}:*"

@@ -73,12 +73,12 @@ def test_only_author_or_staff_may_edit_or_delete(live, api_user, stream, http):
     """Another user gets 403 for PATCH and DELETE; staff may do both."""
     from rest_framework.authtoken.models import Token
 
-    comment = _published(stream, UserFactory())
+    comment = _published(stream, UserFactory.create())
     url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
     headers = {**api_user.headers, "If-Match": '"1"'}
     assert http.patch(url, json={"body": "mine now"}, headers=headers).status_code == 403
     assert http.delete(url, headers=api_user.headers).status_code == 403
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     staff_headers = {"Authorization": f"Token {Token.objects.create(user=staff).key}"}
     assert http.patch(url, json={"body": "moderated"}, headers={**staff_headers, "If-Match": '"1"'}).status_code == 200
     assert http.delete(url, headers=staff_headers).status_code == 204
@@ -101,7 +101,7 @@ def test_delete_is_idempotent_and_emits_one_event(live, api_user, stream, http):
 
 def test_deleting_a_never_published_comment_is_harmless(stream):
     """A pending comment deleted (a saga compensation) is never published and leaves no event."""
-    author = UserFactory()
+    author = UserFactory.create()
     pending = Comment.objects.create(stream=stream, author=author, body="p", idempotency_key="k")
     assert comment_delete(comment_id=pending.id) is True
     assert comment_delete(comment_id=pending.id) is False

@@ -52,7 +52,7 @@ def _state(comment: Comment) -> dict:
 def test_concurrent_edits_in_two_regions_converge(region_b_url, stream, settings, tmp_path):
     """Both regions edit at once, twice; each applies the other's edits (one twice): same state on both."""
     settings.CHORUS_REGION = "eu"
-    author = UserFactory()
+    author = UserFactory.create()
     comment = Comment.objects.create(
         stream=stream, author=author, body="original", status=CommentStatus.PUBLISHED, idempotency_key="r"
     )

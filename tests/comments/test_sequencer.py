@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _pending(stream: Stream, count: int) -> list[Comment]:
     """Pending comments written directly, so no task is queued for them."""
-    author = UserFactory()
+    author = UserFactory.create()
     return [
         Comment.objects.create(
             stream=stream, author=author, body=f"c{i}", idempotency_key=f"k{i}", request_fingerprint="f"
@@ -38,7 +38,7 @@ def _pending(stream: Stream, count: int) -> list[Comment]:
 @pytest.mark.parametrize("count", [1, 20, 300])
 def test_a_batch_costs_the_same_queries_whatever_its_size(count: int, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     """BEGIN, claim, head update, multi-row insert, comment update, COMMIT: the same six, any size."""
-    stream = StreamFactory(slug=f"b-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"b-{uuid.uuid4().hex[:8]}")
     comments = _pending(stream, count)
     listener = redis.Redis.from_url(settings.CHORUS_REDIS_URL).pubsub(ignore_subscribe_messages=True)
     listener.subscribe(stream_channel(stream.id))
@@ -66,8 +66,8 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(count: int, django_ass
 
 def test_accepting_is_one_insert(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     """The accept path writes the pending comment and nothing else: one statement, committed on its own."""
-    stream = StreamFactory(slug=f"a-{uuid.uuid4().hex[:8]}")
-    author = UserFactory()
+    stream = StreamFactory.create(slug=f"a-{uuid.uuid4().hex[:8]}")
+    author = UserFactory.create()
     with django_assert_num_queries(1):
         comment, created = comment_accept(stream=stream, author_id=author.pk, body="hi", idempotency_key="k")
     assert created and comment.status == CommentStatus.PENDING
@@ -75,7 +75,7 @@ def test_accepting_is_one_insert(django_assert_num_queries) -> None:  # type: ig
 
 def test_accepts_queue_one_task_per_stream(api_user, http) -> None:  # type: ignore[no-untyped-def]
     """150 comments on two streams before any worker runs: two task messages; then a few batches publish all."""
-    streams = [StreamFactory(slug=f"q-{uuid.uuid4().hex[:8]}") for _ in range(2)]
+    streams = [StreamFactory.create(slug=f"q-{uuid.uuid4().hex[:8]}") for _ in range(2)]
     env = {"CHORUS_PUBLISH_REDRIVE_SECONDS": "30"}  # the marks outlive the posting, however slow the machine
     with node_on_private_redis("seq-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
         worker = CeleryWorker("seq-worker", env={"CELERY_BROKER_URL": broker.url, **env})
@@ -103,7 +103,7 @@ def test_accepts_queue_one_task_per_stream(api_user, http) -> None:  # type: ign
 
 def test_a_burst_from_100_users_is_accepted_and_published_gapless(live, stream) -> None:  # type: ignore[no-untyped-def]
     """300 comments posted at once by 100 users on both nodes: all 202, published once, in order everywhere."""
-    headers = [{"Authorization": f"Token {Token.objects.create(user=UserFactory()).key}"} for _ in range(100)]
+    headers = [{"Authorization": f"Token {Token.objects.create(user=UserFactory.create()).key}"} for _ in range(100)]
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in live.nodes]
     try:
         with httpx.Client(timeout=30) as http, ThreadPoolExecutor(32) as pool:

@@ -72,7 +72,7 @@ def test_recording_the_same_dead_letter_twice_keeps_one_row(transactional_db):
 
 @pytest.fixture
 def admin_client_logged_in(client, transactional_db):
-    admin = UserFactory(is_staff=True, is_superuser=True)
+    admin = UserFactory.create(is_staff=True, is_superuser=True)
     client.force_login(admin)
     return client
 
@@ -119,7 +119,7 @@ def test_admin_bulk_replay_and_discard(admin_client_logged_in):
 
 
 def test_non_staff_cannot_reach_dead_letters(client, transactional_db):
-    client.force_login(UserFactory())
+    client.force_login(UserFactory.create())
     assert client.get("/admin/delivery/deadletter/").status_code == 302
 
 

@@ -199,7 +199,7 @@ def test_a_dead_letter_replay_lost_with_the_broker_is_sent_again(healing_stack: 
     # given: a comment that was set aside and dead-lettered, replayed while no worker runs
     comment = Comment.objects.create(
         stream=stream,
-        author=UserFactory(),
+        author=UserFactory.create(),
         body="replayed",
         idempotency_key="k",
         request_fingerprint="f",

@@ -109,7 +109,7 @@ def test_idempotency_stream_state_and_credentials_match_the_reference(
 
     missing = [post(node, "no-such-stream", {"body": "x"}, api_user.headers) for node in (base, ref)]
     assert _shape(missing[0]) == _shape(missing[1]) == (404, "not_found", [])
-    closed = StreamFactory(slug=f"closed-{uuid.uuid4().hex[:6]}")
+    closed = StreamFactory.create(slug=f"closed-{uuid.uuid4().hex[:6]}")
     Stream.objects.filter(id=closed.id).update(closed_at=timezone.now())
     refused = [post(node, closed.slug, {"body": "x"}, api_user.headers) for node in (base, ref)]
     assert _shape(refused[0]) == _shape(refused[1]) == (409, "stream_closed", [])

@@ -26,7 +26,7 @@ def _ping_burst(client: WsClient, count: int) -> tuple[int, list[dict[str, Any]]
 
 
 def _user_socket(node: AsgiNode, slug: str) -> tuple[Any, WsClient]:
-    user = UserFactory()
+    user = UserFactory.create()
     token = Token.objects.create(user=user).key
     return user, WsClient(f"{node.ws}/ws/streams/{slug}/?token={token}")
 

@@ -73,7 +73,7 @@ def test_bad_comment_reactions_are_4xx(live, api_user, stream, http):
 
 def test_services_are_idempotent_for_saga_compensation(stream):
     """Remove accepts "never happened" and "already undone"; re-adding after a remove works (OR-set)."""
-    user = UserFactory()
+    user = UserFactory.create()
     comment = _published_comment(stream, user)
     missing = uuid.uuid4()
     assert not comment_reaction_remove(comment_id=missing, user_id=user.pk, kind="heart").changed
@@ -91,7 +91,7 @@ def test_concurrent_adds_by_different_users_count_up_in_sequence_order(live, str
     """16 users PUT the same kind at once on two nodes: the events' counts, in seq order, are 1..16."""
     from rest_framework.authtoken.models import Token
 
-    users = [UserFactory() for _ in range(16)]
+    users = [UserFactory.create() for _ in range(16)]
     tokens = [Token.objects.create(user=user).key for user in users]
     comment = _published_comment(stream, users[0])
     start = threading.Barrier(len(users))
@@ -112,7 +112,7 @@ def test_concurrent_adds_by_different_users_count_up_in_sequence_order(live, str
 
 def test_the_live_page_gets_the_latest_comments_reactions_in_two_queries(stream, django_assert_num_queries):
     """Counts per kind and the viewer's own kinds, for the latest comments only; removed ones not."""
-    alice, bob = UserFactory(), UserFactory()
+    alice, bob = UserFactory.create(), UserFactory.create()
     old, recent = _published_comment(stream, alice), _published_comment(stream, alice)
     Comment.objects.filter(id=old.id).update(seq=1)
     Comment.objects.filter(id=recent.id).update(seq=2)

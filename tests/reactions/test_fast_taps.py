@@ -85,7 +85,7 @@ def test_every_status_code_matches_the_drf_view(live, reference_node, api_user, 
 
 def test_rate_limits_answer_429_with_retry_after_on_both_paths(live, reference_node, stream, http):
     """Over the per-user tap limit both paths say 429 ``rate_limited`` with Retry-After; the headers match."""
-    fast_user, slow_user = UserFactory(), UserFactory()
+    fast_user, slow_user = UserFactory.create(), UserFactory.create()
     token = {"Authorization": f"Token {Token.objects.create(user=fast_user).key}"}
     session = httpx.Client(timeout=15, cookies=_session_cookies(slow_user), headers={"X-CSRFToken": CSRF})
     taps = settings.CHORUS_REACTION_TAPS_PER_SECOND + 25
@@ -104,7 +104,7 @@ def test_rate_limits_answer_429_with_retry_after_on_both_paths(live, reference_n
 
 def test_many_concurrent_taps_on_both_nodes_are_counted_exactly(live, stream, http):
     """240 token taps from 8 users over both nodes at once: every 202 is counted once."""
-    users = [UserFactory() for _ in range(8)]
+    users = [UserFactory.create() for _ in range(8)]
     tokens = [Token.objects.create(user=u).key for u in users]
 
     def send(i: int) -> int:
@@ -142,7 +142,7 @@ def test_session_requests_need_csrf_on_the_lane_too(live, api_user, stream):
 def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_user, http):
     """After deletion the lane answers 404 within CHORUS_FAST_TAP_CACHE_SECONDS (stream), 401 within
     CHORUS_TOKEN_CACHE_SECONDS (token)."""
-    doomed = StreamFactory(slug="doomed-fast-lane")
+    doomed = StreamFactory.create(slug="doomed-fast-lane")
     url = _url(live.nodes[0], doomed.slug)
     assert http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 202
     doomed.delete()
@@ -153,7 +153,7 @@ def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_u
         interval=0.2,
         what="the deleted stream to be 404",
     )
-    live_stream = StreamFactory(slug="kept-fast-lane")
+    live_stream = StreamFactory.create(slug="kept-fast-lane")
     url = _url(live.nodes[0], live_stream.slug)
     assert http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 202
     Token.objects.filter(key=api_user.token).delete()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_a_stream_over_the_threshold_becomes_hot_and_is_listed(stream, settings):
     """Taps over the per-second threshold make the stream hot; the command lists it with its rate."""
     settings.CHORUS_HOT_STREAM_THRESHOLD = 10
-    users = [UserFactory() for _ in range(3)]
+    users = [UserFactory.create() for _ in range(3)]
     for i in range(30):
         reaction_tap(stream_id=stream.id, user_id=users[i % 3].pk, kind="heart")
     # The rate of a second is judged once it is over.

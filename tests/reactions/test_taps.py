@@ -28,7 +28,7 @@ def _total(counts: dict[str, int]) -> int:
 def test_four_processes_tap_exactly_despite_duplicate_and_concurrent_flushes(stream):
     """4 x 5,000 taps with duplicate, stale and concurrent flushes: exactly 20,000 in Redis and PostgreSQL."""
     # given: four real processes tapping, each re-delivering its state, while this process flushes too
-    users = [UserFactory() for _ in range(PROCESSES)]
+    users = [UserFactory.create() for _ in range(PROCESSES)]
     env = {"CHORUS_REACTION_TAPS_PER_SECOND": "1000000", "CHORUS_HOT_STREAM_THRESHOLD": "1000000000"}
     procs = [
         ManagedProcess(
@@ -79,7 +79,7 @@ def test_four_processes_tap_exactly_despite_duplicate_and_concurrent_flushes(str
 
 def test_taps_over_http_on_two_nodes_are_counted_and_flushed_by_the_worker(live, stream):
     """Taps on both nodes land in Redis; the Celery flush task brings PostgreSQL to the same total."""
-    users = [UserFactory() for _ in range(6)]
+    users = [UserFactory.create() for _ in range(6)]
     from rest_framework.authtoken.models import Token
 
     tokens = [Token.objects.create(user=u).key for u in users]
@@ -131,7 +131,7 @@ def test_reconcile_counters_reports_and_repairs_drift_both_ways(stream):
 
     from reactions.services.taps import reaction_tap
 
-    user = UserFactory()
+    user = UserFactory.create()
     for _ in range(7):
         reaction_tap(stream_id=stream.id, user_id=user.pk, kind="clap")
     reaction_taps_flush()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _token() -> str:
-    return Token.objects.create(user=UserFactory()).key
+    return Token.objects.create(user=UserFactory.create()).key
 
 
 def _latest_counts(frames: list[dict]) -> dict | None:

@@ -244,8 +244,8 @@ def test_the_watchdog_leaves_a_frozen_node_for_a_live_one(live, stream, api_user
 def test_the_documented_python_example_runs_as_written(live, tmp_path):
     """docs/CLIENT.md's Python example against a node set up as ``make run`` sets it up (user
     admin, stream demo): it prints the tail, posts, sees its own comment come back live, exits."""
-    UserFactory(username="admin", password="the-printed-password")
-    StreamFactory(slug="demo")
+    UserFactory.create(username="admin", password="the-printed-password")
+    StreamFactory.create(slug="demo")
     doc = (ROOT / "docs" / "CLIENT.md").read_text()
     example = re.search(r"## Python: `realtime.client`\n.*?```python\n(.*?)```", doc, re.S)
     assert example is not None, "docs/CLIENT.md has a Python section with a python block"

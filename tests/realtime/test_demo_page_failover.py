@@ -27,7 +27,7 @@ def test_demo_page_reconnects_through_discovery_and_resumes_after_its_node_is_ki
 ):
     """A reader whose socket node is SIGKILLed reconnects to the survivor and shows every comment once."""
     doomed, survivor = node_pair
-    stream = StreamFactory(slug=_slug_served_by(doomed.name, [survivor.name]))
+    stream = StreamFactory.create(slug=_slug_served_by(doomed.name, [survivor.name]))
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -152,7 +152,7 @@ def test_rolling_restart_behind_haproxy_loses_nothing(live, api_user):
     scripts/rolling_restart.sh drains and restarts each of the 3 nodes in turn: every client ends with
     every event of its stream exactly once, in order; no client sees an error frame; every HTTP
     request gets an answer, and the only non-2xx answers are 503s with Retry-After."""
-    slugs = [StreamFactory(slug=f"roll-{uuid.uuid4().hex[:8]}").slug for _ in range(STREAMS)]
+    slugs = [StreamFactory.create(slug=f"roll-{uuid.uuid4().hex[:8]}").slug for _ in range(STREAMS)]
     random.shuffle(slugs)
     run_dir = ARTIFACTS / f"run-{uuid.uuid4().hex[:8]}"
     pool = f"pool-{uuid.uuid4().hex[:8]}"

@@ -37,7 +37,7 @@ def _signed_in(client: WsClient) -> bool:
 
 def test_session_cookie_token_and_anonymous_sockets(live, stream):
     """A session or a token signs a socket in; no credential, a bad token, a session older than the password do not."""
-    user = UserFactory()
+    user = UserFactory.create()
     cookie = _session_cookie(user)
     stale_cookie = _session_cookie(user)  # a second session, never used before the password changes
     token = Token.objects.create(user=user).key
@@ -96,7 +96,7 @@ async def _own_frames(sockets: list[websockets.ClientConnection], stream_id: int
 
 def test_many_users_connecting_at_once_each_get_their_own_user(live, stream):
     """60 sockets of 60 users (tokens and sessions) opened together: every one is its own user."""
-    users = [UserFactory() for _ in range(60)]
+    users = [UserFactory.create() for _ in range(60)]
     url = f"{live.nodes[1].ws}/ws/streams/{stream.slug}/"
     targets = [
         (f"{url}?token={Token.objects.create(user=user).key}", {})

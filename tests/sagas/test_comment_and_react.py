@@ -263,7 +263,7 @@ def test_bad_input_and_other_users(saga_stack, api_user, stream, http):
     )
     assert SagaRun.objects.count() == 0
     started = _start(http, saga_stack, stream, api_user, "mine")
-    other_user = UserFactory()
+    other_user = UserFactory.create()
     other = ApiUser(user=other_user, token=Token.objects.create(user=other_user).key)
     assert http.get(f"{base}/sagas/{started['id']}", headers=other.headers).status_code == 404
     assert http.post(f"{base}/sagas/{started['id']}/retry", headers=other.headers).status_code == 404

@@ -128,7 +128,7 @@ def test_the_admin_action_refuses_a_step_with_a_live_claim_and_says_why(client, 
     )
     SagaStep.objects.create(run=run, index=0, name="comment", state=StepState.RUNNING, claimed_at=timezone.now())
     SagaStep.objects.create(run=run, index=1, name="react")
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    client.force_login(UserFactory.create(is_staff=True, is_superuser=True))
 
     # when
     page = client.post(

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 def test_a_failed_reaction_is_shown_undone_and_retried_from_the_page(js_build, saga_stack, stream):  # noqa: F811
     """The reaction fails for good: the card says the comment was posted and undone and the
     reaction failed; once the fault is gone, Retry (from the keyboard) runs it again to success."""
-    UserFactory(username="frank", password="pw-for-tests")
+    UserFactory.create(username="frank", password="pw-for-tests")
     with chromium() as browser:
         page = open_page(browser, saga_stack.node.http, stream.slug, login="frank")
         page.fill("#body", "fail-react <i>now</i>")

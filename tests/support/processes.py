@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -63,7 +64,7 @@ class ManagedProcess:
         self.log_path = ARTIFACTS / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> Self:
         log = self.log_path.open("ab")
         log.write(f"\n===== start {' '.join(self.argv)}\n".encode())
         log.flush()
@@ -200,7 +201,7 @@ class CeleryWorker(ManagedProcess):
         ]  # fmt: skip
         super().__init__(name, argv, env)
 
-    def start(self) -> "CeleryWorker":
+    def start(self) -> Self:
         # Remember where this run's log begins: the worker may be ready before wait_ready is called.
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         super().start()
