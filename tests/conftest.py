@@ -16,6 +16,7 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from psycopg import sql
 from rest_framework.authtoken.models import Token
@@ -49,9 +50,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.db import OperationalError
     from django.test import TransactionTestCase
 
-    original = TransactionTestCase._fixture_teardown
+    # A private method of Django's, which its stubs do not declare.
+    original = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
 
-    def _fixture_teardown(self):  # type: ignore[no-untyped-def]
+    def _fixture_teardown(self: TransactionTestCase) -> None:
         for attempt in range(10):
             try:
                 return original(self)
@@ -61,7 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 time.sleep(0.2)  # backoff between retries; the deadlock has already been resolved
         return None
 
-    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[method-assign]
+    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +144,7 @@ def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
 
 @dataclass
 class ApiUser:
-    user: object
+    user: User
     token: str
 
     @property
@@ -157,7 +159,7 @@ def api_user(transactional_db: None) -> ApiUser:
 
 
 @pytest.fixture
-def stream(transactional_db: None):  # type: ignore[no-untyped-def]
+def stream(transactional_db: None):
     return StreamFactory.create(slug=f"s-{uuid.uuid4().hex[:10]}")
 
 

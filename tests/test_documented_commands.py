@@ -89,7 +89,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory, stack: Any) -> Iterator[dict
         # not be one that earlier tests of this run spent from the same address.
         "CHORUS_REDIS_PREFIX": f"chorus-docs-{run}",
     }
-    processes = [
+    processes: list[ServedNode | CeleryWorker] = [
         ServedNode("docs-uvicorn", server="uvicorn", env=env),
         ServedNode("docs-daphne", server="daphne", env=env),
         CeleryWorker("docs-worker", concurrency=1, env=env),

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from comments.models import Comment, CommentStatus
 from comments.services import (
@@ -120,7 +121,9 @@ def test_a_batch_decides_every_comment_as_one_by_one_accepts_would() -> None:
     ]
 
 
-def test_a_batch_costs_the_same_statements_for_one_comment_or_a_hundred(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_costs_the_same_statements_for_one_comment_or_a_hundred(
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+) -> None:
     stream, _ = _streams()
     user = UserFactory.create()
 

@@ -8,25 +8,32 @@ import httpx
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import Client, override_settings
+from pytest_django import DjangoAssertNumQueries
 
 from comments import caches
 from comments.services import comment_accept, comment_publish
 from project.breakers import cache_breaker
 from project.redis import redis_client
-from tests.conftest import ApiUser
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory, UserFactory
 from tests.support.api import post_comment, wait_published
 from tests.support.processes import ServedNode, free_port
 
 
-def _publish(stream, author, body: str) -> int:  # type: ignore[no-untyped-def]
+def _publish(stream: Stream, author: User, body: str) -> int:
     comment, _ = comment_accept(stream=stream, author_id=author.pk, body=body)
-    return comment_publish(comment_id=comment.id).seq
+    event = comment_publish(comment_id=comment.id)
+    assert event is not None
+    return event.seq
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
     """Second read: only the stream row; after a publish the next read already has the comment."""
     stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "first")
@@ -78,7 +85,9 @@ def test_pages_are_served_from_postgresql_when_the_cache_redis_is_down() -> None
     assert [c["body"] for c in response.json()["results"]] == ["kept"]
 
 
-def test_a_writer_always_reads_their_own_write_on_any_node(live, api_user: ApiUser, stream, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_a_writer_always_reads_their_own_write_on_any_node(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Write on one node, read on both, with both pages cached just before each write."""
     node_a, node_b = live.nodes
     for i in range(4):
@@ -97,7 +106,7 @@ CRAWL_CAPACITY, CRAWL_RATE = 120, 1.0
 
 
 @pytest.fixture
-def crawled_node(django_db_setup: None):  # type: ignore[no-untyped-def]
+def crawled_node(django_db_setup: None):
     """A node with its own key prefix (its cache keys can be counted) and a small anonymous read bucket."""
     prefix = f"{settings.CHORUS_REDIS_PREFIX}-crawl-{uuid.uuid4().hex[:8]}"
     env = {
@@ -116,7 +125,7 @@ def _page_keys(prefix: str) -> int:
     return len(list(redis.Redis.from_url(settings.CHORUS_REDIS_URL).scan_iter(f"{prefix}:cache:comments:*")))
 
 
-def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(  # type: ignore[no-untyped-def]
+def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(
     crawled_node, api_user: ApiUser, http: httpx.Client
 ) -> None:
     """Walking every ``after`` (and ``limit``): anonymous gets 429 past its bucket; nobody grows the cache."""

@@ -11,9 +11,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -26,8 +28,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05, what: str = "") -> object:
-    """Poll ``condition`` until it returns something truthy; fail loudly at the deadline."""
+def wait_until(condition: Callable[[], T | None], *, timeout: float, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail loudly at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
