@@ -20,11 +20,13 @@ test:
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 # ruff (lint, then the format check) and mypy with the Django, DRF and Celery stubs (pyproject.toml);
-# the same checks pre-commit runs (.pre-commit-config.yaml).
+# the same checks pre-commit runs (.pre-commit-config.yaml). mypy's Django plugin loads the settings,
+# which need this checkout's secret key.
 lint:
 	@scripts/venv.sh requirements-dev.txt
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	@scripts/secret_key.sh
 	.venv/bin/mypy .
 
 format:
