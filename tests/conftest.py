@@ -19,8 +19,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from psycopg import sql
+from pytest_django import DjangoDbBlocker
 from rest_framework.authtoken.models import Token
 
+from realtime.models import Stream
 from tests.factories import StreamFactory, UserFactory
 from tests.support.processes import AsgiNode, CeleryWorker
 
@@ -67,12 +69,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_blocker: pytest.FixtureRequest) -> None:
+def django_db_setup(django_db_blocker: DjangoDbBlocker) -> None:
     """A brand-new database for this run (servers and workers share it, so no test_ prefix)."""
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", "tests need PostgreSQL"
     redis.Redis.from_url(settings.CHORUS_REDIS_URL).flushdb()
     _recreate_database()
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         call_command("migrate", verbosity=0)
 
 
@@ -159,7 +161,7 @@ def api_user(transactional_db: None) -> ApiUser:
 
 
 @pytest.fixture
-def stream(transactional_db: None):
+def stream(transactional_db: None) -> Stream:
     return StreamFactory.create(slug=f"s-{uuid.uuid4().hex[:10]}")
 
 

@@ -3,6 +3,7 @@
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -106,7 +107,7 @@ CRAWL_CAPACITY, CRAWL_RATE = 120, 1.0
 
 
 @pytest.fixture
-def crawled_node(django_db_setup: None):
+def crawled_node(django_db_setup: None) -> Iterator[tuple[ServedNode, str]]:
     """A node with its own key prefix (its cache keys can be counted) and a small anonymous read bucket."""
     prefix = f"{settings.CHORUS_REDIS_PREFIX}-crawl-{uuid.uuid4().hex[:8]}"
     env = {

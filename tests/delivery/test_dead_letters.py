@@ -78,7 +78,7 @@ def test_recording_the_same_dead_letter_twice_keeps_one_row(transactional_db: No
 
 
 @pytest.fixture
-def admin_client_logged_in(client: Client, transactional_db: None):
+def admin_client_logged_in(client: Client, transactional_db: None) -> Client:
     admin = UserFactory.create(is_staff=True, is_superuser=True)
     client.force_login(admin)
     return client

@@ -1,5 +1,6 @@
 """The /internal/ API: service token only, its own bucket, the normal comment path."""
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ SERVICE: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Service {TOKEN}"}  # extra WS
 
 
 @pytest.fixture
-def internal_token():
+def internal_token() -> Iterator[str]:
     with override_settings(CHORUS_INTERNAL_API_TOKEN=TOKEN):
         yield TOKEN
 

@@ -30,7 +30,7 @@ WS_MAX_MESSAGE_BYTES = 16 * 1024  # scripts/serve.sh's default
 def node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[ServedNode]:
     served = ServedNode(f"oversized-{request.param}", server=request.param).start()
     try:
-        yield served.wait_ready()  # type: ignore[misc]
+        yield served.wait_ready()
     finally:
         served.stop()
 

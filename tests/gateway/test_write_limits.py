@@ -31,7 +31,7 @@ UNSAFE = ("post", "put", "patch", "delete")
 def node(django_db_setup: None) -> Iterator[ServedNode]:
     served = ServedNode("gw-writes", env=LIMITED).start()
     try:
-        yield served.wait_ready()  # type: ignore[misc]
+        yield served.wait_ready()
     finally:
         served.stop()
 

@@ -3,6 +3,7 @@
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import websockets
@@ -21,7 +22,7 @@ STALL_SECONDS = 3
 
 
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
-def tight_node(request: pytest.FixtureRequest, django_db_setup: None):
+def tight_node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[AsgiNode]:
     """A node (of each ASGI server) with small per-socket limits, so a stuck client hits them quickly."""
     node = AsgiNode(
         f"node-tight-{request.param}",

@@ -5,6 +5,7 @@ socket's buffer and sender. Either way every subscriber gets every event once, i
 """
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
-def node(request: pytest.FixtureRequest, django_db_setup: None):
+def node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[AsgiNode]:
     node = AsgiNode(f"node-direct-{request.param}", server=request.param, env={"CHORUS_NODE_POOL": "direct"})
     node.start()
     try:

@@ -174,7 +174,7 @@ class AsgiNode(ManagedProcess):
                 samples[name] = float(value)
         return samples
 
-    def wait_ready(self, timeout: float = 30) -> "AsgiNode":
+    def wait_ready(self, timeout: float = 30) -> Self:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
@@ -209,7 +209,7 @@ class CeleryWorker(ManagedProcess):
         super().start()
         return self
 
-    def wait_ready(self, timeout: float = 60) -> "CeleryWorker":
+    def wait_ready(self, timeout: float = 60) -> Self:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
@@ -268,7 +268,7 @@ class SupervisedNode(ManagedProcess):
         except httpx.HTTPError:
             return False
 
-    def wait_ready(self, timeout: float = 60) -> "SupervisedNode":
+    def wait_ready(self, timeout: float = 60) -> Self:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
@@ -313,7 +313,7 @@ class Balancer(ManagedProcess):
         servers = [row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")]
         return {(row["pxname"], row["svname"]): row["status"] for row in servers}
 
-    def wait_all_up(self, timeout: float = 30) -> "Balancer":
+    def wait_all_up(self, timeout: float = 30) -> Self:
         def all_up() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
