@@ -19,10 +19,15 @@ test:
 	@scripts/js.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
+# ruff (lint, then the format check) and mypy with the Django, DRF and Celery stubs (pyproject.toml);
+# the same checks pre-commit runs (.pre-commit-config.yaml). mypy's Django plugin loads the settings,
+# which need this checkout's secret key.
 lint:
 	@scripts/venv.sh requirements-dev.txt
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	@scripts/secret_key.sh
+	.venv/bin/mypy .
 
 format:
 	.venv/bin/ruff format .
@@ -33,7 +38,7 @@ worker:
 	.venv/bin/celery -A project worker --loglevel=INFO --concurrency=2
 
 clean:
-	rm -rf .venv staticfiles .pytest_cache .ruff_cache .celerybeat-schedule* clients/js/node_modules clients/js/dist
+	rm -rf .venv staticfiles .pytest_cache .ruff_cache .mypy_cache .celerybeat-schedule* clients/js/node_modules clients/js/dist
 
 # Benchmarks, each against a baseline measured in the same run (docs/BENCHMARKS.md): all of them,
 # or one with BENCH=fanout|writepath|connections|scale; BENCH_ARGS go to the benchmark(s) run, e.g.

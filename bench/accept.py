@@ -32,8 +32,10 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -106,7 +108,7 @@ def _prepare(users: int) -> tuple[str, list[Credentials]]:
     return slug, credentials
 
 
-def _request_maker(port: int, slug: str, auth: str, credentials: list[Credentials]):  # type: ignore[no-untyped-def]
+def _request_maker(port: int, slug: str, auth: str, credentials: list[Credentials]) -> Callable[[int], bytes]:
     path = f"/api/v1/streams/{slug}/comments"
     run = uuid.uuid4().hex[:8]
 
@@ -328,7 +330,7 @@ def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
 # --- one measurement ----------------------------------------------------------------------------
 
 
-async def measure(tree: Path, server: str, auth: str, args: argparse.Namespace, ctx: dict) -> Result:  # type: ignore[type-arg]
+async def measure(tree: Path, server: str, auth: str, args: argparse.Namespace, ctx: dict[str, Any]) -> Result:
     port = _free_port()
     node = Node(tree, server, port).wait_ready()
     result = Result(tree=str(tree), server=server, auth=auth)
@@ -387,7 +389,9 @@ async def measure(tree: Path, server: str, auth: str, args: argparse.Namespace, 
     return result
 
 
-async def measure_stages(tree: Path, server: str, auth: str, args: argparse.Namespace, ctx: dict) -> dict:  # type: ignore[type-arg]
+async def measure_stages(
+    tree: Path, server: str, auth: str, args: argparse.Namespace, ctx: dict[str, Any]
+) -> dict[str, Any]:
     """Exclusive wall time per stage (``bench/stage_timer.py``), requests one at a time."""
     port = _free_port()
     node = Node(tree, server, port, timed=True).wait_ready()
@@ -404,7 +408,7 @@ async def measure_stages(tree: Path, server: str, auth: str, args: argparse.Name
     return {"tree": str(tree), "server": server, "auth": auth, "client_wall_ms": round(wall, 3), **stages}
 
 
-def _print_stages(rows: list[dict]) -> None:  # type: ignore[type-arg]
+def _print_stages(rows: list[dict[str, Any]]) -> None:
     names = sorted({name for row in rows for name in row["ms_per_request"]},
                    key=lambda n: -max(row["ms_per_request"].get(n, 0) for row in rows))  # fmt: skip
     print("\nwall time per stage, ms per request, one request at a time (exclusive: minus the stages it called)")

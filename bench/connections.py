@@ -40,8 +40,9 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -81,7 +82,7 @@ class _Connect(_Socket):
         self.hello = hello
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's: a full Transport
         request = self.protocol.connect()
         if self.cookie:
             request.headers["Cookie"] = self.cookie
@@ -114,9 +115,9 @@ class _Connect(_Socket):
             self.transport.close()  # refused: no close handshake to make
 
 
-async def _open_all(  # type: ignore[type-arg]
-    specs: list[tuple[str, str | None]], concurrency: int, want_hello: bool, deflate: bool, held: list
-) -> dict:
+async def _open_all(
+    specs: list[tuple[str, str | None]], concurrency: int, want_hello: bool, deflate: bool, held: list[Any]
+) -> dict[str, Any]:
     """Open every socket, ``concurrency`` at a time; keep them in ``held``."""
     from websockets.uri import parse_uri
 
@@ -197,7 +198,9 @@ class Clients:
             pipe.send((command, argument))
         return [pipe.recv() for pipe in self.pipes]
 
-    def open(self, specs: list[tuple[str, str | None]], *, concurrency: int, want_hello: bool, deflate: bool) -> dict:  # type: ignore[type-arg]
+    def open(
+        self, specs: list[tuple[str, str | None]], *, concurrency: int, want_hello: bool, deflate: bool
+    ) -> dict[str, Any]:
         shares = [specs[i :: len(self.pipes)] for i in range(len(self.pipes))]
         replies = self._ask("open", [(share, concurrency, want_hello, deflate) for share in shares])
         return {
@@ -346,7 +349,7 @@ def _credentials(count: int) -> Credentials:
     by_user = dict(Token.objects.filter(user__in=users).values_list("user_id", "key"))
     # One fresh session per user and run (the session row is what a browser's cookie points at).
     store = SessionStore()
-    expires = timezone.now() + timezone.timedelta(days=1)
+    expires = timezone.now() + timedelta(days=1)
     sessions = []
     rows = []
     for user in users:
@@ -387,8 +390,10 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
 
-def _specs(variant: Variant, base: str, kind: str, creds: Credentials, users: range, cookie_name: str) -> list:  # type: ignore[type-arg]
-    specs = []
+def _specs(
+    variant: Variant, base: str, kind: str, creds: Credentials, users: range, cookie_name: str
+) -> list[tuple[str, str | None]]:
+    specs: list[tuple[str, str | None]] = []
     for i in users:
         if kind == "token":
             specs.append((f"{base}?token={creds.tokens[i]}", None))
@@ -423,8 +428,8 @@ def _publish(variant: Variant, stream_id: int, slug: str, n: int) -> None:
         async_to_sync(get_channel_layer().group_send)(naive_group(slug), {"type": "stream.event", "frame": frame})
 
 
-def run_variant(  # type: ignore[type-arg]
-    args: argparse.Namespace, variant: Variant, stream_id: int, slug: str, creds: Credentials, ctx: dict
+def run_variant(
+    args: argparse.Namespace, variant: Variant, stream_id: int, slug: str, creds: Credentials, ctx: dict[str, Any]
 ) -> Result:
     from django.conf import settings
 
@@ -441,7 +446,7 @@ def run_variant(  # type: ignore[type-arg]
             next(users)
         return range(first, first + n)
 
-    def open_kind(kind: str, n: int) -> dict:  # type: ignore[type-arg]
+    def open_kind(kind: str, n: int) -> dict[str, Any]:
         specs = _specs(variant, base, kind, creds, take(n), cookie)
         return clients.open(specs, concurrency=args.concurrency, want_hello=variant.hello, deflate=args.deflate)
 

@@ -31,6 +31,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,6 +43,9 @@ import uvloop  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.load_client import LoadClient, SocketReport  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.support.processes import AsgiNode
 
 # The load client posts from one user at the measured rate: lift the gateway's per-user limits
 # (and keep that user out of the stricter "hot" tier) so the run measures delivery, not throttling.
@@ -185,14 +189,14 @@ def _publish_latency(stream_id: int, *, after_seq: int) -> tuple[float, float]:
     rows = Comment.objects.filter(stream_id=stream_id, published_at__isnull=False, seq__gt=after_seq).values_list(
         "created_at", "published_at"
     )
-    values = [(published - created).total_seconds() for created, published in rows]
+    values = [(published - created).total_seconds() for created, published in rows if published is not None]
     return round(1000 * _percentile(values, 0.5), 1), round(1000 * _percentile(values, 0.99), 1)
 
 
 # --- one variant --------------------------------------------------------------------------------
 
 
-def _start_nodes(variant: str, server: str, app: str):  # type: ignore[no-untyped-def]
+def _start_nodes(variant: str, server: str, app: str) -> list["AsgiNode"]:
     from tests.support.processes import AsgiNode
 
     pool = f"bench-{uuid.uuid4().hex[:6]}"
@@ -243,7 +247,7 @@ def _summarise_profile(path: Path) -> dict[str, float]:
     return {name: round(100 * value / samples, 1) for name, value in totals.items() if value} if samples else {}
 
 
-async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: dict) -> Result:  # type: ignore[type-arg]
+async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: dict[str, Any]) -> Result:
     from realtime.services import stream_create
 
     naive = variant.startswith("naive")
@@ -291,17 +295,18 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
             await asyncio.sleep(0.5)
         cpu_before = sum(_cpu_seconds(node.pid()) for node in nodes)
         started = time.time()
-        if naive:
+        if publisher is not None:
             from realtime.protocol import event_frame
 
             numbers = list(range(warm + timed + 1, warm + timed + args.burst + 1))
             frames = [
                 event_frame(seq=n, epoch=1, event_id=str(uuid.uuid4()), event_type="bench", payload={}) for n in numbers
             ]
-            sender = asyncio.to_thread(publisher.send, f"naive-{slug}", frames)
+            sender_task: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.to_thread(publisher.send, f"naive-{slug}", frames)
+            )
         else:
-            sender = asyncio.to_thread(chorus_publish_burst, stream.id, args.burst)
-        sender_task = asyncio.ensure_future(sender)
+            sender_task = asyncio.ensure_future(asyncio.to_thread(chorus_publish_burst, stream.id, args.burst))
         await load.wait(args.subscribers * args.burst, timeout=120, desc=f"{variant} burst")
         published = await sender_task
         seqs = numbers if naive else published
@@ -322,16 +327,16 @@ async def run_variant(args: argparse.Namespace, variant: str, server: str, ctx: 
     return result
 
 
-async def _timed_run(  # type: ignore[no-untyped-def]
-    args,
+async def _timed_run(
+    args: argparse.Namespace,
     naive: bool,
     slug: str,
-    publisher,
-    ctx: dict,
+    publisher: "NaivePublisher | None",
+    ctx: dict[str, Any],
     *,
     base: str,
     first_seq: int,
-    count: int,  # type: ignore[type-arg]
+    count: int,
 ) -> int:
     """Post ``count`` comments (baseline: group_send frames) at the measured rate, each stamped with its send time."""
     from realtime.protocol import event_frame
@@ -344,6 +349,7 @@ async def _timed_run(  # type: ignore[no-untyped-def]
             next_at += interval
             stamp = f"@t={time.time():.6f}"
             if naive:
+                assert publisher is not None
                 frame = event_frame(
                     seq=first_seq + i, epoch=1, event_id=str(uuid.uuid4()), event_type="bench", payload={"b": stamp}
                 )
@@ -359,7 +365,7 @@ async def _timed_run(  # type: ignore[no-untyped-def]
 # --- the run ------------------------------------------------------------------------------------
 
 
-def _prepare() -> dict:  # type: ignore[type-arg]
+def _prepare() -> dict[str, Any]:
     subprocess.run([sys.executable, str(ROOT / "scripts" / "ensure_database.py")], check=True)
     django.setup()
     from django.contrib.auth import get_user_model

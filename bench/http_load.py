@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bench.load_client import ClientProcesses
 
@@ -130,7 +130,7 @@ class HttpConnection(asyncio.Protocol):
         self.answered_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection's: a full Transport
 
     def request(self, data: bytes) -> "asyncio.Future[Response]":
         assert self.transport is not None and self.waiter is None
@@ -266,8 +266,10 @@ class _UserConnections:
             return await self._connect(connect_timeout)
         waiter: asyncio.Future[HttpConnection | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
-        conn = await asyncio.wait_for(waiter, max(0.001, wait_until - time.time()))
-        return conn if conn is not None else await self.acquire(connect_timeout=connect_timeout, wait_until=wait_until)
+        released = await asyncio.wait_for(waiter, max(0.001, wait_until - time.time()))
+        if released is not None:
+            return released
+        return await self.acquire(connect_timeout=connect_timeout, wait_until=wait_until)
 
     def release(self, conn: HttpConnection) -> None:
         if conn.closed:

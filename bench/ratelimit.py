@@ -12,6 +12,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,7 +32,7 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def _measure(call, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+def _measure(call: Callable[[], object], n: int) -> list[float]:
     for _ in range(min(200, n)):  # warm up: connection, script cache
         call()
     samples = []

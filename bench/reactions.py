@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ import websockets  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
+from websockets.asyncio.client import ClientConnection  # noqa: E402
 
 from reactions.redis_counters import counter_state_read, counts_of, redis_client  # noqa: E402
 from reactions.services.counter_flush import counter_state_from_db, reaction_taps_flush  # noqa: E402
@@ -108,7 +110,9 @@ async def _http_run(
     return accepted / elapsed, accepted
 
 
-async def _ws_run(nodes: list[AsgiNode], slug: str, frame_type: str, tokens: list[str], taps: int, done) -> float:  # type: ignore[no-untyped-def]
+async def _ws_run(
+    nodes: list[AsgiNode], slug: str, frame_type: str, tokens: list[str], taps: int, done: Callable[[int], bool]
+) -> float:
     sockets = [
         await websockets.connect(f"{nodes[i % 2].ws}/ws/streams/{slug}/?token={token}", close_timeout=2)
         for i, token in enumerate(tokens)
@@ -118,7 +122,7 @@ async def _ws_run(nodes: list[AsgiNode], slug: str, frame_type: str, tokens: lis
     per = taps // len(sockets)
     frame = json.dumps({"type": frame_type, "kind": "fire"})
 
-    async def send(ws) -> None:  # type: ignore[no-untyped-def]
+    async def send(ws: ClientConnection) -> None:
         for _ in range(per):
             await ws.send(frame)
 
@@ -152,9 +156,9 @@ def main() -> None:
 
     _phase("preparing the database")
     _prepare_database()
-    users = [UserFactory() for _ in range(concurrency)]
+    users = [UserFactory.create() for _ in range(concurrency)]
     tokens = [Token.objects.create(user=u).key for u in users]
-    ours, naive = StreamFactory(slug="bench-ours"), StreamFactory(slug="bench-naive")
+    ours, naive = StreamFactory.create(slug="bench-ours"), StreamFactory.create(slug="bench-naive")
     nodes = [AsgiNode(f"bench-node-{n}", env={"DJANGO_SETTINGS_MODULE": "bench.settings"}).start() for n in "ab"]
     try:
         for node in nodes:

@@ -229,7 +229,7 @@ class Stack:
 
     def groups(self) -> dict[str, int]:
         """Process group of each measured process (each runs in a session of its own)."""
-        named = {node.name.rsplit("-", 1)[1]: node for node in self.nodes}
+        named: dict[str, ManagedProcess] = {node.name.rsplit("-", 1)[1]: node for node in self.nodes}
         named.update(self.others)
         if self.balancer is not None:
             named["haproxy"] = self.balancer
@@ -276,20 +276,23 @@ def stream_heads(dbs: Databases, database: str, slugs: list[str]) -> dict[str, i
 
 def unpublished(dbs: Databases, database: str, ids: list[str]) -> int:
     with dbs.connect(database) as conn:
-        published = conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM comments_comment WHERE id::text = ANY(%s) AND status = 'published'", [ids]
-        ).fetchone()[0]
-    return len(ids) - int(published)
+        ).fetchone()
+    assert row is not None  # an aggregate always returns its row
+    return len(ids) - int(row[0])
 
 
 def created_events(dbs: Databases, database: str, slugs: list[str]) -> tuple[int, int]:
     """(comment.created events, distinct comments among them) on the run's streams."""
     with dbs.connect(database) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*), count(DISTINCT e.payload->>'id') FROM realtime_streamevent e"
             " JOIN realtime_stream s ON s.id = e.stream_id WHERE s.slug = ANY(%s) AND e.type = 'comment.created'",
             [slugs],
         ).fetchone()
+    assert row is not None  # an aggregate always returns its row
+    return row[0], row[1]
 
 
 async def run_topology(

@@ -77,7 +77,7 @@ def _wrap(name: str, func: Any, *, io: bool = False) -> Any:
                 recorder.pop()
 
         wrapper = sync_wrapper
-    wrapper._stage_wrapped = True  # type: ignore[attr-defined]
+    wrapper._stage_wrapped = True  # type: ignore[attr-defined]  # a mark on the function object
     return wrapper
 
 
@@ -167,7 +167,7 @@ def _install() -> None:
     import django.db
     from django.core import signals
 
-    original = django.db.close_old_connections.__wrapped__
+    original = inspect.unwrap(django.db.close_old_connections)
     wrapped = django.db.close_old_connections
     for signal in (signals.request_started, signals.request_finished):
         if signal.disconnect(original):

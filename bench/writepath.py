@@ -54,6 +54,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -210,9 +211,9 @@ class Stack:
         if len(self.nodes) < 2:
             raise RuntimeError(f"{self.variant.tree}/Procfile starts {len(self.nodes)} scripts/serve.sh nodes, not 2")
         for host, port in self.nodes:
-            wait_until(lambda h=host, p=port: self._healthy(h, p), timeout=90, interval=0.2, what=f"node :{port}")
+            wait_until(partial(self._healthy, host, port), timeout=90, interval=0.2, what=f"node :{port}")
         for worker in self.workers:
-            wait_until(lambda w=worker: self._worker_ready(w), timeout=90, interval=0.2, what=f"{worker.name} ready")
+            wait_until(partial(self._worker_ready, worker), timeout=90, interval=0.2, what=f"{worker.name} ready")
         return self
 
     def _healthy(self, host: str, port: int) -> bool:
@@ -314,7 +315,7 @@ def _login(node: tuple[str, int], name: str, local_address: str) -> dict[str, st
         )
         if answer.status_code != 302 or "sessionid" not in client.cookies:
             raise RuntimeError(f"{name} could not sign in on {base}: {answer.status_code}")
-        return {c.name: c.value for c in client.cookies.jar}
+        return {c.name: c.value for c in client.cookies.jar if c.value is not None}
 
 
 def _session_check(node: tuple[str, int], name: str, cookies: dict[str, str]) -> dict[str, str] | None:
@@ -325,7 +326,7 @@ def _session_check(node: tuple[str, int], name: str, cookies: dict[str, str]) ->
     page = httpx.get(f"{base}/streams/{STREAM}/", headers={"Cookie": cookie}, timeout=30)
     if page.status_code != 200 or f"Say something, {name}" not in page.text:
         return None
-    return {**cookies, **{c.name: c.value for c in page.cookies.jar}}
+    return {**cookies, **{c.name: c.value for c in page.cookies.jar if c.value is not None}}
 
 
 def session_users(variant: Variant, names: list[str]) -> list[str]:
@@ -394,7 +395,9 @@ class StreamState:
 
 def stream_state(dbs: Databases, database: str) -> StreamState:
     with dbs.connect(database) as conn:
-        stream_id, head = conn.execute("SELECT id, last_seq FROM realtime_stream WHERE slug = %s", [STREAM]).fetchone()
+        stream = conn.execute("SELECT id, last_seq FROM realtime_stream WHERE slug = %s", [STREAM]).fetchone()
+        assert stream is not None, f"no stream {STREAM}"
+        stream_id, head = stream
         rows = conn.execute(
             "SELECT id::text, split_part(body, ' ', 1), status, seq, extract(epoch FROM created_at),"
             " extract(epoch FROM published_at) FROM comments_comment WHERE stream_id = %s",
@@ -418,11 +421,13 @@ def stream_state(dbs: Databases, database: str) -> StreamState:
 def published_count(dbs: Databases, database: str, prefix: str) -> tuple[int, int]:
     """(published, total) of this phase's comments."""
     with dbs.connect(database) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*) FILTER (WHERE c.status = 'published'), count(*) FROM comments_comment c"
             " JOIN realtime_stream s ON s.id = c.stream_id WHERE s.slug = %s AND c.body LIKE %s",
             [STREAM, prefix + "%"],
         ).fetchone()
+    assert row is not None  # an aggregate always returns its row
+    return row[0], row[1]
 
 
 async def wait_published(dbs: Databases, database: str, prefix: str, *, deadline: float) -> tuple[int, float | None]:
@@ -797,10 +802,10 @@ def phases(args: argparse.Namespace) -> list[tuple[str, Callable[[PhaseContext],
     for name in args.phases:
         if name == "sustained":
             for rate in args.rates:
-                chosen.append((f"sustained {rate:g}/s", lambda ctx, r=rate: phase_sustained(ctx, r)))
+                chosen.append((f"sustained {rate:g}/s", partial(phase_sustained, rate=rate)))
         elif name == "burst":
             for size in args.bursts:
-                chosen.append((f"burst {size}", lambda ctx, s=size: phase_burst(ctx, s)))
+                chosen.append((f"burst {size}", partial(phase_burst, size=size)))
         elif name == "latency":
             chosen.append(("latency", phase_latency))
         elif name == "restart":

@@ -37,6 +37,7 @@ from comments.services import (
     comment_edit,
 )
 from project import fields
+from project.authenticated import authenticated_user_id
 from project.idempotency import (
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_KEY_REUSED,
@@ -49,7 +50,9 @@ from realtime.selectors import stream_get
 
 class CommentCreateSerializer(serializers.Serializer):
     body = fields.TextField(max_length=settings.CHORUS_COMMENT_MAX_LENGTH, allow_blank=False)
-    parent = fields.UUIDField(required=False, allow_null=True)
+    # DRF's metaclass takes declared fields off the class, so this one does not replace Field.parent
+    # at run time; the stubs cannot know that.
+    parent = fields.UUIDField(required=False, allow_null=True)  # type: ignore[assignment]
 
 
 class CommentPageQuerySerializer(serializers.Serializer):
@@ -126,7 +129,7 @@ class CommentSerializer(serializers.Serializer):
     seq = serializers.IntegerField(allow_null=True)
     author = serializers.CharField()
     body = serializers.CharField()
-    parent = serializers.UUIDField(allow_null=True)
+    parent = serializers.UUIDField(allow_null=True)  # type: ignore[assignment]  # as above: not Field.parent
     status = serializers.ChoiceField(choices=["pending", "published", "deleted"])
     version = serializers.IntegerField()
     created_at = serializers.DateTimeField()
@@ -234,7 +237,7 @@ class StreamCommentsView(APIView):
         summary="Accept a comment for publication",
     )
     def post(self, request: Request, slug: str) -> Response:
-        return comment_accept_response(request, slug, author_id=request.user.pk)
+        return comment_accept_response(request, slug, author_id=authenticated_user_id(request))
 
 
 def comment_accept_response(request: Request, slug: str, *, author_id: int) -> Response:
@@ -404,7 +407,7 @@ class CommentDetailView(APIView):
         try:
             comment = comment_edit(
                 comment_id=parsed,
-                editor_id=request.user.pk,
+                editor_id=authenticated_user_id(request),
                 body=payload.validated_data["body"],
                 expected_version=expected,
             )
@@ -431,7 +434,7 @@ class CommentDetailView(APIView):
     )
     def delete(self, request: Request, comment_id: str) -> Response:
         try:
-            comment_delete(comment_id=comment_uuid_or_404(comment_id), actor_id=request.user.pk)
+            comment_delete(comment_id=comment_uuid_or_404(comment_id), actor_id=authenticated_user_id(request))
         except CommentChangeForbidden:
             raise exceptions.PermissionDenied("Only the author or staff may delete this comment.") from None
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -85,4 +85,4 @@ class CommentRevision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.comment_id} {self.edit_id} ({self.reason})"
+        return f"{self.comment_id} {self.edit_id}"

@@ -1,10 +1,11 @@
 """Dead letters in the Django admin: filter, read, replay or discard; plus the outbox for diagnosis."""
 
 import json
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 
 from delivery.models import DeadLetter, OutboxMessage
@@ -57,7 +58,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
         # Read-only detail page; state changes only through the replay/discard actions.
         return False
 
-    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):  # type: ignore[no-untyped-def]
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "dead_letter_counts": dead_letter_counts()}
         return super().changelist_view(request, extra_context=extra_context)
 

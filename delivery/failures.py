@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from project.redis import redis_client
+from project.redis import redis_client, redis_text
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,6 @@ def failure_note(*, message_id: str, exc: BaseException, attempts: int) -> dict[
 
 def failure_lookup(*, message_id: str) -> dict[str, Any]:
     try:
-        return {_text(k): _text(v) for k, v in _redis().hgetall(_key(message_id)).items()}
+        return {redis_text(k): redis_text(v) for k, v in _redis().hgetall(_key(message_id)).items()}
     except redis.RedisError:
         return {}

@@ -108,7 +108,7 @@ class ReliableTask(Task):
         return str(self.request.id)
 
     def _dead_letter(
-        self, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any], details: dict[str, Any] | None = None
+        self, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any], details: dict[str, Any] | None = None
     ) -> None:
         if details is None:
             details = failure_note(message_id=self._message_id(), exc=exc, attempts=self.request.retries + 1)

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django_ratelimit.core import _split_rate
 from django_ratelimit.decorators import ratelimit
 
 
-def ip_rate_limited(view: Callable[..., HttpResponse], *, group: str) -> Callable[..., HttpResponse]:
+def ip_rate_limited(view: Callable[..., HttpResponseBase], *, group: str) -> Callable[..., HttpResponseBase]:
     """Refuse POSTs beyond ``CHORUS_ANON_AUTH_RATE`` per client address with a JSON 429.
 
     ``group`` names the counter: each endpoint has its own.
@@ -23,7 +24,7 @@ def ip_rate_limited(view: Callable[..., HttpResponse], *, group: str) -> Callabl
 
     @wraps(view)
     @ratelimit(group=group, key="ip", rate=settings.CHORUS_ANON_AUTH_RATE, method="POST", block=False)
-    def limited(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    def limited(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
         if getattr(request, "limited", False):
             response = JsonResponse(
                 {"code": "throttled", "detail": "Too many attempts from this address, try again later."}, status=429

@@ -4,8 +4,10 @@
 on an error: a node reachable from outside must not let anyone in with a password everybody knows.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
+from django.apps import AppConfig
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password
 from django.core import checks
@@ -18,7 +20,9 @@ DEFAULT_ADMIN_PASSWORD = "chorus-admin"
 
 
 @checks.register(checks.Tags.security, deploy=True)
-def default_admin_password_check(app_configs: Any, databases: list[str] | None = None, **kwargs: Any) -> list[Any]:
+def default_admin_password_check(
+    app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """An error for every active staff user or superuser whose password is still the default."""
     if not databases or "default" not in databases:
         return []  # checks reach the database only when asked to (--database default)

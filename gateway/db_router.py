@@ -13,7 +13,7 @@ so it holds on every node).
 """
 
 import contextlib
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,15 +66,15 @@ def _user_wrote_recently(user_id: int) -> bool:
         return True  # cannot tell: the primary is always correct
 
 
-def request_scope_enter(request: HttpRequest) -> object:
+def request_scope_enter(request: HttpRequest) -> Token[RequestScope | None]:
     """Let this request's reads use the replica; returns the token for ``request_scope_exit``."""
     return _scope.set(RequestScope(request=request))
 
 
-def request_scope_exit(token: object) -> None:
+def request_scope_exit(token: Token[RequestScope | None]) -> None:
     """Close the request's scope; after a successful write, pin the user to the primary for a while."""
     scope = _scope.get()
-    _scope.reset(token)  # type: ignore[arg-type]
+    _scope.reset(token)
     if scope is None or not scope.wrote:
         return
     user_id = _known_user_id(scope.request)

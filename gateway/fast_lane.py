@@ -32,7 +32,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pybreaker
 from channels.db import database_sync_to_async
@@ -78,7 +78,9 @@ class Answer(Exception):
 def _answer_of(exc: Exception) -> Answer:
     """The answer DRF gives for ``exc``: the API's one error table (``project.api_errors``)."""
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        exc.auth_header = "Token"  # what APIView sets: the first authentication class's keyword
+        # What APIView sets: the first authentication class's keyword (an attribute DRF adds at run
+        # time, which its stubs do not declare).
+        exc.auth_header = "Token"  # type: ignore[union-attr]
     api = exc if isinstance(exc, exceptions.APIException) else None
     answer = answer_of(api) if api is not None else error_answer(exc)
     if answer is None:
@@ -150,6 +152,7 @@ def _comment_posts_write(posts: list[CommentPost]) -> list[Answer]:
         return [_answer_of(exc) for _ in posts]
     answers: list[Answer | None] = [None] * len(posts)
     accepting: list[int] = []
+    requests: list[AcceptRequest] = []
     for index, (post, decision) in enumerate(zip(posts, decisions, strict=True)):
         if not decision.allowed:
             answers[index] = _answer_of(exceptions.Throttled(wait=max(1, math.ceil(decision.retry_after))))
@@ -159,16 +162,15 @@ def _comment_posts_write(posts: list[CommentPost]) -> list[Answer]:
             answers[index] = _answer_of(exceptions.NotFound(f"No stream '{post.slug}'."))
         else:
             accepting.append(index)
-    requests = [
-        AcceptRequest(
-            stream_id=posts[index].stream_id,  # type: ignore[arg-type]
-            slug=posts[index].slug,
-            author_id=posts[index].caller.user_id,
-            idempotency_key=posts[index].key,
-            **posts[index].fields,
-        )
-        for index in accepting
-    ]
+            requests.append(
+                AcceptRequest(
+                    stream_id=post.stream_id,
+                    slug=post.slug,
+                    author_id=post.caller.user_id,
+                    idempotency_key=post.key,
+                    **post.fields,
+                )
+            )
     for index, outcome in zip(accepting, comments_accept_batch(requests=requests), strict=True):
         caller = posts[index].caller
         try:
@@ -226,11 +228,19 @@ async def _tap(caller: Caller, path: dict[str, str], body: bytes) -> Answer:
 Handler = Callable[[Caller, dict[str, str], bytes], Awaitable[Answer]]
 
 
-def _route(pattern: str, view: type, handler: Handler, max_body: int, *, throttles: bool = False) -> Route:
+class _RateLimitedView(Protocol):
+    """A DRF view that names its bucket (``gateway.throttles``)."""
+
+    rate_limit_service: str
+
+
+def _route(
+    pattern: str, view: type[_RateLimitedView], handler: Handler, max_body: int, *, throttles: bool = False
+) -> Route:
     """A route that spends the same bucket, at the same shedding priority, as its DRF view."""
     return Route(
         re.compile(pattern),
-        service=view.rate_limit_service,  # type: ignore[attr-defined]
+        service=view.rate_limit_service,
         priority=getattr(view, "rate_limit_priority", "normal"),
         max_body=max_body,
         handler=handler,
@@ -313,7 +323,8 @@ def _csrf_refusal(request: ASGIRequest) -> Answer | None:
     """DRF's ``SessionAuthentication.enforce_csrf``, on the same Django code."""
     check = CSRFCheck(lambda _request: HttpResponse())
     check.process_request(request)
-    reason = check.process_view(request, None, (), {})
+    # No view, as in DRF's enforce_csrf: so none that is csrf_exempt (the stubs insist on one).
+    reason = check.process_view(request, None, (), {})  # type: ignore[arg-type]
     return _answer_of(exceptions.PermissionDenied(f"CSRF Failed: {reason}")) if reason else None
 
 

@@ -2,6 +2,7 @@
 
 from gateway.models import UserTier
 from project.ratelimit import keys, limiter_redis
+from project.redis import redis_text
 
 
 def user_tier_current(*, user_id: int) -> str:
@@ -9,9 +10,9 @@ def user_tier_current(*, user_id: int) -> str:
     subject = keys.user_subject(user_id)
     pinned = limiter_redis().get(keys.pin_key(subject=subject))
     if pinned:
-        return pinned.decode()
+        return redis_text(pinned)
     automatic = limiter_redis().hget(keys.subject_key(subject=subject), "tier")
-    return automatic.decode() if automatic else "regular"
+    return redis_text(automatic) if automatic else "regular"
 
 
 def user_tiers_pinned() -> list[tuple[int, str]]:

@@ -42,7 +42,7 @@ def user_tier_mirror(*, user_id: int, tier: str | None) -> None:
         limiter_redis().set(key, tier)
 
 
-def ws_frame_subject(scope: dict[str, object]) -> str:
+def ws_frame_subject(scope: dict[str, Any]) -> str:
     """The rate-limit subject of a WebSocket connection: its user, else its client address.
 
     The user is ``scope["user_id"]`` (set once at connect by the stream consumer, ``realtime.auth``),
@@ -50,9 +50,9 @@ def ws_frame_subject(scope: dict[str, object]) -> str:
     """
     user_id = scope.get("user_id")
     if user_id is not None:
-        return keys.user_subject(user_id)  # type: ignore[arg-type]
+        return keys.user_subject(user_id)
     client = scope.get("client") or ("unknown", 0)
-    return keys.ip_subject(str(client[0]))  # type: ignore[index]
+    return keys.ip_subject(str(client[0]))
 
 
 def _ws_frame_admit(subject: str) -> FrameRefusal | None:

@@ -55,7 +55,8 @@ class GatewayThrottle(BaseThrottle):
             service = getattr(view, "rate_limit_service", DEFAULT_SERVICE)
         decision = rate_limit_check(subject=request_subject(request), service=service)
         self.decision: RateDecision = decision
-        request._request.rate_limit = decision
+        # For the RateLimit headers (gateway.middleware); Django's request declares no such attribute.
+        request._request.rate_limit = decision  # type: ignore[attr-defined]
         return decision.allowed
 
     def wait(self) -> float | None:
@@ -69,5 +70,6 @@ class InternalThrottle(GatewayThrottle):
     def allow_request(self, request: Request, view: "APIView") -> bool:
         decision = rate_limit_check(subject="service:internal", service="internal", tier="internal")
         self.decision = decision
-        request._request.rate_limit = decision
+        # For the RateLimit headers (gateway.middleware); Django's request declares no such attribute.
+        request._request.rate_limit = decision  # type: ignore[attr-defined]
         return decision.allowed

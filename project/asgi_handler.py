@@ -41,7 +41,8 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse
+from django.http.response import HttpResponseBase
 from django.urls import set_script_prefix
 
 from project.api_errors import Overloaded, answer_of, too_large_body
@@ -182,16 +183,18 @@ class ChorusASGIHandler(ASGIHandler):
         body_file.seek(0)
         return body_file
 
-    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponse:
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
         """All of a request's synchronous work, on its request thread."""
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
             response = self.get_response(request)
-            response._handler_class = self.__class__
+            # As Django's ASGIHandler does; the stubs do not declare this private attribute.
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
+        assert response is not None  # create_request returns a request, or the response refusing it
         if not response.streaming:
             # The body is in memory: finish the request (request_finished gives the database
             # connection back to the pool) before the loop writes it out.

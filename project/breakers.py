@@ -17,8 +17,14 @@ logger = logging.getLogger(__name__)
 
 
 class _LogTransitions(pybreaker.CircuitBreakerListener):
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object) -> None:
-        logger.warning("circuit breaker %s: %s -> %s", cb.name, getattr(old_state, "name", old_state), new_state.name)
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        old_name = old_state.name if old_state is not None else None
+        logger.warning("circuit breaker %s: %s -> %s", cb.name, old_name, new_state.name)
 
 
 def _breaker(name: str) -> pybreaker.CircuitBreaker:

@@ -56,7 +56,9 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text="Stable, machine-readable, e.g. `invalid`, `not_found`, `rate_limited`.")
     detail = serializers.CharField(help_text="For people.")
-    fields = serializers.DictField(
+    # A declared field: DRF's metaclass takes it off the class, so it does not replace
+    # Serializer.fields at run time; the stubs cannot know that.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.JSONField(),
         required=False,
         help_text="Validation errors only: the messages of each bad field, query parameter or header.",

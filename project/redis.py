@@ -147,6 +147,12 @@ def redis_ping(role: str = "probe") -> bool:
     return bool(client.ping())
 
 
+def redis_text(reply: bytes | str) -> str:
+    """A string reply as text. redis-py types replies as ``bytes | str`` (it depends on
+    ``decode_responses``); the clients here never decode, so it is bytes."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
 def pipeline_script(pipe: Any, script: Any, *, keys: list[str], args: list[Any]) -> None:
     """Queue a registered Lua script in a pipeline: by SHA on a single Redis (the pipeline loads it
     if the server lacks it), as ``EVAL`` of its text in a cluster, whose pipelines refuse ``EVALSHA``

@@ -5,6 +5,7 @@ URL and cannot talk to a Redis Cluster; this one takes the process's ``gateway``
 splits the multi-key calls key by key, so none of them crosses hash slots.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
@@ -24,7 +25,7 @@ class _Client(RedisCacheClient):
                 found[key] = value
         return found
 
-    def set_many(self, data: dict[Any, Any], timeout: Any) -> None:
+    def set_many(self, data: Mapping[Any, Any], timeout: Any) -> None:
         for key, value in data.items():
             self.set(key, value, timeout)
 

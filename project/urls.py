@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
@@ -11,7 +11,7 @@ from gateway.metrics import metrics_view
 from project.health import healthz
 from realtime.pages import stream_page
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("comments.urls")),
     path("", include("sagas.urls")),
     path("auth/token", ip_rate_limited(obtain_auth_token, group="auth-token"), name="auth-token"),

@@ -17,10 +17,10 @@ class TapCounterAdmin(admin.ModelAdmin):
     search_fields = ("stream__slug", "replica")
     list_select_related = ("stream",)
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: TapCounter | None = None) -> bool:
         return False
 
 

@@ -1,6 +1,7 @@
 """REST endpoints for reactions: thin views over ``reactions.services``."""
 
 import math
+from typing import Any
 
 from django.conf import settings
 from drf_spectacular.utils import (
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 from comments.api import comment_uuid_or_404
 from project import fields
 from project.api_errors import error_mapping
+from project.authenticated import authenticated_user_id
 from reactions.selectors import comment_reaction_counts, comment_reaction_set
 from reactions.services.comment_reactions import CommentNotReactable, comment_reaction_add, comment_reaction_remove
 from reactions.services.taps import TapLimited, UnknownKind, reaction_kind_check, reaction_tap
@@ -29,7 +31,7 @@ from realtime.selectors import stream_get
 class ReactionKindField(fields.TextField):
     """A reaction kind: the schema lists ``CHORUS_REACTION_KINDS``; validation refuses any other."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=32, help_text="One of CHORUS_REACTION_KINDS.", **kwargs)
 
 
@@ -90,7 +92,7 @@ class StreamReactionsView(APIView):
             raise exceptions.NotFound(f"No stream '{slug}'.")
         kind = payload.validated_data["kind"]
         # TapLimited and RedisError (taps live in Redis) answer through project.api_errors' table.
-        result = reaction_tap(stream_id=stream.id, user_id=request.user.pk, kind=kind)
+        result = reaction_tap(stream_id=stream.id, user_id=authenticated_user_id(request), kind=kind)
         return Response({"kind": kind, "hot": result.hot}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -154,7 +156,7 @@ class CommentReactionView(APIView):
     def put(self, request: Request, comment_id: str, kind: str) -> Response:
         parsed, kind = comment_uuid_or_404(comment_id), _kind_or_400(kind)
         try:
-            result = comment_reaction_add(comment_id=parsed, user_id=request.user.pk, kind=kind)
+            result = comment_reaction_add(comment_id=parsed, user_id=authenticated_user_id(request), kind=kind)
         except CommentNotReactable:
             raise exceptions.NotFound(f"No published comment '{comment_id}'.") from None
         body = {"comment": str(parsed), "kind": kind, "reacted": True, "count": result.count}
@@ -168,5 +170,5 @@ class CommentReactionView(APIView):
     )
     def delete(self, request: Request, comment_id: str, kind: str) -> Response:
         parsed, kind = comment_uuid_or_404(comment_id), _kind_or_400(kind)
-        comment_reaction_remove(comment_id=parsed, user_id=request.user.pk, kind=kind)
+        comment_reaction_remove(comment_id=parsed, user_id=authenticated_user_id(request), kind=kind)
         return Response(status=status.HTTP_204_NO_CONTENT)

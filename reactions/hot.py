@@ -17,7 +17,9 @@ from typing import cast
 
 import redis
 from django.conf import settings
+from redis.typing import ZSetScoredMembers
 
+from project.redis import redis_text
 from reactions.redis_counters import _prefix, rate_key, redis_client, shard_count
 
 REFRESH_SECONDS = 1.0
@@ -121,9 +123,10 @@ def hot_streams_list() -> list[HotStream]:
     """Hot streams (detected or pinned hot) with their current rate; pinned-cold ones too, marked."""
     client = redis_client()
     now = int(client.time()[0])
-    scored = cast(list[tuple[bytes, float]], client.zrangebyscore(hot_key(), now, "+inf", withscores=True))
+    # redis-py types the reply as members or (member, score) pairs, whichever ``withscores`` asks.
+    scored = cast(ZSetScoredMembers, client.zrangebyscore(hot_key(), now, "+inf", withscores=True))
     detected = {int(sid): int(score) for sid, score in scored}
-    pins = {int(sid): mode.decode() for sid, mode in cast(dict[bytes, bytes], client.hgetall(pin_key())).items()}
+    pins = {int(sid): redis_text(mode) for sid, mode in client.hgetall(pin_key()).items()}
     ids = sorted(set(detected) | set(pins))
     rates = _rates(client, ids, now - 1) if ids else {}
     return [

@@ -143,7 +143,7 @@ def state_from_hashes(hashes: list[dict[bytes, bytes]]) -> CounterState:
     return {kind: PNCounter(p=p) for kind, p in entries.items()}
 
 
-def counter_state_read(*, stream_id: int, client: redis.Redis | None = None) -> CounterState:
+def counter_state_read(*, stream_id: int, client: redis.Redis | redis.RedisCluster | None = None) -> CounterState:
     """The stream's counters as Redis holds them now, all shards merged (one round trip)."""
     client = client or redis_client()
     pipe = client.pipeline(transaction=False)

@@ -32,7 +32,7 @@ class StreamAdmin(admin.ModelAdmin):
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         """The stream actions of this app, and those other apps registered (``realtime.extensions``)."""
-        actions = super().get_actions(request)
+        actions: dict[str, Any] = super().get_actions(request)
         for action in stream_admin_actions:
             name = action.__name__
             actions[name] = (action, name, getattr(action, "short_description", name))
@@ -48,11 +48,11 @@ class StreamEventAdmin(admin.ModelAdmin):
     search_fields = ("stream__slug", "event_id")
     list_select_related = ("stream",)
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: StreamEvent | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: StreamEvent | None = None) -> bool:
         return False

@@ -1,5 +1,8 @@
 """Origin checking for WebSockets that also admits non-browser clients."""
 
+from typing import Any
+from urllib.parse import ParseResult
+
 from channels.security.websocket import OriginValidator
 from django.conf import settings
 
@@ -11,11 +14,11 @@ class BrowserOriginValidator(OriginValidator):
     cannot be used for cross-site WebSocket hijacking.
     """
 
-    def valid_origin(self, parsed_origin):  # type: ignore[no-untyped-def]
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         if parsed_origin is None:
             return True
         return self.validate_origin(parsed_origin)
 
 
-def browser_origin_validator(application):  # type: ignore[no-untyped-def]
+def browser_origin_validator(application: Any) -> BrowserOriginValidator:
     return BrowserOriginValidator(application, settings.ALLOWED_HOSTS)

@@ -17,7 +17,7 @@ so a pooled connection goes back to the pool at once.
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import ParamSpec, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
@@ -50,15 +50,15 @@ def read_replay(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     return _Lane(func, "replay")
 
 
-class _Lane:
+class _Lane(Generic[P, R]):
     """Binds the executor on first call, once settings are loaded (modules import this earlier)."""
 
-    def __init__(self, func: Callable[..., object], lane: str) -> None:
+    def __init__(self, func: Callable[P, R], lane: str) -> None:
         self._func = func
         self._lane = lane
-        self._call: Callable[..., Awaitable[object]] | None = None
+        self._call: Callable[P, Awaitable[R]] | None = None
 
-    def __call__(self, *args: object, **kwargs: object) -> Awaitable[object]:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         if self._call is None:
             self._call = DatabaseSyncToAsync(self._func, thread_sensitive=False, executor=_executor(self._lane))
         return self._call(*args, **kwargs)

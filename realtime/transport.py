@@ -132,10 +132,11 @@ def connection_trim(send: Callable[..., Any], scope: dict[str, Any]) -> None:
     if request is not None:
         request.headers.clear()
     queue = protocol.queue
+    # typeshed declares none of asyncio.Queue's private parts (its waiters, its deque).
     if type(queue) is asyncio.Queue and not queue._getters:  # type: ignore[attr-defined]
         protocol.queue = _Inbox(list(queue._queue))  # type: ignore[attr-defined]
     writable = protocol.writable
-    if type(writable) is asyncio.Event and not writable._waiters:  # type: ignore[attr-defined]
+    if type(writable) is asyncio.Event and not writable._waiters:
         protocol.writable = _Flag(writable.is_set())
 
 

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from comments.api import stream_or_404
 from project import fields
 from project.api_errors import Conflict, error_mapping
+from project.authenticated import authenticated_user_id
 from project.idempotency import (
     IDEMPOTENCY_KEY_REUSED_RESPONSE,
     IDEMPOTENCY_PARAMETER,
@@ -21,6 +22,7 @@ from project.idempotency import (
 )
 from reactions.api import ReactionKindField
 from sagas import comment_and_react
+from sagas.models import SagaRun
 from sagas.selectors import saga_get, saga_report
 from sagas.services import NothingToRetry, SagaIdempotencyKeyReused, saga_retry, saga_start
 
@@ -39,7 +41,7 @@ class CommentAndReactSerializer(serializers.Serializer):
         return kind
 
 
-_STEP_FIELDS = {
+_STEP_FIELDS: dict[str, serializers.Field] = {
     "index": serializers.IntegerField(),
     "name": serializers.CharField(),
     "description": serializers.CharField(),
@@ -89,7 +91,7 @@ class CommentAndReactView(APIView):
         try:
             run, _ = saga_start(
                 saga_type=comment_and_react.NAME,
-                user_id=request.user.pk,
+                user_id=authenticated_user_id(request),
                 stream_id=stream.id,
                 input=dict(payload.validated_data),
                 idempotency_key=key,
@@ -99,12 +101,12 @@ class CommentAndReactView(APIView):
         return Response(_with_url(request, saga_report(run=run)), status=status.HTTP_202_ACCEPTED)
 
 
-def _own_saga_or_404(request: Request, saga_id: str):  # type: ignore[no-untyped-def]
+def _own_saga_or_404(request: Request, saga_id: str) -> SagaRun:
     try:
         parsed = uuid.UUID(saga_id)
     except ValueError:
         raise exceptions.NotFound(f"No saga '{saga_id}'.") from None
-    user_id = None if request.user.is_staff else request.user.pk
+    user_id = None if request.user.is_staff else authenticated_user_id(request)
     run = saga_get(run_id=parsed, user_id=user_id)
     if run is None:
         raise exceptions.NotFound(f"No saga '{saga_id}'.")

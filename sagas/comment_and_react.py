@@ -17,7 +17,7 @@ def post_comment(ctx: SagaContext) -> Result:
     from delivery.reliable import PermanentError
     from realtime.selectors import stream_get_by_id
 
-    stream = stream_get_by_id(stream_id=ctx.stream_id)
+    stream = stream_get_by_id(stream_id=ctx.stream_id) if ctx.stream_id is not None else None
     if stream is None:
         raise PermanentError("the stream no longer exists")
     try:

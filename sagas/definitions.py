@@ -32,7 +32,7 @@ class Step:
     name: str
     description: str
     action: Callable[[SagaContext], Result]
-    compensation: Callable[[SagaContext, Result], None] | None = None
+    compensation: Callable[[SagaContext], None] | None = None  # finds the action's result in ctx.results
 
 
 @dataclass(frozen=True)

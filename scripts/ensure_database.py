@@ -13,15 +13,15 @@ def main() -> int:
     if config["ENGINE"] != "django.db.backends.postgresql":
         return 0
     name = config["NAME"]
-    conninfo = {
-        "host": config.get("HOST") or "127.0.0.1",
-        "port": config.get("PORT") or 5432,
-        "user": config.get("USER") or "postgres",
-        "password": config.get("PASSWORD") or None,
-        "dbname": "postgres",
-        "connect_timeout": 5,
-    }
-    with psycopg.connect(**{k: v for k, v in conninfo.items() if v is not None}, autocommit=True) as conn:
+    with psycopg.connect(
+        host=config.get("HOST") or "127.0.0.1",
+        port=config.get("PORT") or 5432,
+        user=config.get("USER") or "postgres",
+        password=config.get("PASSWORD") or None,  # psycopg leaves out a parameter that is None
+        dbname="postgres",
+        connect_timeout=5,
+        autocommit=True,
+    ) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

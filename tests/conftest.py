@@ -16,10 +16,13 @@ import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from psycopg import sql
+from pytest_django import DjangoDbBlocker
 from rest_framework.authtoken.models import Token
 
+from realtime.models import Stream
 from tests.factories import StreamFactory, UserFactory
 from tests.support.processes import AsgiNode, CeleryWorker
 from tests.support.published import PublishedEvents
@@ -50,9 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.db import OperationalError
     from django.test import TransactionTestCase
 
-    original = TransactionTestCase._fixture_teardown
+    # A private method of Django's, which its stubs do not declare.
+    original = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
 
-    def _fixture_teardown(self):  # type: ignore[no-untyped-def]
+    def _fixture_teardown(self: TransactionTestCase) -> None:
         for attempt in range(10):
             try:
                 return original(self)
@@ -62,16 +66,16 @@ def pytest_configure(config: pytest.Config) -> None:
                 time.sleep(0.2)  # backoff between retries; the deadlock has already been resolved
         return None
 
-    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[method-assign]
+    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_blocker: pytest.FixtureRequest) -> None:
+def django_db_setup(django_db_blocker: DjangoDbBlocker) -> None:
     """A brand-new database for this run (servers and workers share it, so no test_ prefix)."""
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql", "tests need PostgreSQL"
     redis.Redis.from_url(settings.CHORUS_REDIS_URL).flushdb()
     _recreate_database()
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         call_command("migrate", verbosity=0)
 
 
@@ -143,7 +147,7 @@ def live(stack: Stack, transactional_db: None) -> Iterator[Stack]:
 
 @dataclass
 class ApiUser:
-    user: object
+    user: User
     token: str
 
     @property
@@ -153,13 +157,13 @@ class ApiUser:
 
 @pytest.fixture
 def api_user(transactional_db: None) -> ApiUser:
-    user = UserFactory()
+    user = UserFactory.create()
     return ApiUser(user=user, token=Token.objects.create(user=user).key)
 
 
 @pytest.fixture
-def stream(transactional_db: None):  # type: ignore[no-untyped-def]
-    return StreamFactory(slug=f"s-{uuid.uuid4().hex[:10]}")
+def stream(transactional_db: None) -> Stream:
+    return StreamFactory.create(slug=f"s-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture

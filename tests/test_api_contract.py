@@ -68,10 +68,10 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def public_schema(live: Any, service_node: AsgiNode) -> schemathesis.BaseSchema:
     """The public operations, as a regular user, over a stream with a published comment and a saga."""
-    user = UserFactory()
+    user = UserFactory.create()
     token = Token.objects.create(user=user).key
     headers = {"Authorization": f"Token {token}"}
-    stream = StreamFactory(slug=f"contract-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"contract-{uuid.uuid4().hex[:8]}")
     with httpx.Client(timeout=15) as http:
         posted = post_comment(http, service_node.http, stream.slug, headers, "a comment to fuzz")
         assert posted.status_code == 202, posted.text
@@ -90,7 +90,7 @@ def public_schema(live: Any, service_node: AsgiNode) -> schemathesis.BaseSchema:
 @pytest.fixture
 def internal_schema(live: Any, service_node: AsgiNode) -> schemathesis.BaseSchema:
     """The ``/internal/`` operations, with the service token, over a stream of their own."""
-    stream = StreamFactory(slug=f"contract-internal-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"contract-internal-{uuid.uuid4().hex[:8]}")
     config = _config(auth={"serviceToken": f"Service {SERVICE_TOKEN}"}, parameters={"slug": stream.slug})
     return schemathesis.openapi.from_url(f"{service_node.http}/api/schema/", config=config)
 

@@ -39,7 +39,9 @@ def test_a_store_down_is_one_503_with_one_wording_and_retry_after(exc: BaseExcep
     status, code, headers = _shape(exc)
     assert (status, code) == (503, "service_unavailable")
     assert int(headers["Retry-After"]) >= 1
-    assert error_answer(exc).body["detail"] == f"The {what} {STORE_DOWN}"  # type: ignore[union-attr]
+    answer = error_answer(exc)
+    assert answer is not None
+    assert answer.body["detail"] == f"The {what} {STORE_DOWN}"
 
 
 def test_the_limiter_says_when_it_may_be_back() -> None:

@@ -45,9 +45,9 @@ class Callers:
 def callers(transactional_db: None) -> Callers:
     # Only the author signs in with a password (the token row): the others' stay unusable, unhashed.
     users = {
-        "other": UserFactory(password=None),
-        "author": UserFactory(),
-        "staff": UserFactory(password=None, is_staff=True),
+        "other": UserFactory.create(password=None),
+        "author": UserFactory.create(),
+        "staff": UserFactory.create(password=None, is_staff=True),
     }
     return Callers(users=users, tokens={role: Token.objects.create(user=user).key for role, user in users.items()})
 
@@ -63,7 +63,7 @@ class World:
     def __post_init__(self) -> None:
         self.author = self.callers.users["author"]
         self.tokens = self.callers.tokens
-        self.stream = StreamFactory(slug=f"m-{uuid.uuid4().hex[:10]}")
+        self.stream = StreamFactory.create(slug=f"m-{uuid.uuid4().hex[:10]}")
         self.comment = Comment.objects.create(
             stream=self.stream,
             author=self.author,

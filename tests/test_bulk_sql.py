@@ -3,23 +3,24 @@
 import uuid
 
 import pytest
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
 from project import bulk_sql
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
 from tests.factories import StreamFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services]
 
 
-def _comment(stream, author, key: str, body: str = "hello") -> Comment:  # type: ignore[no-untyped-def]
+def _comment(stream: Stream, author: User, key: str, body: str = "hello") -> Comment:
     return Comment(stream=stream, author=author, body=body, idempotency_key=key, request_fingerprint="f")
 
 
 def test_inserted_rows_read_back_as_the_orm_writes_them() -> None:
     """Defaults, auto_now values, JSON, nulls and an auto-increment key are filled as bulk_create fills them."""
-    stream, author = StreamFactory(), UserFactory()
+    stream, author = StreamFactory.create(), UserFactory.create()
     before = timezone.now()
     rows = [_comment(stream, author, f"k{i}", body=f'it\'s "quoted" \\ and ünïcode {i}') for i in range(3)]
 
@@ -38,7 +39,7 @@ def test_inserted_rows_read_back_as_the_orm_writes_them() -> None:
 
 
 def test_conflicting_rows_are_skipped_and_not_reported() -> None:
-    stream, author = StreamFactory(), UserFactory()
+    stream, author = StreamFactory.create(), UserFactory.create()
     first = _comment(stream, author, "same")
     bulk_sql.rows_insert([first])
 
@@ -48,7 +49,7 @@ def test_conflicting_rows_are_skipped_and_not_reported() -> None:
 
 
 def test_rows_update_sets_each_rows_values_and_the_common_ones() -> None:
-    stream, author = StreamFactory(), UserFactory()
+    stream, author = StreamFactory.create(), UserFactory.create()
     rows = [_comment(stream, author, f"k{i}") for i in range(3)]
     bulk_sql.rows_insert(rows)
     now = timezone.now()

@@ -7,12 +7,15 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from realtime.models import Stream
 from tests.client.conftest import js_build  # noqa: F401  (the page loads the built package)
+from tests.conftest import Stack
 from tests.factories import UserFactory
 from tests.support.processes import ROOT
 
@@ -46,7 +49,7 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-def open_page(browser: Browser, base: str, slug: str, *, login: str | None = None, **context: object) -> Page:
+def open_page(browser: Browser, base: str, slug: str, *, login: str | None = None, **context: Any) -> Page:
     """The stream's page on a node, logged in as ``login`` (password pw-for-tests) or anonymous."""
     page = browser.new_context(**context).new_page()
     if login is None:
@@ -70,15 +73,19 @@ def wait_while_serving(page: Page, condition: Callable[[], object], *, timeout: 
         page.wait_for_timeout(50)
 
 
-def comment_item(page: Page, body: str):  # type: ignore[no-untyped-def]
+def comment_item(page: Page, body: str):
     return page.locator("#comments li.comment").filter(has=page.locator(".body", has_text=body))
 
 
-def test_two_viewers_see_comments_pending_posts_taps_reactions_edits_and_deletes(js_build, live, stream):  # noqa: F811
+def test_two_viewers_see_comments_pending_posts_taps_reactions_edits_and_deletes(
+    js_build: Path,  # noqa: F811
+    live: Stack,
+    stream: Stream,
+) -> None:
     """Alice on node A writes, taps and edits; Bob on node B sees it all live, as text; each sees
     the other's reactions; controls work from the keyboard."""
-    UserFactory(username="alice", password="pw-for-tests")
-    UserFactory(username="bob", password="pw-for-tests")
+    UserFactory.create(username="alice", password="pw-for-tests")
+    UserFactory.create(username="bob", password="pw-for-tests")
     node_a, node_b = live.nodes
     with chromium() as browser:
         alice = open_page(browser, node_a.http, stream.slug, login="alice")
@@ -155,9 +162,13 @@ def test_two_viewers_see_comments_pending_posts_taps_reactions_edits_and_deletes
             assert gone.locator(".react").count() == 0
 
 
-def test_a_post_made_offline_stays_pending_and_is_published_once_the_network_is_back(js_build, live, stream):  # noqa: F811
+def test_a_post_made_offline_stays_pending_and_is_published_once_the_network_is_back(
+    js_build: Path,  # noqa: F811
+    live: Stack,
+    stream: Stream,
+) -> None:
     """The connection state shows offline; the post waits as pending; it is published once."""
-    UserFactory(username="carol", password="pw-for-tests")
+    UserFactory.create(username="carol", password="pw-for-tests")
     node = live.nodes[0]
     with chromium() as browser:
         page = open_page(browser, node.http, stream.slug, login="carol")
@@ -183,11 +194,15 @@ def _screenshot(page: Page, name: str) -> None:
         shutil.copyfile(path, DOCS_SCREENSHOTS / name)
 
 
-def test_on_a_phone_nothing_scrolls_sideways_and_screenshots_of_live_traffic(js_build, live, stream):  # noqa: F811
+def test_on_a_phone_nothing_scrolls_sideways_and_screenshots_of_live_traffic(
+    js_build: Path,  # noqa: F811
+    live: Stack,
+    stream: Stream,
+) -> None:
     """A 390 px wide viewer of a stream with live traffic from another context: no horizontal
     scroll (long words, every control); screenshots at desktop and phone size."""
-    UserFactory(username="dana", password="pw-for-tests")
-    UserFactory(username="eve", password="pw-for-tests")
+    UserFactory.create(username="dana", password="pw-for-tests")
+    UserFactory.create(username="eve", password="pw-for-tests")
     node_a, node_b = live.nodes
     Stream.objects.filter(id=stream.id).update(title="Final: Lisbon v Porto")
     with chromium() as browser:
@@ -240,7 +255,12 @@ def test_on_a_phone_nothing_scrolls_sideways_and_screenshots_of_live_traffic(js_
         expect(comment_item(phone, "Porto")).to_have_count(1)
 
 
-def test_an_unknown_stream_is_a_404_and_a_reader_cannot_write(js_build, live, stream, http):  # noqa: F811
+def test_an_unknown_stream_is_a_404_and_a_reader_cannot_write(
+    js_build: Path,  # noqa: F811
+    live: Stack,
+    stream: Stream,
+    http: httpx.Client,
+) -> None:
     """Anonymous readers see everything live but get no writing controls."""
     node = live.nodes[0]
     assert http.get(f"{node.http}/streams/no-such-stream/").status_code == 404
@@ -251,7 +271,7 @@ def test_an_unknown_stream_is_a_404_and_a_reader_cannot_write(js_build, live, st
         expect(page.locator("#taps .tap[data-kind=heart]")).to_be_disabled()
 
 
-def test_the_page_script_is_served_from_static_files(js_build, live, http):  # noqa: F811
+def test_the_page_script_is_served_from_static_files(js_build: Path, live: Stack, http: httpx.Client) -> None:  # noqa: F811
     """The package comes from the node's static files (no CDN), as built by scripts/js.sh."""
     node = live.nodes[0]
     served = http.get(f"{node.http}/static/chorus-client/chorus-client.min.js")

@@ -89,7 +89,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory, stack: Any) -> Iterator[dict
         # not be one that earlier tests of this run spent from the same address.
         "CHORUS_REDIS_PREFIX": f"chorus-docs-{run}",
     }
-    processes = [
+    processes: list[ServedNode | CeleryWorker] = [
         ServedNode("docs-uvicorn", server="uvicorn", env=env),
         ServedNode("docs-daphne", server="daphne", env=env),
         CeleryWorker("docs-worker", concurrency=1, env=env),
@@ -126,7 +126,7 @@ def test_readme_try_it_works_as_written_on_a_fresh_clone(clone: dict[str, Any], 
     # given: what make run sets up
     password = secrets.token_urlsafe(12)
     get_user_model().objects.create_superuser("admin", "admin@example.com", password)
-    StreamFactory(slug="demo")
+    StreamFactory.create(slug="demo")
     (block,) = _blocks((ROOT / "README.md").read_text(), "## Try it")
     node_a, node_b = clone["nodes"]
     script = block.replace("ADMIN_PASSWORD='…'", f"ADMIN_PASSWORD='{password}'")
@@ -181,7 +181,7 @@ def test_readme_try_it_works_as_written_on_a_fresh_clone(clone: dict[str, Any], 
 def test_documented_manage_command_works_on_a_fresh_clone(clone: dict[str, Any], live: Any, command: str) -> None:
     """Each operator command of the runbook (but ``SKIPPED``), run as written in the clone, succeeds."""
     # given: what the examples name
-    StreamFactory(slug="demo")
+    StreamFactory.create(slug="demo")
     letter = DeadLetter.objects.create(message_id=uuid.uuid4().hex, task_name="some.task", exception_type="Boom")
     script = re.sub(r"\bSLUG\b", "demo", command)
     script = re.sub(r"\bdlq show 42\b", f"dlq show {letter.id}", script)

@@ -81,21 +81,21 @@ def _imports() -> dict[str, set[tuple[str, str]]]:
     return edges
 
 
-def test_no_domain_app_imports_the_edge():
+def test_no_domain_app_imports_the_edge() -> None:
     """comments, delivery, reactions, realtime and sagas never import gateway (the edge uses them)."""
     edges = _imports()
     offenders = sorted(where for app in DOMAIN for target, where in edges[app] if target == EDGE)
     assert offenders == [], f"domain apps import {EDGE}: {offenders}"
 
 
-def test_the_platform_imports_no_app():
+def test_the_platform_imports_no_app() -> None:
     """project/ (shared infrastructure) depends on no domain app and not on the edge."""
     offenders = sorted(where for target, where in _imports()["platform"] if target in (*DOMAIN, EDGE))
     assert offenders == [], f"the platform imports apps: {offenders}"
 
 
 @pytest.mark.parametrize("layer", ["platform", *DOMAIN])
-def test_only_the_composition_root_imports_it(layer):
+def test_only_the_composition_root_imports_it(layer) -> None:
     """Nothing below the composition root (project's urls, asgi, celery, settings) imports it."""
     offenders = sorted(where for target, where in _imports()[layer] if target == "root")
     assert offenders == [], f"{layer} imports the composition root: {offenders}"
@@ -130,13 +130,13 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_import_cycle_between_packages():
+def test_no_import_cycle_between_packages() -> None:
     """The platform, each domain app and the edge import each other in one direction only."""
     graph = {source: {target for target, _ in edges} for source, edges in _imports().items()}
     assert _cycles(graph) == []
 
 
-def test_no_import_cycle_between_modules():
+def test_no_import_cycle_between_modules() -> None:
     """No module imports one that (perhaps through others) imports it back, lazily or not."""
     modules = _modules()
     graph: dict[str, set[str]] = {}

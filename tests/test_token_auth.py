@@ -4,14 +4,15 @@ import httpx
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
-from tests.conftest import ApiUser
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.support.api import post_comment
 from tests.support.processes import wait_until
 
 
 def test_a_deleted_token_or_deactivated_user_is_refused_within_the_cache_bound(
-    live, api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A cached token keeps working at most CHORUS_TOKEN_CACHE_SECONDS after it is deleted; then 401."""
     node = live.nodes[0].http
     bound = settings.CHORUS_TOKEN_CACHE_SECONDS + 5
@@ -27,8 +28,8 @@ def test_a_deleted_token_or_deactivated_user_is_refused_within_the_cache_bound(
 
     # then: the same answers as DRF's TokenAuthentication, once the cached lookup has expired
     inactive = wait_until(refused, timeout=bound, interval=0.2, what="the inactive user's token to be 401")
-    assert inactive.json() == {"code": "authentication_failed", "detail": "User inactive or deleted."}  # type: ignore[union-attr]
-    assert inactive.headers["WWW-Authenticate"] == "Token"  # type: ignore[union-attr]
+    assert inactive.json() == {"code": "authentication_failed", "detail": "User inactive or deleted."}
+    assert inactive.headers["WWW-Authenticate"] == "Token"
 
     api_user.user.is_active = True
     api_user.user.save(update_fields=["is_active"])
@@ -39,4 +40,4 @@ def test_a_deleted_token_or_deactivated_user_is_refused_within_the_cache_bound(
     )
     Token.objects.filter(key=api_user.token).delete()
     deleted = wait_until(refused, timeout=bound, interval=0.2, what="the deleted token to be 401")
-    assert deleted.json() == {"code": "authentication_failed", "detail": "Invalid token."}  # type: ignore[union-attr]
+    assert deleted.json() == {"code": "authentication_failed", "detail": "Invalid token."}

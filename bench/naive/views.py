@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from project.authenticated import authenticated_user_id
 from reactions.api import TapSerializer
 from reactions.frames import SNAPSHOT_KIND, counts_frame
 from reactions.services.taps import UnknownKind, reaction_kind_check
@@ -52,7 +53,7 @@ class NaiveTapView(APIView):
         if stream is None:
             raise exceptions.NotFound(slug)
         kind = payload.validated_data["kind"]
-        naive_tap(stream_id=stream.id, user_id=request.user.pk, kind=kind)
+        naive_tap(stream_id=stream.id, user_id=authenticated_user_id(request), kind=kind)
         return Response({"kind": kind, "hot": False}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -4,12 +4,14 @@ bodies out of them, as ``comments.services.edits`` now does on every edit and de
 import uuid
 
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 COMMENT_EVENTS = ("comment.created", "comment.edited", "comment.deleted")
 CHUNK = 1000
 
 
-def backfill(apps, schema_editor):  # type: ignore[no-untyped-def]
+def backfill(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     StreamEvent = apps.get_model("realtime", "StreamEvent")
     Comment = apps.get_model("comments", "Comment")
     events = StreamEvent.objects.filter(type__in=COMMENT_EVENTS, subject__isnull=True).only("id", "payload")

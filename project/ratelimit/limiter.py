@@ -74,7 +74,11 @@ def _bucket() -> TokenBucket:
 
 def _limits(service: str) -> dict[str, tuple[float, float]]:
     table = settings.CHORUS_RATE_LIMITS
-    return {tier: tuple(table[tier][service]) for tier in TIERS}  # type: ignore[misc]
+    limits: dict[str, tuple[float, float]] = {}
+    for tier in TIERS:
+        capacity, rate = table[tier][service]  # a pair, which an override (in tests) may give as a list
+        limits[tier] = (capacity, rate)
+    return limits
 
 
 def rate_limit_check(*, subject: str, service: str, tier: str | None = None, cost: int = 1) -> RateDecision:

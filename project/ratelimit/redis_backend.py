@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.typing import EncodableT
 
 from project.redis import pipeline_script
 
@@ -145,8 +146,8 @@ def _keys(call: dict[str, Any]) -> list[str]:
     return [call["bucket_key"], call["subject_key"], call["pin_key"]]
 
 
-def _args(call: dict[str, Any]) -> list[object]:
-    args: list[object] = [
+def _args(call: dict[str, Any]) -> list[EncodableT]:
+    args: list[EncodableT] = [
         call.get("cost", 1),
         call.get("forced_tier", ""),
         call["hot_above"],

@@ -34,6 +34,9 @@ from project.settings.environment import DATABASE_REPLICA_URL  # noqa: E402
 
 if DATABASE_REPLICA_URL:
     _replica = dj_database_url.parse(DATABASE_REPLICA_URL)
-    _replica.update({key: _default[key] for key in ("CONN_MAX_AGE", "OPTIONS") if key in _default})
+    if "CONN_MAX_AGE" in _default:
+        _replica["CONN_MAX_AGE"] = _default["CONN_MAX_AGE"]
+    if "OPTIONS" in _default:
+        _replica["OPTIONS"] = _default["OPTIONS"]
     DATABASES["replica"] = _replica
     DATABASE_ROUTERS = ["gateway.db_router.PrimaryReplicaRouter"]

@@ -12,9 +12,11 @@ Event payload: ``{"comment": id, "kind": k, "user": username, "count": live reac
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
@@ -36,10 +38,12 @@ class CommentReactionResult:
     count: int  # live reactions of this kind on the comment afterwards
 
 
-def _db_value(field: str, value: object) -> object:
+def _db_value(field: str, value: object) -> Any:
     """``value`` as the database stores ``CommentReaction.<field>``: raw SQL skips the ORM's
     conversion, and SQLite (the embedded fallback) keeps UUIDs and datetimes as text."""
-    return CommentReaction._meta.get_field(field).get_db_prep_value(value, connection)
+    model_field = CommentReaction._meta.get_field(field)
+    assert isinstance(model_field, Field)  # a column of the model, not a reverse relation
+    return model_field.get_db_prep_value(value, connection)
 
 
 def _tag(raw: object) -> uuid.UUID:

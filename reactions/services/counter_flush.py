@@ -8,6 +8,7 @@ flushers of one stream take row locks in the same order and cannot deadlock.
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -44,7 +45,7 @@ def counter_state_merge_into_db(*, stream_id: int, state: CounterState) -> int:
         return 0
     now = timezone.now()
     values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
-    params: list[object] = []
+    params: list[int | str | datetime] = []
     for kind, replica, count in rows:
         params += [stream_id, kind, replica, count, now]
     with transaction.atomic(), connection.cursor() as cursor:

@@ -211,7 +211,7 @@ class ChorusClient:
 
     async def _enqueue(self, stream: str, path: str, payload: dict[str, Any], key: str | None) -> dict[str, Any]:
         self._ensure_open()
-        entry = {"key": key or str(uuid.uuid4()), "stream": stream, "path": path, "payload": payload}
+        entry: dict[str, Any] = {"key": key or str(uuid.uuid4()), "stream": stream, "path": path, "payload": payload}
         entry["created"] = time.time()
         self._outbox.add(entry)  # stored before the first attempt
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

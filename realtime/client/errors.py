@@ -41,10 +41,16 @@ class ChorusError(Exception):
 
 def http_error(status: int, body: Any, retry_after: str | None) -> ChorusError:
     seconds = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
-    code = body.get("code") if isinstance(body, dict) and isinstance(body.get("code"), str) else f"http_{status}"
-    detail = body.get("detail") if isinstance(body, dict) and isinstance(body.get("detail"), str) else f"HTTP {status}"
-    fields = body.get("fields") if isinstance(body, dict) else None
-    return ChorusError(status, code, detail, fields=fields, retry_after=seconds, body=body)
+    payload: dict[str, Any] = body if isinstance(body, dict) else {}
+    code, detail = payload.get("code"), payload.get("detail")
+    return ChorusError(
+        status,
+        code if isinstance(code, str) else f"http_{status}",
+        detail if isinstance(detail, str) else f"HTTP {status}",
+        fields=payload.get("fields"),
+        retry_after=seconds,
+        body=body,
+    )
 
 
 @dataclass(frozen=True)

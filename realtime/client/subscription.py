@@ -521,9 +521,9 @@ class Subscription:
             if task is not current:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
+        for pending in list(self._tasks):
+            if pending is not current:
+                pending.cancel()
         self._set_state("closed")
         self._closed.set()
         self._client.forget(self)

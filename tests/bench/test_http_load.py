@@ -50,7 +50,7 @@ def test_poster_reads_every_answer_and_resends_after_a_keepalive_race() -> None:
     """Chunked and sized answers are parsed, a 503's Retry-After is seen, and a request lost to a
     closing keep-alive connection is sent once more with the same Idempotency-Key."""
 
-    async def scenario() -> tuple[list, list]:  # type: ignore[type-arg]
+    async def scenario() -> tuple[list, list]:
         server = _Server()
         port = free_port()
         listener = await asyncio.start_server(server.handle, "127.0.0.1", port)
@@ -92,7 +92,7 @@ def test_runs_count_every_answer_and_every_request_left_unanswered() -> None:
     """Serial, rate and burst runs tally chunked and sized answers, flag a 503 without a JSON code,
     reconnect after a closed keep-alive connection, and count a refused connect as no answer."""
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario():
         server = _Server()
         port = free_port()
         listener = await asyncio.start_server(server.handle, "127.0.0.1", port)

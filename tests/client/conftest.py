@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.control import Control
+from tests.conftest import Stack
 from tests.support.processes import ROOT, AsgiNode
 
 JS = ROOT / "clients" / "js"
@@ -51,7 +52,7 @@ def js_nodes(django_db_setup: None) -> Iterator[list[AsgiNode]]:
 
 
 @pytest.fixture
-def control(js_nodes: list[AsgiNode], live) -> Iterator[Control]:  # type: ignore[no-untyped-def]
+def control(js_nodes: list[AsgiNode], live: Stack) -> Iterator[Control]:
     """The control API over the client's nodes (all running, none frozen) and a clean database."""
     for node in js_nodes:
         if node.alive():

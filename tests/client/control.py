@@ -126,11 +126,11 @@ class Control:
         return {"name": node.name, "alive": node.alive()}
 
     def user(self) -> dict[str, str]:
-        user = UserFactory(username=f"js-{uuid.uuid4().hex[:8]}")
+        user = UserFactory.create(username=f"js-{uuid.uuid4().hex[:8]}")
         return {"username": user.username, "password": "pw-for-tests", "token": Token.objects.create(user=user).key}
 
     def stream(self) -> dict[str, str]:
-        return {"slug": StreamFactory(slug=f"js-{uuid.uuid4().hex[:10]}").slug}
+        return {"slug": StreamFactory.create(slug=f"js-{uuid.uuid4().hex[:10]}").slug}
 
     def reset(self, slug: str, seq: int, bump: bool = True) -> dict[str, Any]:
         """A restore from backup: every node goes down, the history is cut back (the epoch bumped

@@ -5,13 +5,16 @@ localStorage surviving a reload."""
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from comments.models import Comment
+from realtime.models import Stream
 from tests.client.conftest import BUNDLE
+from tests.conftest import Stack
 from tests.factories import UserFactory
 from tests.test_demo_page import CHROMIUM, CHROMIUM_ARGS
 
@@ -65,11 +68,11 @@ def _page_with_client(page: Page, base: str, slug: str, *, login: str | None = N
     return page
 
 
-def test_subscribe_and_post_from_a_page_with_the_session_cookie(js_build, live, stream):
+def test_subscribe_and_post_from_a_page_with_the_session_cookie(js_build: Path, live: Stack, stream: Stream) -> None:
     """A logged-in page posts through the package; a reader's page on the other node gets the
     comment live, as text, with the author and sequence number; a page opened later gets it from
     the tail read."""
-    UserFactory(username="alice", password="pw-for-tests")
+    UserFactory.create(username="alice", password="pw-for-tests")
     node_a, node_b = live.nodes
     hostile = '<img src=x onerror="document.body.dataset.pwned=1"> hi & bye'
     with chromium() as browser:
@@ -91,15 +94,17 @@ def test_subscribe_and_post_from_a_page_with_the_session_cookie(js_build, live, 
         assert late.evaluate("log.comments") == [[hostile, "alice", 1, True]]
 
 
-def test_a_post_made_offline_survives_a_reload_and_is_published_once(js_build, live, stream):
+def test_a_post_made_offline_survives_a_reload_and_is_published_once(
+    js_build: Path, live: Stack, stream: Stream
+) -> None:
     """Posting fails at the network; the post waits in localStorage, the page reloads, and the
     reloaded page's client sends it (same Idempotency-Key) once the network is back."""
-    UserFactory(username="bob", password="pw-for-tests")
+    UserFactory.create(username="bob", password="pw-for-tests")
     node = live.nodes[0]
     outbox_key = f"chorus.outbox:{node.http}"
     refused: list[str] = []
 
-    def network_down(route) -> None:  # type: ignore[no-untyped-def]
+    def network_down(route) -> None:
         if route.request.method == "POST":
             refused.append(route.request.headers.get("idempotency-key", ""))
             route.abort()

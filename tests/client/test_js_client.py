@@ -8,19 +8,21 @@ import os
 import re
 import secrets
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.client.conftest import JS
+from tests.client.control import Control
 from tests.factories import StreamFactory, UserFactory
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, AsgiNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NODE_TESTS = sorted(path.name for path in (JS / "test").glob("*.test.mjs"))
 
 
-def test_bundle_is_within_its_size_budget(js_build):
+def test_bundle_is_within_its_size_budget(js_build: Path) -> None:
     """The minified, gzipped client stays under 15 KB (the script prints the measured size)."""
     result = subprocess.run(["node", "scripts/size.mjs"], cwd=js_build, capture_output=True, text=True, timeout=120)
     print(result.stdout)
@@ -28,7 +30,7 @@ def test_bundle_is_within_its_size_budget(js_build):
 
 
 @pytest.mark.parametrize("name", NODE_TESTS)
-def test_node_suite(js_build, control, name):
+def test_node_suite(js_build: Path, control: Control, name) -> None:
     """One file of the client's Node tests passes against the real stack."""
     result = subprocess.run(
         ["node", "--experimental-websocket", "--test", "--test-reporter=spec", f"test/{name}"],
@@ -42,13 +44,13 @@ def test_node_suite(js_build, control, name):
     assert result.returncode == 0, f"{name} failed:\n{result.stdout[-12000:]}\n{result.stderr[-4000:]}"
 
 
-def test_the_documented_example_runs_as_written(js_build, control, js_nodes):
+def test_the_documented_example_runs_as_written(js_build: Path, control: Control, js_nodes: list[AsgiNode]) -> None:
     """docs/CLIENT.md's example, against a node set up as ``make run`` sets it up (user admin with
     a random password, stream demo): it prints the stream, posts, sees its own comment come back
     live, and exits."""
     password = secrets.token_urlsafe(18)
-    UserFactory(username="admin", password=password)
-    StreamFactory(slug="demo")
+    UserFactory.create(username="admin", password=password)
+    StreamFactory.create(slug="demo")
     doc = (ROOT / "docs" / "CLIENT.md").read_text()
     example = re.search(r"## Example\n.*?```js\n(.*?)```", doc, re.S)
     assert example is not None, "docs/CLIENT.md has an Example section with a js block"

@@ -39,7 +39,7 @@ def _streams_on_every_master(cluster: LocalRedisCluster) -> list[Stream]:
     found: dict[int, Stream] = {}
     masters = cluster.masters()
     for _ in range(200):
-        stream = StreamFactory(slug=f"cl-{uuid.uuid4().hex[:10]}")
+        stream = StreamFactory.create(slug=f"cl-{uuid.uuid4().hex[:10]}")
         found.setdefault(cluster.master_of_slot(_slot(stream)), stream)
         if len(found) == len(masters):
             return list(found.values())
@@ -59,7 +59,7 @@ def _shard_subscribers(cluster: LocalRedisCluster, port: int, channel: str) -> i
 def user(transactional_db: None) -> ApiUser:
     from rest_framework.authtoken.models import Token
 
-    account = UserFactory()
+    account = UserFactory.create()
     return ApiUser(user=account, token=Token.objects.create(user=account).key)
 
 
@@ -104,7 +104,7 @@ def test_token_buckets_are_shared_by_the_nodes_within_one_percent(
 ) -> None:
     """Taps sent to both nodes spend one bucket in the cluster: what both admit together is the
     bucket's capacity plus its refill over the run, within 1%, and each node refuses the rest."""
-    stream = StreamFactory(slug=f"lim-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"lim-{uuid.uuid4().hex[:8]}")
     admitted = {node.name: 0 for node in cluster_stack.nodes}
     refused = dict.fromkeys(admitted, 0)
     started = time.monotonic()
@@ -127,12 +127,12 @@ def test_tap_counts_are_exact_across_nodes_in_redis_on_sockets_and_in_postgresql
 ) -> None:
     """300 taps by 3 users through both nodes: the cluster's counters, the last frame on a socket
     of each node and the flushed PostgreSQL rows all say 300."""
-    stream = StreamFactory(slug=f"tap-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"tap-{uuid.uuid4().hex[:8]}")
     nodes = cluster_stack.nodes
     sockets = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in nodes]
     from rest_framework.authtoken.models import Token
 
-    tokens = [Token.objects.create(user=UserFactory()).key for _ in range(3)]
+    tokens = [Token.objects.create(user=UserFactory.create()).key for _ in range(3)]
     for i in range(300):
         response = http.post(
             f"{nodes[i % 2].http}/api/v1/streams/{stream.slug}/reactions",
@@ -160,7 +160,7 @@ def test_tap_counts_are_exact_across_nodes_in_redis_on_sockets_and_in_postgresql
 
 def test_presence_sums_the_viewers_of_both_nodes(cluster_stack: ClusterStack) -> None:
     """Two viewers on one node and one on the other: all three are told 3, through the cluster's registry."""
-    stream = StreamFactory(slug=f"pr-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"pr-{uuid.uuid4().hex[:8]}")
     node_a, node_b = cluster_stack.nodes
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in (node_a, node_a, node_b)]
 
@@ -194,7 +194,7 @@ def test_a_partition_whose_slot_moves_is_followed_to_its_new_master(
     itself (sunsubscribe), both nodes resubscribe at the new one at once, and subscribers get
     every event once, in order, across the move."""
     cluster, nodes = cluster_stack.cluster, cluster_stack.nodes
-    stream = StreamFactory(slug=f"mv-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"mv-{uuid.uuid4().hex[:8]}")
     slot = _slot(stream)
     source = cluster.master_of_slot(slot)
     target = next(port for port in cluster.masters() if port != source)
@@ -274,7 +274,7 @@ def test_a_log_reset_is_announced_on_the_partition_and_reaches_sockets_on_both_n
     publish on the stream's partition (nothing unsharded), and every socket gets its reset, then
     the new epoch's events."""
     cluster, nodes = cluster_stack.cluster, cluster_stack.nodes
-    stream = StreamFactory(slug=f"cl-{uuid.uuid4().hex[:10]}")
+    stream = StreamFactory.create(slug=f"cl-{uuid.uuid4().hex[:10]}")
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/?after=0") for node in nodes]
     wait_published([post_comment(http, nodes[i].http, stream.slug, user.headers, f"c{i}").json()["id"] for i in (0, 1)])
     for client in clients:

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from comments.models import Comment, CommentStatus
 from comments.services import (
@@ -60,7 +61,7 @@ def _shape(outcome: AcceptOutcome) -> tuple[object, ...]:
 
 def _scenario(stream: Stream, closed: Stream, gone_id: int) -> tuple[list[AcceptRequest], uuid.UUID]:
     """Every rule of the accept path, for ``stream``; the parent and earlier keys already exist."""
-    alice, bob = UserFactory(), UserFactory()
+    alice, bob = UserFactory.create(), UserFactory.create()
     parent = Comment.objects.create(
         stream=stream, author=bob, body="parent", idempotency_key=f"p-{uuid.uuid4()}", status=CommentStatus.PUBLISHED
     )
@@ -84,7 +85,7 @@ def _scenario(stream: Stream, closed: Stream, gone_id: int) -> tuple[list[Accept
 
 
 def _streams() -> tuple[Stream, Stream]:
-    return StreamFactory(slug=f"s-{uuid.uuid4().hex[:10]}"), StreamFactory(
+    return StreamFactory.create(slug=f"s-{uuid.uuid4().hex[:10]}"), StreamFactory.create(
         slug=f"c-{uuid.uuid4().hex[:10]}", closed_at=timezone.now()
     )
 
@@ -93,7 +94,7 @@ def test_a_batch_decides_every_comment_as_one_by_one_accepts_would() -> None:
     # given: the same scenario on two twin streams
     single_stream, single_closed = _streams()
     batch_stream, batch_closed = _streams()
-    gone = StreamFactory(slug=f"g-{uuid.uuid4().hex[:10]}")
+    gone = StreamFactory.create(slug=f"g-{uuid.uuid4().hex[:10]}")
     gone_id = gone.id
     gone.delete()
     single_requests, _ = _scenario(single_stream, single_closed, gone_id)
@@ -120,9 +121,11 @@ def test_a_batch_decides_every_comment_as_one_by_one_accepts_would() -> None:
     ]
 
 
-def test_a_batch_costs_the_same_statements_for_one_comment_or_a_hundred(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_costs_the_same_statements_for_one_comment_or_a_hundred(
+    django_assert_max_num_queries: DjangoAssertNumQueries,
+) -> None:
     stream, _ = _streams()
-    user = UserFactory()
+    user = UserFactory.create()
 
     def batch(size: int) -> list[AcceptRequest]:
         return [

@@ -2,10 +2,12 @@
 
 import uuid
 
+import httpx
 import pytest
 
 from comments.models import Comment
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +43,9 @@ def _post(http, base, slug, headers, **kwargs):
         ),
     ],
 )
-def test_bad_post_is_a_4xx_naming_the_problem(live, api_user, stream, http, case, kwargs, status, names):
+def test_bad_post_is_a_4xx_naming_the_problem(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client, case, kwargs, status, names
+) -> None:
     """Each malformed POST is refused with a JSON error and no row is written."""
     headers = {**api_user.headers, **kwargs.pop("headers", {})}
     response = _post(http, live.nodes[0].http, stream.slug, headers, **kwargs)
@@ -52,14 +56,14 @@ def test_bad_post_is_a_4xx_naming_the_problem(live, api_user, stream, http, case
     assert StreamEvent.objects.count() == 0
 
 
-def test_post_to_unknown_stream_is_404(live, api_user, http):
+def test_post_to_unknown_stream_is_404(live: Stack, api_user: ApiUser, http: httpx.Client) -> None:
     response = _post(http, live.nodes[0].http, "no-such-stream", api_user.headers, json={"body": "x"})
     assert response.status_code == 404
     assert "no-such-stream" in response.json()["detail"]
     assert Comment.objects.count() == 0
 
 
-def test_anonymous_post_is_401(live, stream, http):
+def test_anonymous_post_is_401(live: Stack, stream: Stream, http: httpx.Client) -> None:
     response = _post(http, live.nodes[0].http, stream.slug, {}, json={"body": "x"})
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
@@ -76,13 +80,15 @@ def test_anonymous_post_is_401(live, stream, http):
         ({"limit": "ten"}, "limit"),
     ],
 )
-def test_bad_page_query_is_400_naming_the_parameter(live, stream, http, params, field):
+def test_bad_page_query_is_400_naming_the_parameter(
+    live: Stack, stream: Stream, http: httpx.Client, params, field
+) -> None:
     response = http.get(f"{live.nodes[0].http}/api/v1/streams/{stream.slug}/comments", params=params)
     assert response.status_code == 400
     assert field in response.json()["fields"]
 
 
-def test_unknown_stream_and_comment_are_json_404s(live, http):
+def test_unknown_stream_and_comment_are_json_404s(live: Stack, http: httpx.Client) -> None:
     base = live.nodes[0].http
     for url in [
         f"{base}/api/v1/streams/nope/comments",

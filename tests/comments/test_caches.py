@@ -3,33 +3,41 @@
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import Client, override_settings
+from pytest_django import DjangoAssertNumQueries
 
 from comments import caches
 from comments.services import comment_accept, comment_publish
 from project.breakers import cache_breaker
 from project.redis import redis_client
-from tests.conftest import ApiUser
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory, UserFactory
 from tests.support.api import post_comment, wait_published
 from tests.support.processes import ServedNode, free_port
 
 
-def _publish(stream, author, body: str) -> int:  # type: ignore[no-untyped-def]
+def _publish(stream: Stream, author: User, body: str) -> int:
     comment, _ = comment_accept(stream=stream, author_id=author.pk, body=body)
-    return comment_publish(comment_id=comment.id).seq
+    event = comment_publish(comment_id=comment.id)
+    assert event is not None
+    return event.seq
 
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
     """Second read: only the stream row; after a publish the next read already has the comment."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "first")
     url = f"/api/v1/streams/{stream.slug}/comments"
     client = Client()
@@ -53,7 +61,7 @@ def test_a_cached_page_costs_one_query_and_every_new_event_is_seen_at_once(djang
 @pytest.mark.django_db(transaction=True)
 def test_counters_behind_the_head_are_recomputed_not_served() -> None:
     """A lost write-through (counters left at an old head) never shows: the read recounts."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "one")
     stream.refresh_from_db()
     assert caches.stream_counters(stream=stream) == {"head": 1, "comments": 1}
@@ -68,7 +76,7 @@ def test_counters_behind_the_head_are_recomputed_not_served() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_pages_are_served_from_postgresql_when_the_cache_redis_is_down() -> None:
     """The cache is an optimisation: with its Redis unreachable reads still answer 200."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "kept")
     redis_client.cache_clear()
     try:
@@ -81,7 +89,9 @@ def test_pages_are_served_from_postgresql_when_the_cache_redis_is_down() -> None
     assert [c["body"] for c in response.json()["results"]] == ["kept"]
 
 
-def test_a_writer_always_reads_their_own_write_on_any_node(live, api_user: ApiUser, stream, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_a_writer_always_reads_their_own_write_on_any_node(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Write on one node, read on both, with both pages cached just before each write."""
     node_a, node_b = live.nodes
     for i in range(4):
@@ -100,7 +110,7 @@ CRAWL_CAPACITY, CRAWL_RATE = 120, 1.0
 
 
 @pytest.fixture
-def crawled_node(django_db_setup: None):  # type: ignore[no-untyped-def]
+def crawled_node(django_db_setup: None) -> Iterator[tuple[ServedNode, str]]:
     """A node with its own key prefix (its cache keys can be counted) and a small anonymous read bucket."""
     prefix = f"{settings.CHORUS_REDIS_PREFIX}-crawl-{uuid.uuid4().hex[:8]}"
     env = {
@@ -119,12 +129,12 @@ def _page_keys(prefix: str) -> int:
     return len(list(redis.Redis.from_url(settings.CHORUS_REDIS_URL).scan_iter(f"{prefix}:cache:comments:*")))
 
 
-def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(  # type: ignore[no-untyped-def]
+def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(
     crawled_node, api_user: ApiUser, http: httpx.Client
 ) -> None:
     """Walking every ``after`` (and ``limit``): anonymous gets 429 past its bucket; nobody grows the cache."""
     node, prefix = crawled_node
-    stream = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}")
     head = 2 * settings.CHORUS_PAGE_SIZE_DEFAULT + 20
     for i in range(head):
         _publish(stream, api_user.user, f"comment {i}")
@@ -160,7 +170,7 @@ def test_a_crawler_cannot_grow_the_page_cache_and_anonymous_reads_are_limited(  
 @pytest.mark.django_db(transaction=True)
 def test_a_page_too_large_to_cache_is_served_from_postgresql() -> None:
     """Values over CHORUS_COMMENT_PAGE_CACHE_MAX_BYTES are not stored: a few huge comments cannot fill Redis."""
-    stream, author = StreamFactory(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory()
+    stream, author = StreamFactory.create(slug=f"c-{uuid.uuid4().hex[:8]}"), UserFactory.create()
     _publish(stream, author, "x" * 1500)
     client = redis.Redis.from_url(settings.CHORUS_REDIS_URL)
     pattern = f"{settings.CHORUS_REDIS_PREFIX}:cache:comments:{stream.id}:*"

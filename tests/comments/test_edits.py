@@ -9,7 +9,8 @@ import pytest
 from comments.models import Comment, CommentStatus
 from comments.selectors import comment_history
 from comments.services import comment_delete, comment_publish
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,7 +22,7 @@ def _published(stream, author, body="first") -> Comment:
     )
 
 
-def test_patch_needs_a_fresh_if_match(live, api_user, stream, http):
+def test_patch_needs_a_fresh_if_match(live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """No If-Match is 428, a stale one 412 (with the current ETag), the right one 200 with a new ETag."""
     comment = _published(stream, api_user.user)
     url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
@@ -43,7 +44,9 @@ def test_patch_needs_a_fresh_if_match(live, api_user, stream, http):
 
 
 @pytest.mark.parametrize("value", [b'"\xb2"', b"\xb9", b'W/"\xb3"'])
-def test_an_if_match_of_other_digits_is_400_not_500(live, api_user, stream, http, value):
+def test_an_if_match_of_other_digits_is_400_not_500(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client, value
+) -> None:
     """'²' (latin-1 0xb2) is a digit to str.isdigit but not to int(): still a 400 naming If-Match."""
     comment = _published(stream, api_user.user)
     url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
@@ -52,7 +55,9 @@ def test_an_if_match_of_other_digits_is_400_not_500(live, api_user, stream, http
     assert "If-Match" in response.json()["fields"]
 
 
-def test_concurrent_patches_with_one_version_let_exactly_one_win(live, api_user, stream):
+def test_concurrent_patches_with_one_version_let_exactly_one_win(
+    live: Stack, api_user: ApiUser, stream: Stream
+) -> None:
     """10 concurrent PATCHes with the same If-Match on two nodes: one 200, nine 412."""
     comment = _published(stream, api_user.user)
 
@@ -69,22 +74,26 @@ def test_concurrent_patches_with_one_version_let_exactly_one_win(live, api_user,
     assert comment.version == 2 and StreamEvent.objects.filter(type="comment.edited").count() == 1
 
 
-def test_only_author_or_staff_may_edit_or_delete(live, api_user, stream, http):
+def test_only_author_or_staff_may_edit_or_delete(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Another user gets 403 for PATCH and DELETE; staff may do both."""
     from rest_framework.authtoken.models import Token
 
-    comment = _published(stream, UserFactory())
+    comment = _published(stream, UserFactory.create())
     url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
     headers = {**api_user.headers, "If-Match": '"1"'}
     assert http.patch(url, json={"body": "mine now"}, headers=headers).status_code == 403
     assert http.delete(url, headers=api_user.headers).status_code == 403
-    staff = UserFactory(is_staff=True)
+    staff = UserFactory.create(is_staff=True)
     staff_headers = {"Authorization": f"Token {Token.objects.create(user=staff).key}"}
     assert http.patch(url, json={"body": "moderated"}, headers={**staff_headers, "If-Match": '"1"'}).status_code == 200
     assert http.delete(url, headers=staff_headers).status_code == 204
 
 
-def test_delete_is_idempotent_and_emits_one_event(live, api_user, stream, http):
+def test_delete_is_idempotent_and_emits_one_event(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """DELETE twice: both 204, one comment.deleted event; the comment reads as deleted with no body."""
     comment = _published(stream, api_user.user)
     url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}"
@@ -99,9 +108,9 @@ def test_delete_is_idempotent_and_emits_one_event(live, api_user, stream, http):
     assert http.patch(url, json={"body": "zombie"}, headers={**api_user.headers, "If-Match": '"2"'}).status_code == 404
 
 
-def test_deleting_a_never_published_comment_is_harmless(stream):
+def test_deleting_a_never_published_comment_is_harmless(stream: Stream) -> None:
     """A pending comment deleted (a saga compensation) is never published and leaves no event."""
-    author = UserFactory()
+    author = UserFactory.create()
     pending = Comment.objects.create(stream=stream, author=author, body="p", idempotency_key="k")
     assert comment_delete(comment_id=pending.id) is True
     assert comment_delete(comment_id=pending.id) is False

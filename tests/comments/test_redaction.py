@@ -16,7 +16,8 @@ from comments.models import Comment
 from comments.replication import ReplicatedEdit
 from comments.selectors import comment_history
 from comments.services import comment_replicated_edit_apply
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 from tests.gateway.test_internal_api import SERVICE, internal_token  # noqa: F401 - the fixture
 from tests.support.api import post_comment, wait_published
 from tests.support.ws import WsClient
@@ -28,7 +29,7 @@ def _secret() -> str:
     return f"secret-{uuid.uuid4().hex}"
 
 
-def _posted(live, http, stream, headers, body: str) -> str:  # type: ignore[no-untyped-def]
+def _posted(live, http, stream, headers, body: str) -> str:
     response = post_comment(http, live.nodes[0].http, stream.slug, headers, body)
     assert response.status_code == 202, response.text
     comment_id = response.json()["id"]
@@ -36,7 +37,7 @@ def _posted(live, http, stream, headers, body: str) -> str:  # type: ignore[no-u
     return comment_id
 
 
-def _warm_pages(live, http: httpx.Client, slug: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _warm_pages(live, http: httpx.Client, slug: str) -> list[str]:
     """Read the stream's page on both nodes, so it is cached before the write."""
     pages = [f"{node.http}/api/v1/streams/{slug}/comments" for node in live.nodes]
     for url in pages:
@@ -44,7 +45,7 @@ def _warm_pages(live, http: httpx.Client, slug: str) -> list[str]:  # type: igno
     return pages
 
 
-def _replayed(live, slug: str, head: int) -> str:  # type: ignore[no-untyped-def]
+def _replayed(live, slug: str, head: int) -> str:
     """Everything a new socket gets with ``?after=0``, then again after ``resync`` from 0, as text."""
     client = WsClient(f"{live.nodes[1].ws}/ws/streams/{slug}/?after=0")
     try:
@@ -56,7 +57,7 @@ def _replayed(live, slug: str, head: int) -> str:  # type: ignore[no-untyped-def
         client.close()
 
 
-def _nowhere(live, http: httpx.Client, slug: str, comment_id: str, text: str, head: int) -> None:  # type: ignore[no-untyped-def]
+def _nowhere(live, http: httpx.Client, slug: str, comment_id: str, text: str, head: int) -> None:
     """No read path of either node serves ``text``: detail, page (cached or not), replay, resync."""
     for node in live.nodes:
         assert text not in http.get(f"{node.http}/api/v1/comments/{comment_id}").text
@@ -64,7 +65,9 @@ def _nowhere(live, http: httpx.Client, slug: str, comment_id: str, text: str, he
     assert text not in _replayed(live, slug, head)
 
 
-def test_deleted_text_is_gone_from_rest_replay_and_resync(live, api_user, stream, http):
+def test_deleted_text_is_gone_from_rest_replay_and_resync(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """After DELETE returns 204 no page, detail, replay or resync carries the deleted body."""
     secret = _secret()
     comment_id = _posted(live, http, stream, api_user.headers, secret)
@@ -84,7 +87,9 @@ def test_deleted_text_is_gone_from_rest_replay_and_resync(live, api_user, stream
     watcher.close()
 
 
-def test_an_edits_previous_text_is_gone_but_kept_for_moderators(live, api_user, stream, http):
+def test_an_edits_previous_text_is_gone_but_kept_for_moderators(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """After PATCH returns, only the new body is served; the moderator history still has the old one."""
     first, second, third = _secret(), _secret(), _secret()
     comment_id = _posted(live, http, stream, api_user.headers, first)
@@ -111,7 +116,13 @@ def test_an_edits_previous_text_is_gone_but_kept_for_moderators(live, api_user, 
     assert sorted(body for _, body, _ in comment_history(comment=comment)) == sorted([first, second])
 
 
-def test_bulk_delete_leaves_no_text_in_the_log(live, api_user, stream, http, internal_token):  # noqa: F811
+def test_bulk_delete_leaves_no_text_in_the_log(
+    live: Stack,
+    api_user: ApiUser,
+    stream: Stream,
+    http: httpx.Client,
+    internal_token: str,  # noqa: F811
+) -> None:
     """Comments removed by /internal/moderation/bulk-delete are not replayed either."""
     secrets = [_secret() for _ in range(3)]
     ids = [_posted(live, http, stream, api_user.headers, secret) for secret in secrets]
@@ -127,7 +138,9 @@ def test_bulk_delete_leaves_no_text_in_the_log(live, api_user, stream, http, int
     assert secrets[1] in _replayed(live, stream.slug, head=5)
 
 
-def test_a_winning_replicated_edit_redacts_the_earlier_body(live, api_user, stream, http):
+def test_a_winning_replicated_edit_redacts_the_earlier_body(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """An edit from another region that replaces the body redacts it from the log like a local edit."""
     original, remote = _secret(), _secret()
     comment_id = _posted(live, http, stream, api_user.headers, original)

@@ -5,13 +5,18 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
+import httpx
 import pytest
+from pytest_django import Settings
 
 from comments.models import Comment, CommentStatus
 from comments.replication import ReplicatedEdit, vectors_concurrent
 from comments.selectors import comment_history
 from comments.services import comment_edit, comment_edit_outgoing, comment_replicated_edit_apply
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.factories import UserFactory
 from tests.support.databases import scratch_database_url
 from tests.support.processes import ROOT
@@ -20,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module")
-def region_b_url(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
+def region_b_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A second, migrated database: the other region's copy of the data."""
     url = scratch_database_url("postgresql", suffix="region_b", directory=tmp_path_factory.mktemp("region_b"))
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "project.settings"}
@@ -49,10 +54,12 @@ def _state(comment: Comment) -> dict:
     }
 
 
-def test_concurrent_edits_in_two_regions_converge(region_b_url, stream, settings, tmp_path):
+def test_concurrent_edits_in_two_regions_converge(
+    region_b_url: str, stream: Stream, settings: Settings, tmp_path: Path
+) -> None:
     """Both regions edit at once, twice; each applies the other's edits (one twice): same state on both."""
     settings.CHORUS_REGION = "eu"
-    author = UserFactory()
+    author = UserFactory.create()
     comment = Comment.objects.create(
         stream=stream, author=author, body="original", status=CommentStatus.PUBLISHED, idempotency_key="r"
     )
@@ -102,7 +109,9 @@ def test_concurrent_edits_in_two_regions_converge(region_b_url, stream, settings
     assert {"original", "eu:1", "us:1"} <= set(reasons)
 
 
-def test_a_losing_replicated_edit_is_not_undone_by_a_racing_local_edit(live, api_user, stream, http):
+def test_a_losing_replicated_edit_is_not_undone_by_a_racing_local_edit(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A PATCH that read the comment before a losing remote edit merged its vector keeps that merge.
 
     The PATCH is held on the comment's row lock while the remote edit is applied and committed;
@@ -133,15 +142,16 @@ def test_a_losing_replicated_edit_is_not_undone_by_a_racing_local_edit(live, api
         )
         patch.start()
         with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as watcher:
-            wait_until(
-                lambda: watcher.execute(
+
+            def patch_waits_for_the_lock() -> bool:
+                row = watcher.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     " AND wait_event_type = 'Lock' AND query ILIKE %s",
                     ["%comments_comment%"],
-                ).fetchone()[0],
-                timeout=15,
-                what="the PATCH to wait for the comment's row lock",
-            )
+                ).fetchone()
+                return row is not None and row[0] > 0
+
+            wait_until(patch_waits_for_the_lock, timeout=15, what="the PATCH to wait for the comment's row lock")
         assert comment_replicated_edit_apply(edit=remote) is False  # it loses: (1, "aa") < (1, "local")
     patch.join(timeout=15)
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 import redis
 from django.conf import settings
+from pytest_django import DjangoAssertNumQueries
 from rest_framework.authtoken.models import Token
 
 from comments.models import Comment, CommentStatus
@@ -15,9 +16,10 @@ from comments.services import comment_accept, comments_publish_batch
 from realtime.events import decode_published, decode_stream_message
 from realtime.models import Stream, StreamEvent
 from realtime.pubsub_channels import stream_channel
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory, UserFactory
 from tests.gateway.conftest import node_on_private_redis
-from tests.support.api import post_comment, wait_published
+from tests.support.api import comment_seqs, post_comment, wait_published
 from tests.support.processes import CeleryWorker
 from tests.support.ws import WsClient
 
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _pending(stream: Stream, count: int) -> list[Comment]:
     """Pending comments written directly, so no task is queued for them."""
-    author = UserFactory()
+    author = UserFactory.create()
     return [
         Comment.objects.create(
             stream=stream, author=author, body=f"c{i}", idempotency_key=f"k{i}", request_fingerprint="f"
@@ -37,9 +39,11 @@ def _pending(stream: Stream, count: int) -> list[Comment]:
 
 @pytest.mark.services
 @pytest.mark.parametrize("count", [1, 20, 300])
-def test_a_batch_costs_the_same_queries_whatever_its_size(count: int, django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_costs_the_same_queries_whatever_its_size(
+    count: int, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
     """BEGIN, claim, head update, multi-row insert, comment update, COMMIT: the same six, any size."""
-    stream = StreamFactory(slug=f"b-{uuid.uuid4().hex[:8]}")
+    stream = StreamFactory.create(slug=f"b-{uuid.uuid4().hex[:8]}")
     comments = _pending(stream, count)
     listener = redis.Redis.from_url(settings.CHORUS_REDIS_URL).pubsub(ignore_subscribe_messages=True)
     listener.subscribe(stream_channel(stream.id))
@@ -66,18 +70,18 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(count: int, django_ass
 
 
 @pytest.mark.services
-def test_accepting_is_one_insert(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_accepting_is_one_insert(django_assert_num_queries: DjangoAssertNumQueries) -> None:
     """The accept path writes the pending comment and nothing else: one statement, committed on its own."""
-    stream = StreamFactory(slug=f"a-{uuid.uuid4().hex[:8]}")
-    author = UserFactory()
+    stream = StreamFactory.create(slug=f"a-{uuid.uuid4().hex[:8]}")
+    author = UserFactory.create()
     with django_assert_num_queries(1):
         comment, created = comment_accept(stream=stream, author_id=author.pk, body="hi", idempotency_key="k")
     assert created and comment.status == CommentStatus.PENDING
 
 
-def test_accepts_queue_one_task_per_stream(api_user, http) -> None:  # type: ignore[no-untyped-def]
+def test_accepts_queue_one_task_per_stream(api_user: ApiUser, http: httpx.Client) -> None:
     """150 comments on two streams before any worker runs: two task messages; then a few batches publish all."""
-    streams = [StreamFactory(slug=f"q-{uuid.uuid4().hex[:8]}") for _ in range(2)]
+    streams = [StreamFactory.create(slug=f"q-{uuid.uuid4().hex[:8]}") for _ in range(2)]
     env = {"CHORUS_PUBLISH_REDRIVE_SECONDS": "30"}  # the marks outlive the posting, however slow the machine
     with node_on_private_redis("seq-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
         worker = CeleryWorker("seq-worker", env={"CELERY_BROKER_URL": broker.url, **env})
@@ -95,7 +99,7 @@ def test_accepts_queue_one_task_per_stream(api_user, http) -> None:  # type: ign
             worker.start().wait_ready()
             wait_published([r.json()["id"] for r in responses], timeout=60)
             for stream, count in zip(streams, (100, 50), strict=True):
-                seqs = sorted(Comment.objects.filter(stream=stream).values_list("seq", flat=True))
+                seqs = comment_seqs(Comment.objects.filter(stream=stream))
                 assert seqs == list(range(1, count + 1))
             batches = worker.run_log().count("published ")
             assert batches <= 4, f"{batches} batches for two streams"
@@ -103,9 +107,9 @@ def test_accepts_queue_one_task_per_stream(api_user, http) -> None:  # type: ign
             worker.stop()
 
 
-def test_a_burst_from_100_users_is_accepted_and_published_gapless(live, stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_burst_from_100_users_is_accepted_and_published_gapless(live: Stack, stream: Stream) -> None:
     """300 comments posted at once by 100 users on both nodes: all 202, published once, in order everywhere."""
-    headers = [{"Authorization": f"Token {Token.objects.create(user=UserFactory()).key}"} for _ in range(100)]
+    headers = [{"Authorization": f"Token {Token.objects.create(user=UserFactory.create()).key}"} for _ in range(100)]
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in live.nodes]
     try:
         with httpx.Client(timeout=30) as http, ThreadPoolExecutor(32) as pool:
@@ -117,7 +121,7 @@ def test_a_burst_from_100_users_is_accepted_and_published_gapless(live, stream) 
             )
         assert [r.status_code for r in responses] == [202] * 300
         wait_published([r.json()["id"] for r in responses], timeout=60)
-        assert sorted(Comment.objects.filter(stream=stream).values_list("seq", flat=True)) == list(range(1, 301))
+        assert comment_seqs(Comment.objects.filter(stream=stream)) == list(range(1, 301))
         for client in clients:
             assert [e["seq"] for e in client.wait_for_seq(300, timeout=30)] == list(range(1, 301))
     finally:

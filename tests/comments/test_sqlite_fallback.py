@@ -3,6 +3,7 @@
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from tests.support.ws import WsClient
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_the_write_path_services_run_on_the_database(backend, tmp_path):
+def test_the_write_path_services_run_on_the_database(backend, tmp_path: Path) -> None:
     """Accept, batch and single publish, comment reactions, edits, deletes and tap merges, then the log."""
     url = scratch_database_url(backend, suffix="write_path", directory=tmp_path)
     # Its own queue and key prefix: the nudges it sends must not reach the suite's worker.
@@ -63,7 +64,7 @@ def _sqlite_stack_setup(env: dict[str, str]) -> list[str]:
     return json.loads(made.stdout.strip().splitlines()[-1])
 
 
-def test_a_stack_on_sqlite_takes_concurrent_writes_from_two_nodes_and_a_worker(tmp_path):
+def test_a_stack_on_sqlite_takes_concurrent_writes_from_two_nodes_and_a_worker(tmp_path: Path) -> None:
     """`make run`'s fallback: two uvicorn nodes, a worker and beat on one SQLite file, under concurrent writes.
 
     Every write answers without a 5xx, every comment is published, the log is gapless and a
@@ -75,13 +76,12 @@ def test_a_stack_on_sqlite_takes_concurrent_writes_from_two_nodes_and_a_worker(t
     }
     tokens = _sqlite_stack_setup(env)
     headers = [{"Authorization": f"Token {token}"} for token in tokens]
-    processes = [
+    nodes = [
         AsgiNode("sqlite-node-a", server="uvicorn", env=env).start(),
         AsgiNode("sqlite-node-b", server="uvicorn", env=env).start(),
-        CeleryWorker("sqlite-worker", env=env).start(),
-        CeleryBeat("sqlite-beat", env=env).start(),
     ]
-    nodes, worker = processes[:2], processes[2]
+    worker = CeleryWorker("sqlite-worker", env=env).start()
+    processes = [*nodes, worker, CeleryBeat("sqlite-beat", env=env).start()]
     try:
         for node in nodes:
             node.wait_ready()

@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from comments.models import Comment, CommentStatus
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.support.api import post_comment, wait_published
 from tests.support.processes import wait_until
 from tests.support.ws import WsClient
@@ -13,11 +15,13 @@ from tests.support.ws import WsClient
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _tail(http, base, slug, query):  # type: ignore[no-untyped-def]
+def _tail(http, base, slug, query):
     return http.get(f"{base}/api/v1/streams/{slug}/comments?{query}")
 
 
-def test_tail_is_the_latest_comments_oldest_first_at_the_head(live, api_user, stream, http):
+def test_tail_is_the_latest_comments_oldest_first_at_the_head(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """tail=N answers the latest N published comments in order, without deleted ones, and the head."""
     # given five published comments, the fourth deleted (the delete is an event: it moves the head)
     base = live.nodes[0].http
@@ -47,7 +51,7 @@ def test_tail_is_the_latest_comments_oldest_first_at_the_head(live, api_user, st
         ("tail=5&limit=10", "tail"),
     ],
 )
-def test_bad_tail_is_a_400_naming_the_field(live, stream, http, query, field):
+def test_bad_tail_is_a_400_naming_the_field(live: Stack, stream: Stream, http: httpx.Client, query, field) -> None:
     """A bad or conflicting tail is refused with the API's JSON error naming it."""
     response = _tail(http, live.nodes[0].http, stream.slug, query)
     assert response.status_code == 400, (query, response.text)
@@ -56,15 +60,15 @@ def test_bad_tail_is_a_400_naming_the_field(live, stream, http, query, field):
     assert list(body["fields"]) == [field], body
 
 
-def test_tail_of_unknown_stream_is_404(live, http):
+def test_tail_of_unknown_stream_is_404(live: Stack, http: httpx.Client) -> None:
     response = _tail(http, live.nodes[0].http, "no-such-stream", "tail=5")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
 
 
 def test_tail_then_socket_after_its_position_yields_every_comment_once_under_a_concurrent_writer(
-    live, api_user, stream, http
-):
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Viewers join (tail read, then a socket with after=position) while comments keep coming: each
     viewer ends with every comment after its tail's oldest exactly once, and nothing before."""
     node_a, node_b = live.nodes
@@ -88,7 +92,10 @@ def test_tail_then_socket_after_its_position_yields_every_comment_once_under_a_c
     try:
         for join in range(6):
             # Join at different points of the writer's run, on both nodes.
-            wait_until(lambda j=join: len(posted) >= j * total // 7, timeout=60, what=f"join point {join}")
+            def reached(point: int = join) -> bool:
+                return len(posted) >= point * total // 7
+
+            wait_until(reached, timeout=60, what=f"join point {join}")
             node = (node_a, node_b)[join % 2]
             page = _tail(http, node.http, stream.slug, "tail=20").json()
             head = page["position"]["seq"]
@@ -97,8 +104,10 @@ def test_tail_then_socket_after_its_position_yields_every_comment_once_under_a_c
         assert not thread.is_alive() and len(posted) == total
         wait_published(posted)
         last = Comment.objects.filter(stream=stream).order_by("-seq").values_list("seq", flat=True).first()
+        assert last is not None
 
-        by_seq = dict(Comment.objects.filter(stream=stream, status=CommentStatus.PUBLISHED).values_list("seq", "id"))
+        published = Comment.objects.filter(stream=stream, status=CommentStatus.PUBLISHED).values_list("seq", "id")
+        by_seq = {seq: comment_id for seq, comment_id in published if seq is not None}
         for results, head, socket in viewers:
             events = socket.wait_for_seq(last, timeout=60)
             tail_seqs = [c["seq"] for c in results]

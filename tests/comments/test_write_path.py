@@ -7,14 +7,17 @@ import httpx
 import pytest
 
 from comments.models import Comment
-from realtime.models import StreamEvent
-from tests.support.api import post_comment, wait_published
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
+from tests.support.api import comment_seqs, post_comment, wait_published
 from tests.support.ws import WsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_concurrent_posts_with_one_idempotency_key_make_one_comment(live, api_user, stream):
+def test_concurrent_posts_with_one_idempotency_key_make_one_comment(
+    live: Stack, api_user: ApiUser, stream: Stream
+) -> None:
     """50 concurrent POSTs with the same key all answer with the same id; one comment exists."""
     key = f"key-{uuid.uuid4()}"
     nodes = [node.http for node in live.nodes]
@@ -34,7 +37,7 @@ def test_concurrent_posts_with_one_idempotency_key_make_one_comment(live, api_us
     assert StreamEvent.objects.filter(stream=stream).count() == 1
 
 
-def test_same_key_different_body_is_refused(live, api_user, stream, http):
+def test_same_key_different_body_is_refused(live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """A key reused for a different request is a 422 that names the header; nothing new is written."""
     base = live.nodes[0].http
     first = post_comment(http, base, stream.slug, api_user.headers, "first", "k-1")
@@ -45,7 +48,9 @@ def test_same_key_different_body_is_refused(live, api_user, stream, http):
     assert Comment.objects.filter(stream=stream).count() == 1
 
 
-def test_accepted_comment_reports_status_then_is_readable(live, api_user, stream, http):
+def test_accepted_comment_reports_status_then_is_readable(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """202 carries the id and a status URL; once published the comment shows its seq there and in the page."""
     base = live.nodes[0].http
     response = post_comment(http, base, stream.slug, api_user.headers, "hello", str(uuid.uuid4()))
@@ -61,7 +66,9 @@ def test_accepted_comment_reports_status_then_is_readable(live, api_user, stream
     assert page["next"] is None
 
 
-def test_pages_follow_next_links_in_sequence(live, api_user, stream, http):
+def test_pages_follow_next_links_in_sequence(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """``after``/``limit`` page by sequence and ``next`` chains the pages to the end."""
     base = live.nodes[0].http
     ids = [post_comment(http, base, stream.slug, api_user.headers, f"c{i}").json()["id"] for i in range(7)]
@@ -75,7 +82,9 @@ def test_pages_follow_next_links_in_sequence(live, api_user, stream, http):
     assert seqs == list(range(1, 8))
 
 
-def test_200_concurrent_comments_get_gapless_seq_and_reach_both_nodes_in_order(live, api_user, stream):
+def test_200_concurrent_comments_get_gapless_seq_and_reach_both_nodes_in_order(
+    live: Stack, api_user: ApiUser, stream: Stream
+) -> None:
     """200 comments from 4 threads get seq 1..200; a WebSocket client on each node sees all, in order."""
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in live.nodes]
     nodes = [node.http for node in live.nodes]
@@ -93,7 +102,7 @@ def test_200_concurrent_comments_get_gapless_seq_and_reach_both_nodes_in_order(l
         ids = [i for chunk in pool.map(post_many, range(4)) for i in chunk]
 
     wait_published(ids, timeout=120)
-    seqs = sorted(Comment.objects.filter(stream=stream).values_list("seq", flat=True))
+    seqs = comment_seqs(Comment.objects.filter(stream=stream))
     assert seqs == list(range(1, 201))
     for client in clients:
         events = client.wait_for_seq(200, timeout=60)

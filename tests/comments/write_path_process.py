@@ -53,7 +53,9 @@ def main() -> None:
     # the sequencer's batch claims with FOR UPDATE SKIP LOCKED; a reply waits for the single-comment path
     out["batch"] = comments_publish_batch(stream_id=stream.id)
     reply, _ = comment_accept(stream=stream, author_id=fan.pk, body="reply", parent_id=accepted[0][0].id)
-    out["single"] = comment_publish(comment_id=reply.id).seq
+    published = comment_publish(comment_id=reply.id)
+    assert published is not None
+    out["single"] = published.seq
     first = accepted[0][0].id
 
     # reactions on a comment: add twice (one reaction), another user, remove

@@ -3,11 +3,14 @@
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
 from tests.support.brokers import RABBITMQ_URL, delete_queues, unique_queue
 from tests.support.processes import AsgiNode, CeleryWorker, ManagedProcess
+
+P = TypeVar("P", bound=ManagedProcess)
 
 
 @dataclass
@@ -24,7 +27,7 @@ class FaultStack:
         self.worker = CeleryWorker(self.worker.name, env={**self.env, **env}).start().wait_ready()
         return self.worker
 
-    def start(self, process: ManagedProcess) -> ManagedProcess:
+    def start(self, process: P) -> P:
         self.others.append(process.start())
         return process
 

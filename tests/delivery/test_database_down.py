@@ -2,6 +2,7 @@
 
 import signal
 
+import httpx
 import pytest
 
 from tests.support.brokers import unique_queue
@@ -20,7 +21,7 @@ stream_create(slug="dbdown", title="DB down")
 """
 
 
-def test_database_down_is_503_with_retry_after_and_recovers(http):
+def test_database_down_is_503_with_retry_after_and_recovers(http: httpx.Client) -> None:
     """A write while the database is down is a 503 with Retry-After; after restart the same request works."""
     postgres = PostgresServer.primary("db-down-postgres").start().wait_ready()
     try:
@@ -46,11 +47,12 @@ def test_database_down_is_503_with_retry_after_and_recovers(http):
             assert http.get(url).status_code == 503
 
             postgres.start().wait_ready()
-            retried = wait_until(
-                lambda: (r := http.post(url, json={"body": "while down"}, headers=headers)).status_code == 202 and r,
-                timeout=30,
-                what="the API to accept again",
-            )
+
+            def accepted() -> httpx.Response | None:
+                response = http.post(url, json={"body": "while down"}, headers=headers)
+                return response if response.status_code == 202 else None
+
+            retried = wait_until(accepted, timeout=30, what="the API to accept again")
             page = http.get(url, params={"after": 0}).json()
             assert retried.json()["status"] == "pending"
             assert page["results"] == []  # nothing publishes here (no worker): only acceptance is checked

@@ -27,12 +27,14 @@ def _publish_dead_letters(queue: str, ids: list[str]) -> None:
 
 def _recorded(postgres: PostgresServer) -> int:
     with postgres.connect("postgres") as connection:
-        return connection.execute("SELECT count(*) FROM delivery_deadletter").fetchone()[0]
+        row = connection.execute("SELECT count(*) FROM delivery_deadletter").fetchone()
+    assert row is not None
+    return row[0]
 
 
 def _pings(worker_name: str) -> bool:
     replies = app.control.ping(destination=[worker_name], timeout=1.0)
-    return any(worker_name in reply for reply in replies)
+    return any(worker_name in reply for reply in replies or [])
 
 
 def test_dead_letters_wait_out_a_database_outage_without_stalling_the_worker() -> None:

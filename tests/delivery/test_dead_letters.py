@@ -3,15 +3,18 @@
 import io
 import uuid
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 
 from comments.models import Comment
 from comments.services import PUBLISH_TASK
 from delivery.models import DeadLetter, DeadLetterStatus, OutboxMessage
 from delivery.services import dead_letter_record, dead_letter_replay
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 from tests.factories import UserFactory
 from tests.support.api import post_comment, wait_published
 from tests.support.processes import wait_until
@@ -38,14 +41,18 @@ def _letter(task: str = PUBLISH_TASK, **kwargs) -> DeadLetter:
     )
 
 
-def test_replay_after_a_partial_success_still_has_one_effect(live, api_user, stream, http):
+def test_replay_after_a_partial_success_still_has_one_effect(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A dead letter for a task whose effect already happened replays as a no-op."""
     comment_id = post_comment(http, live.nodes[0].http, stream.slug, api_user.headers, "once").json()["id"]
     wait_published([comment_id])
     letter = _letter(comment_id=comment_id)
 
     assert dead_letter_replay(dead_letter_id=letter.id) is not None
-    message = OutboxMessage.objects.get(message_id=DeadLetter.objects.get(id=letter.id).replayed_message_id)
+    replayed = DeadLetter.objects.get(id=letter.id).replayed_message_id
+    assert replayed is not None
+    message = OutboxMessage.objects.get(message_id=replayed)
     wait_until(lambda: OutboxMessage.objects.get(id=message.id).done_at, timeout=20, what="the replayed task")
     assert dead_letter_replay(dead_letter_id=letter.id) is None  # a second replay is refused
 
@@ -55,7 +62,7 @@ def test_replay_after_a_partial_success_still_has_one_effect(live, api_user, str
     assert StreamEvent.objects.filter(stream=stream).count() == 2
 
 
-def test_recording_the_same_dead_letter_twice_keeps_one_row(transactional_db):
+def test_recording_the_same_dead_letter_twice_keeps_one_row(transactional_db: None) -> None:
     letter = _letter()
     again = dead_letter_record(
         message_id=letter.message_id,
@@ -71,13 +78,13 @@ def test_recording_the_same_dead_letter_twice_keeps_one_row(transactional_db):
 
 
 @pytest.fixture
-def admin_client_logged_in(client, transactional_db):
-    admin = UserFactory(is_staff=True, is_superuser=True)
+def admin_client_logged_in(client: Client, transactional_db: None) -> Client:
+    admin = UserFactory.create(is_staff=True, is_superuser=True)
     client.force_login(admin)
     return client
 
 
-def test_admin_lists_filters_and_counts_dead_letters(admin_client_logged_in):
+def test_admin_lists_filters_and_counts_dead_letters(admin_client_logged_in) -> None:
     open_letter, other = _letter(), _letter(task="other.task")
     dead_letter_replay(dead_letter_id=other.id)
     page = admin_client_logged_in.get("/admin/delivery/deadletter/")
@@ -93,7 +100,7 @@ def test_admin_lists_filters_and_counts_dead_letters(admin_client_logged_in):
     assert f"/admin/delivery/deadletter/{other.id}/change/" not in by_task
 
 
-def test_admin_detail_shows_payload_and_escaped_traceback(admin_client_logged_in):
+def test_admin_detail_shows_payload_and_escaped_traceback(admin_client_logged_in) -> None:
     letter = _letter()
     html = admin_client_logged_in.get(f"/admin/delivery/deadletter/{letter.id}/change/").content.decode()
     assert letter.kwargs["comment_id"] in html
@@ -101,7 +108,7 @@ def test_admin_detail_shows_payload_and_escaped_traceback(admin_client_logged_in
     assert "boom &lt;b&gt;" in html
 
 
-def test_admin_bulk_replay_and_discard(admin_client_logged_in):
+def test_admin_bulk_replay_and_discard(admin_client_logged_in) -> None:
     first, second, third = _letter(), _letter(), _letter()
     url = "/admin/delivery/deadletter/"
     response = admin_client_logged_in.post(
@@ -118,8 +125,8 @@ def test_admin_bulk_replay_and_discard(admin_client_logged_in):
     assert OutboxMessage.objects.filter(task_name=PUBLISH_TASK).count() == 2
 
 
-def test_non_staff_cannot_reach_dead_letters(client, transactional_db):
-    client.force_login(UserFactory())
+def test_non_staff_cannot_reach_dead_letters(client: Client, transactional_db: None) -> None:
+    client.force_login(UserFactory.create())
     assert client.get("/admin/delivery/deadletter/").status_code == 302
 
 
@@ -133,7 +140,7 @@ def _dlq(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_dlq_list_show_and_stats(transactional_db):
+def test_dlq_list_show_and_stats(transactional_db: None) -> None:
     letter = _letter()
     code, out, _ = _dlq("list")
     assert code == 0
@@ -149,7 +156,7 @@ def test_dlq_list_show_and_stats(transactional_db):
     assert code == 0 and out.strip() == "no dead letters"
 
 
-def test_dlq_replay_and_discard_exit_codes(transactional_db):
+def test_dlq_replay_and_discard_exit_codes(transactional_db: None) -> None:
     a, b, c = _letter(), _letter(task="x.task"), _letter(task="x.task")
     code, out, _ = _dlq("replay", str(a.id))
     assert code == 0 and out.strip() == f"replayed 1: {a.id}"
@@ -169,7 +176,7 @@ def test_dlq_replay_and_discard_exit_codes(transactional_db):
     }
 
 
-def test_permanent_error_is_dead_lettered_at_once_without_retries(live):
+def test_permanent_error_is_dead_lettered_at_once_without_retries(live: Stack) -> None:
     """A task that can never succeed (a malformed id) is not retried: one attempt, then the DLQ."""
     from django.db import transaction
 
@@ -184,7 +191,7 @@ def test_permanent_error_is_dead_lettered_at_once_without_retries(live):
     assert letter.exception_type.endswith("PermanentError")
 
 
-def test_publishing_a_comment_that_no_longer_exists_is_neither_retried_nor_dead_lettered(live):
+def test_publishing_a_comment_that_no_longer_exists_is_neither_retried_nor_dead_lettered(live: Stack) -> None:
     """The comment (or its stream) was deleted before publication: nothing to do, and no alarm."""
     from django.db import transaction
 

@@ -1,6 +1,7 @@
 """Fault drills on real processes, against both brokers: nothing accepted is ever lost or doubled."""
 
 import signal
+from collections.abc import Callable
 
 import httpx
 import psycopg
@@ -10,9 +11,10 @@ from django.db import connection
 from comments.models import Comment, CommentStatus
 from comments.services import COMMENT_CREATED, PUBLISH_TASK, comment_event_id
 from delivery.models import DeadLetter, DeadLetterStatus
-from realtime.models import StreamEvent
-from tests.delivery.conftest import start_fault_stack
-from tests.support.api import post_comment, wait_published
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser
+from tests.delivery.conftest import FaultStack, start_fault_stack
+from tests.support.api import comment_seqs, post_comment, wait_published
 from tests.support.brokers import RABBITMQ_URL, delete_queues
 from tests.support.processes import CeleryBeat, manage, wait_until
 from tests.support.proxy import TcpProxy
@@ -38,7 +40,9 @@ def _blocked_publish_pid(observer: psycopg.Connection) -> int | None:
 
 
 @pytest.mark.fault_env(CHORUS_FAULT_INJECT="comment_publish:poison")
-def test_poison_message_is_dead_lettered_never_blocks_and_replays_once(fault_stack, api_user, stream, http):
+def test_poison_message_is_dead_lettered_never_blocks_and_replays_once(
+    fault_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A task that always fails lands in the DLQ after N attempts; once fixed, replay publishes it once."""
     base = fault_stack.node.http
     poison = post_comment(http, base, stream.slug, api_user.headers, "a poison pill").json()["id"]
@@ -46,7 +50,7 @@ def test_poison_message_is_dead_lettered_never_blocks_and_replays_once(fault_sta
 
     wait_published(fine)
     # the poison was set aside from the stream's batches: it blocked nothing, and left no gap
-    assert sorted(Comment.objects.filter(id__in=fine).values_list("seq", flat=True)) == [1, 2, 3, 4, 5]
+    assert comment_seqs(Comment.objects.filter(id__in=fine)) == [1, 2, 3, 4, 5]
     assert Comment.objects.get(id=poison).publish_isolated
     letter = wait_until(
         lambda: DeadLetter.objects.filter(kwargs__comment_id=poison).first(), timeout=60, what="the dead letter"
@@ -55,6 +59,7 @@ def test_poison_message_is_dead_lettered_never_blocks_and_replays_once(fault_sta
     assert letter.attempts == 3  # the first try and CHORUS_TASK_MAX_RETRIES=2 retries
     assert letter.exception_type.endswith("InjectedFault")
     assert "injected fault" in letter.exception_message and "InjectedFault" in letter.traceback
+    assert letter.first_failed_at is not None and letter.last_failed_at is not None
     assert letter.first_failed_at <= letter.last_failed_at
     assert letter.status == DeadLetterStatus.OPEN
     assert letter.routed_by == ("broker" if fault_stack.broker == "rabbitmq" else "worker")
@@ -79,7 +84,9 @@ def test_poison_message_is_dead_lettered_never_blocks_and_replays_once(fault_sta
     assert StreamEvent.objects.filter(stream=stream).count() == 6
 
 
-def test_worker_killed_mid_task_publishes_exactly_once_after_redelivery(fault_stack, api_user, stream, http):
+def test_worker_killed_mid_task_publishes_exactly_once_after_redelivery(
+    fault_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """The whole worker is SIGKILLed inside the task's transaction; a new worker publishes it once."""
     client = WsClient(f"{fault_stack.node.ws}/ws/streams/{stream.slug}/")
     with psycopg.connect(_dsn()) as blocker, psycopg.connect(_dsn(), autocommit=True) as observer:
@@ -103,7 +110,9 @@ def test_worker_killed_mid_task_publishes_exactly_once_after_redelivery(fault_st
     client.close()
 
 
-def test_database_connection_dropped_mid_task_is_retried_and_published_once(fault_stack, api_user, stream, http):
+def test_database_connection_dropped_mid_task_is_retried_and_published_once(
+    fault_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """The worker's database connection is terminated mid-task: the task retries and publishes once."""
     with psycopg.connect(_dsn()) as blocker, psycopg.connect(_dsn(), autocommit=True) as observer:
         blocker.execute("SELECT id FROM realtime_stream WHERE id = %s FOR NO KEY UPDATE", [stream.id])
@@ -119,9 +128,13 @@ def test_database_connection_dropped_mid_task_is_retried_and_published_once(faul
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
-def test_broker_outage_while_posting_loses_nothing(broker, api_user, stream, http):
+def test_broker_outage_while_posting_loses_nothing(
+    broker: str, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """100 comments posted while the broker is down are accepted, then published once each, gapless."""
     # given: a stack whose broker the test can take away (a private Redis; RabbitMQ behind a proxy)
+    take_down: Callable[[], object]
+    bring_back: Callable[[], object]
     if broker == "redis":
         redis_server = RedisServer("broker-redis").start().wait_ready()
         url, extra = redis_server.url, {"REDIS_URL": redis_server.url}
@@ -151,7 +164,7 @@ def test_broker_outage_while_posting_loses_nothing(broker, api_user, stream, htt
 
         # then: every comment is published exactly once, in a gapless sequence, and delivered live
         wait_published(ids, timeout=120)
-        assert sorted(Comment.objects.filter(stream=stream).values_list("seq", flat=True)) == list(range(1, 101))
+        assert comment_seqs(Comment.objects.filter(stream=stream)) == list(range(1, 101))
         assert StreamEvent.objects.filter(stream=stream).count() == 100
         assert [e["seq"] for e in client.wait_for_seq(100, timeout=60)] == list(range(1, 101))
     finally:

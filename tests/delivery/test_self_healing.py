@@ -5,6 +5,7 @@ lose the broker's memory for real: by restarting Redis empty, or by purging the 
 """
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +19,11 @@ from comments.models import Comment, CommentStatus
 from comments.services import PUBLISH_TASK
 from delivery.models import OutboxMessage
 from delivery.services import dead_letter_record
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
 from sagas.models import SagaRun, SagaState
 from tests.conftest import ApiUser
 from tests.factories import UserFactory
-from tests.support.api import post_comment, wait_published
+from tests.support.api import comment_seqs, post_comment, wait_published
 from tests.support.brokers import unique_queue
 from tests.support.processes import AsgiNode, CeleryBeat, CeleryWorker, ManagedProcess, manage, wait_until
 from tests.support.stores import RedisServer
@@ -52,7 +53,8 @@ class HealingStack:
         """Lose every task message waiting in the broker (what a purge or a failover does); how many."""
         client = redis.Redis.from_url(self.redis.url)
         with client.pipeline() as pipe:
-            pipe.llen(self.env["CHORUS_TASK_QUEUE"]).delete(self.env["CHORUS_TASK_QUEUE"])
+            pipe.llen(self.env["CHORUS_TASK_QUEUE"])
+            pipe.delete(self.env["CHORUS_TASK_QUEUE"])
             return int(pipe.execute()[0])
 
 
@@ -84,13 +86,15 @@ def _post_many(base: str, slug: str, headers: dict[str, str], count: int) -> lis
     return [r.json()["id"] for r in responses]
 
 
-def _assert_published_once_gapless(stream, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
-    seqs = sorted(Comment.objects.filter(id__in=ids).values_list("seq", flat=True))
+def _assert_published_once_gapless(stream, ids: list[str]) -> None:
+    seqs = comment_seqs(Comment.objects.filter(id__in=ids))
     assert seqs == list(range(1, len(ids) + 1))
     assert StreamEvent.objects.filter(stream=stream, type="comment.created").count() == len(ids)
 
 
-def test_comments_whose_task_was_lost_are_redriven(healing_stack: HealingStack, api_user: ApiUser, stream) -> None:  # type: ignore[no-untyped-def]
+def test_comments_whose_task_was_lost_are_redriven(
+    healing_stack: HealingStack, api_user: ApiUser, stream: Stream
+) -> None:
     """No worker while 50 comments are accepted and their task is purged: beat alone gets them published."""
     # given: accepted comments whose only task message is lost (no worker has seen it)
     ids = _post_many(healing_stack.node.http, stream.slug, api_user.headers, 50)
@@ -109,8 +113,8 @@ def test_comments_whose_task_was_lost_are_redriven(healing_stack: HealingStack, 
 
 
 def test_a_redis_restart_with_workers_stalled_loses_nothing(
-    healing_stack: HealingStack, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    healing_stack: HealingStack, api_user: ApiUser, stream: Stream
+) -> None:
     """Workers stalled, 300 accepted, Redis restarted empty, workers resumed: all 300 published once, in order."""
     worker = healing_stack.start_worker()
     healing_stack.start_beat()
@@ -123,12 +127,13 @@ def test_a_redis_restart_with_workers_stalled_loses_nothing(
         # when: Redis (broker, schedule marks and pub/sub) restarts with nothing in it
         healing_stack.redis.kill()
         healing_stack.redis.restart()
-        stuck = wait_until(
-            lambda: (answer := manage("stuck", env=healing_stack.env)).returncode == 1 and answer,
-            timeout=30,
-            what="manage.py stuck to report the stream",
-        )
-        assert stream.slug in stuck.stdout  # type: ignore[union-attr]
+
+        def stuck_reported() -> subprocess.CompletedProcess[str] | None:
+            answer = manage("stuck", env=healing_stack.env)
+            return answer if answer.returncode == 1 else None
+
+        stuck = wait_until(stuck_reported, timeout=30, what="manage.py stuck to report the stream")
+        assert stream.slug in stuck.stdout
         worker.resume()
 
         # then: no operator needed; every comment is published once, gapless, and reaches the socket
@@ -141,8 +146,8 @@ def test_a_redis_restart_with_workers_stalled_loses_nothing(
 
 
 def test_outbox_tasks_lost_with_the_broker_are_sent_again(
-    healing_stack: HealingStack, api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    healing_stack: HealingStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A saga's step task lost after the broker took it: the outbox sends it again, the saga finishes."""
     # given: a saga accepted while no worker runs, its first step's message then lost
     response = http.post(
@@ -168,8 +173,8 @@ def test_outbox_tasks_lost_with_the_broker_are_sent_again(
 
 
 def test_stuck_work_shows_in_metrics_and_the_stuck_command(
-    healing_stack: HealingStack, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    healing_stack: HealingStack, api_user: ApiUser, stream: Stream
+) -> None:
     """/metrics reports the publish lag; manage.py stuck lists the stream, re-drives it on request, exit codes 1/0."""
     ids = _post_many(healing_stack.node.http, stream.slug, api_user.headers, 3)
     healing_stack.purge_queue()
@@ -194,12 +199,12 @@ def test_stuck_work_shows_in_metrics_and_the_stuck_command(
     wait_until(lambda: lag() == 0, timeout=10, what="the publish lag to fall to 0")
 
 
-def test_a_dead_letter_replay_lost_with_the_broker_is_sent_again(healing_stack: HealingStack, stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_dead_letter_replay_lost_with_the_broker_is_sent_again(healing_stack: HealingStack, stream: Stream) -> None:
     """An operator replays a set-aside comment's dead letter; the replay's message is lost; it still publishes once."""
     # given: a comment that was set aside and dead-lettered, replayed while no worker runs
     comment = Comment.objects.create(
         stream=stream,
-        author=UserFactory(),
+        author=UserFactory.create(),
         body="replayed",
         idempotency_key="k",
         request_fingerprint="f",

@@ -8,11 +8,14 @@ instead.
 
 import uuid
 
+import httpx
 import pytest
 from django.db import connection
 
 from comments.services import PUBLISH_TASK
 from project.celery import app
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.support.api import post_comment, wait_published
 from tests.support.processes import CeleryWorker, wait_until
 
@@ -35,7 +38,9 @@ def _run_tasks(worker: CeleryWorker, comment_id: str, count: int) -> None:
     wait_until(lambda: worker.run_log().count("succeeded") >= done + count, timeout=60, what=f"{count} tasks")
 
 
-def test_a_worker_serves_many_tasks_over_the_same_database_connections(live, api_user, stream, http) -> None:
+def test_a_worker_serves_many_tasks_over_the_same_database_connections(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     # This test's worker alone takes the tasks; the shared one is restarted after the test.
     live.worker.stop()
     name = f"chorus-reuse-{uuid.uuid4().hex[:8]}"  # libpq reads the connection's application_name from PGAPPNAME

@@ -18,6 +18,8 @@ from check_jsonschema.builtin_schemas import get_builtin_schema
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
 
 from realtime import drain
+from realtime.models import Stream
+from tests.conftest import Stack
 from tests.support.processes import ROOT, AsgiNode, wait_until
 from tests.support.ws import WsClient
 
@@ -94,7 +96,7 @@ def _seconds(value: str) -> float:
 
 
 @pytest.mark.parametrize(("name", "doc"), _manifests(), ids=lambda v: v if isinstance(v, str) else v["kind"])
-def test_every_kubernetes_manifest_is_valid_offline(name, doc):
+def test_every_kubernetes_manifest_is_valid_offline(name, doc) -> None:
     """Each resource against the API schemas kubernetes-validate bundles (strict: no unknown
     field), KEDA's ScaledObject against its CRD's model (round trip: no field dropped as unknown)."""
     if doc["kind"] == "Kustomization":
@@ -106,13 +108,13 @@ def test_every_kubernetes_manifest_is_valid_offline(name, doc):
     assert kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
-def test_kustomization_applies_every_manifest_but_the_secret_example():
+def test_kustomization_applies_every_manifest_but_the_secret_example() -> None:
     (kustomization,) = _documents(KUBE / "kustomization.yaml")
     files = {path.name for path in KUBE.glob("*.yaml")} - NOT_APPLIED
     assert sorted(kustomization["resources"]) == sorted(files)
 
 
-def test_there_are_nodes_workers_and_one_beat_with_their_budgets_and_scalers():
+def test_there_are_nodes_workers_and_one_beat_with_their_budgets_and_scalers() -> None:
     deployments = _by_kind("Deployment")
     assert set(deployments) == {"chorus-node", "chorus-worker", "chorus-beat"}
     beat = deployments["chorus-beat"]["spec"]
@@ -129,7 +131,7 @@ def test_there_are_nodes_workers_and_one_beat_with_their_budgets_and_scalers():
     assert keda["scaleTargetRef"]["name"] == "chorus-worker"
 
 
-def test_every_variable_the_manifests_set_is_read_by_chorus():
+def test_every_variable_the_manifests_set_is_read_by_chorus() -> None:
     """env and every key of the ConfigMap and Secret they load: a misspelt name would be ignored."""
     read = _variables_read()
     maps = {**_by_kind("ConfigMap"), **{d["metadata"]["name"]: d for d in _documents(KUBE / "secret.example.yaml")}}
@@ -145,7 +147,7 @@ def test_every_variable_the_manifests_set_is_read_by_chorus():
         assert not unknown, f"{workload} sets variables Chorus never reads: {sorted(unknown)}"
 
 
-def test_node_grace_period_covers_the_prestop_hook_and_the_whole_drain():
+def test_node_grace_period_covers_the_prestop_hook_and_the_whole_drain() -> None:
     """terminationGracePeriodSeconds >= preStop + CHORUS_DRAIN_SECONDS + the drain's HTTP and exit graces."""
     pod = _by_kind("Deployment")["chorus-node"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -159,7 +161,7 @@ def test_node_grace_period_covers_the_prestop_hook_and_the_whole_drain():
     assert strategy["maxUnavailable"] == 0  # a replacement is ready before a node drains
 
 
-def test_hpa_and_scaledobject_use_metrics_the_nodes_export(live):
+def test_hpa_and_scaledobject_use_metrics_the_nodes_export(live: Stack) -> None:
     """The HPA's per-pod metric is a prometheus-adapter rule over a series /metrics has, and the
     ScaledObject's query reads the queue depth /metrics has."""
     (rules,) = _documents(KUBE / "prometheus-adapter" / "rules.yaml")
@@ -168,7 +170,9 @@ def test_hpa_and_scaledobject_use_metrics_the_nodes_export(live):
     assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] in custom
     exported = live.nodes[0].metrics()
     for rule in [*rules["rules"]["custom"], *rules["rules"]["external"]]:
-        series = re.match(r"\w+", rule["seriesQuery"]).group(0)
+        named = re.match(r"\w+", rule["seriesQuery"])
+        assert named is not None, rule["seriesQuery"]
+        series = named.group(0)
         assert series in exported, series
     (trigger,) = _by_kind("ScaledObject")["chorus-worker"]["spec"]["triggers"]
     assert re.search(r"\bchorus_celery_queue_depth\b", trigger["metadata"]["query"])
@@ -176,7 +180,9 @@ def test_hpa_and_scaledobject_use_metrics_the_nodes_export(live):
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])
-def test_a_node_configured_as_the_manifest_says_answers_its_probes_and_drains_in_time(live, stream, server):
+def test_a_node_configured_as_the_manifest_says_answers_its_probes_and_drains_in_time(
+    live: Stack, stream: Stream, server
+) -> None:
     """A real node with the ConfigMap's settings: the probe paths answer 200 to a pod-address Host;
     on SIGTERM readiness turns 503 while liveness stays 200, and it exits within its grace period."""
     pod = _by_kind("Deployment")["chorus-node"]["spec"]["template"]["spec"]
@@ -195,6 +201,7 @@ def test_a_node_configured_as_the_manifest_says_answers_its_probes_and_drains_in
         socket = WsClient(f"{node.ws}/ws/streams/{stream.slug}/")  # a client to hand over
 
         stopped = time.monotonic()
+        assert node.proc is not None
         node.proc.send_signal(signal.SIGTERM)
         ready, live_path = container["readinessProbe"]["httpGet"]["path"], live_probe_path(container)
         wait_until(lambda: _status(node, ready) != 200, timeout=5, what="readiness to turn off")
@@ -217,7 +224,7 @@ def _compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_compose_file_is_valid_against_the_compose_specification():
+def test_compose_file_is_valid_against_the_compose_specification() -> None:
     """Against the Compose Specification's JSON schema, as check-jsonschema bundles it (offline)."""
     schema = get_builtin_schema("vendor.compose-spec")
     errors = [
@@ -227,7 +234,7 @@ def test_compose_file_is_valid_against_the_compose_specification():
     assert not errors, errors
 
 
-def test_compose_sets_only_variables_chorus_reads_and_gives_the_node_its_drain():
+def test_compose_sets_only_variables_chorus_reads_and_gives_the_node_its_drain() -> None:
     compose = _compose()
     read = _variables_read()
     chorus = {name: svc for name, svc in compose["services"].items() if svc["image"].startswith("chorus")}

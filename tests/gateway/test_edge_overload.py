@@ -12,12 +12,14 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import dj_database_url
 import psycopg
 import pytest
 
 from bench.http_load import Tally, burst_run, post_request
+from realtime.models import Stream
 from tests.conftest import ApiUser
 from tests.support.processes import ServedNode, wait_until
 
@@ -34,7 +36,7 @@ def served_node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterat
         node.stop()
 
 
-def _burst(node: ServedNode, slug: str, token: str, count: int, *, on_answer=None) -> Tally:  # type: ignore[no-untyped-def]
+def _burst(node: ServedNode, slug: str, token: str, count: int, *, on_answer=None) -> Tally:
     run = uuid.uuid4().hex[:8]
 
     def make(i: int) -> bytes:
@@ -51,8 +53,8 @@ def _burst(node: ServedNode, slug: str, token: str, count: int, *, on_answer=Non
 
 
 def test_a_burst_far_over_the_database_pool_gets_only_202_or_503_with_retry_after(
-    served_node: ServedNode, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    served_node: ServedNode, api_user: ApiUser, stream: Stream
+) -> None:
     """1,000 POSTs at once, each on its own connection: every one answered 202 or JSON 503 + Retry-After."""
     # when
     outcome = _burst(served_node, stream.slug, api_user.token, 1000)
@@ -64,7 +66,9 @@ def test_a_burst_far_over_the_database_pool_gets_only_202_or_503_with_retry_afte
     assert "Traceback" not in served_node.log_text()[served_node.log_offset :]
 
 
-def test_a_burst_the_node_can_absorb_is_accepted_not_shed(served_node: ServedNode, api_user: ApiUser, stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_burst_the_node_can_absorb_is_accepted_not_shed(
+    served_node: ServedNode, api_user: ApiUser, stream: Stream
+) -> None:
     """200 POSTs at once: the edge's own queueing is not overload, so all of them get 202."""
     outcome = _burst(served_node, stream.slug, api_user.token, 200)
 
@@ -72,12 +76,17 @@ def test_a_burst_the_node_can_absorb_is_accepted_not_shed(served_node: ServedNod
 
 
 def test_a_burst_while_the_database_stalls_gets_202_or_503_never_500(
-    served_node: ServedNode, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    served_node: ServedNode, api_user: ApiUser, stream: Stream
+) -> None:
     """Inserts stall (a lock): what is being written waits for the database and ends 202; what
     arrives behind it waits at most ``CHORUS_HTTP_QUEUE_SECONDS`` and is refused 503 + Retry-After."""
     config = dj_database_url.parse(os.environ["DATABASE_URL"])
-    connect = {"host": config["HOST"], "port": config["PORT"] or 5432, "user": config["USER"], "dbname": config["NAME"]}
+    connect: dict[str, Any] = {
+        "host": config["HOST"],
+        "port": config["PORT"] or 5432,
+        "user": config["USER"],
+        "dbname": config["NAME"],
+    }
     locker, watcher = psycopg.connect(**connect), psycopg.connect(**connect, autocommit=True)
     answered: list[int] = []
     results: dict[str, Tally] = {}

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from comments.models import Comment
 from realtime.models import Stream
-from tests.conftest import ApiUser
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory
 from tests.support.processes import AsgiNode
 
@@ -24,7 +24,7 @@ CSRF = "a" * 32
 JSON = {"Content-Type": "application/json"}
 
 
-def _session_client(user) -> httpx.Client:  # type: ignore[no-untyped-def]
+def _session_client(user) -> httpx.Client:
     client = Client()
     client.force_login(user)
     cookies = {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value, "csrftoken": CSRF}
@@ -57,8 +57,8 @@ BODIES = [
 
 
 def test_token_and_session_posts_get_the_reference_answers(
-    live, reference_node: AsgiNode, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    live: Stack, reference_node: AsgiNode, api_user: ApiUser, stream: Stream
+) -> None:
     """Every body, with a token and with a session: the lane and the reference answer alike."""
     lane = f"{live.nodes[0].http}/api/v1/streams/{stream.slug}/comments"
     reference = f"{reference_node.http}/api/v1/streams/{stream.slug}/comments"
@@ -84,12 +84,12 @@ def test_token_and_session_posts_get_the_reference_answers(
 
 
 def test_idempotency_stream_state_and_credentials_match_the_reference(
-    live, reference_node: AsgiNode, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    live: Stack, reference_node: AsgiNode, api_user: ApiUser, stream: Stream
+) -> None:
     """Keys (one comment across both paths, 422 on reuse, 400 when malformed), 404, 409, 401 and CSRF 403s."""
     base, ref = live.nodes[0].http, reference_node.http
 
-    def post(node: str, slug: str, body: dict, headers: dict[str, str], client: httpx.Client | None = None):  # type: ignore[no-untyped-def,type-arg]
+    def post(node: str, slug: str, body: dict, headers: dict[str, str], client: httpx.Client | None = None):
         http = client or httpx.Client(timeout=15)
         try:
             return http.post(f"{node}/api/v1/streams/{slug}/comments", json=body, headers=headers)
@@ -109,7 +109,7 @@ def test_idempotency_stream_state_and_credentials_match_the_reference(
 
     missing = [post(node, "no-such-stream", {"body": "x"}, api_user.headers) for node in (base, ref)]
     assert _shape(missing[0]) == _shape(missing[1]) == (404, "not_found", [])
-    closed = StreamFactory(slug=f"closed-{uuid.uuid4().hex[:6]}")
+    closed = StreamFactory.create(slug=f"closed-{uuid.uuid4().hex[:6]}")
     Stream.objects.filter(id=closed.id).update(closed_at=timezone.now())
     refused = [post(node, closed.slug, {"body": "x"}, api_user.headers) for node in (base, ref)]
     assert _shape(refused[0]) == _shape(refused[1]) == (409, "stream_closed", [])
@@ -132,8 +132,8 @@ def test_idempotency_stream_state_and_credentials_match_the_reference(
 
 
 def test_a_signed_out_session_is_answered_as_anonymous(
-    live, reference_node: AsgiNode, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    live: Stack, reference_node: AsgiNode, api_user: ApiUser, stream: Stream
+) -> None:
     """A session cookie that signs in nobody goes to Django: the same answer as on the reference node."""
     stale = httpx.Client(timeout=15, cookies={settings.SESSION_COOKIE_NAME: "nobody", "csrftoken": CSRF})
     try:

@@ -2,11 +2,13 @@
 
 import uuid
 
+import httpx
 import pytest
 from django.test import Client
 
 from comments.models import Comment, CommentStatus
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 from tests.gateway.test_internal_api import SERVICE, internal_token  # noqa: F401 - the fixture
 from tests.support.api import post_comment, wait_published
 from tests.support.ws import WsClient
@@ -14,7 +16,13 @@ from tests.support.ws import WsClient
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_closed_stream_refuses_comments_until_reopened(live, api_user, stream, http, internal_token):  # noqa: F811
+def test_a_closed_stream_refuses_comments_until_reopened(
+    live: Stack,
+    api_user: ApiUser,
+    stream: Stream,
+    http: httpx.Client,
+    internal_token: str,  # noqa: F811
+) -> None:
     """Close: 409 for new comments and a stream.closed event; reopen: comments are accepted again."""
     watcher = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
     client = Client()
@@ -35,7 +43,13 @@ def test_a_closed_stream_refuses_comments_until_reopened(live, api_user, stream,
     watcher.close()
 
 
-def test_bulk_delete_hides_comments_from_every_reader_once_it_returns(live, api_user, stream, http, internal_token):  # noqa: F811
+def test_bulk_delete_hides_comments_from_every_reader_once_it_returns(
+    live: Stack,
+    api_user: ApiUser,
+    stream: Stream,
+    http: httpx.Client,
+    internal_token: str,  # noqa: F811
+) -> None:
     """After the bulk delete answers, no page on either node (cached or not) shows the deleted comments."""
     ids = [
         post_comment(http, live.nodes[0].http, stream.slug, api_user.headers, f"c{i}").json()["id"] for i in range(4)
@@ -62,12 +76,12 @@ def test_bulk_delete_hides_comments_from_every_reader_once_it_returns(live, api_
 
 
 @pytest.mark.parametrize("body", [{}, {"comment_ids": []}, {"comment_ids": ["nope"]}, {"comment_ids": "x"}])
-def test_bulk_delete_bad_input_is_a_400_naming_the_field(internal_token, transactional_db, body):  # noqa: F811
+def test_bulk_delete_bad_input_is_a_400_naming_the_field(internal_token: str, transactional_db: None, body) -> None:  # noqa: F811
     response = Client().post("/internal/moderation/bulk-delete", body, "application/json", **SERVICE)
     assert response.status_code == 400 and "comment_ids" in response.json()["fields"]
 
 
-def test_admin_closes_streams_and_pins_them_hot(admin_client, stream):
+def test_admin_closes_streams_and_pins_them_hot(admin_client: Client, stream: Stream) -> None:
     """The stream admin's actions close/reopen a stream and pin it hot or cold."""
     from reactions.hot import hot_streams_list
 

@@ -7,15 +7,16 @@ import httpx
 import redis
 from django.conf import settings
 
+from realtime.models import Stream
 from tests.conftest import ApiUser
-from tests.gateway.conftest import node_on_private_redis
+from tests.gateway.conftest import PrivateDatabase, node_on_private_redis
 from tests.support.api import post_comment
 from tests.support.processes import AsgiNode, CeleryWorker, wait_until
 from tests.support.stores import PostgresServer
 from tests.support.ws import WsClient
 
 
-def _ping_answer(client: WsClient) -> dict:  # type: ignore[type-arg]
+def _ping_answer(client: WsClient) -> dict:
     seen = len(client.frames)
     client.send({"type": "ping"})
     frames = client.wait_for(
@@ -25,8 +26,8 @@ def _ping_answer(client: WsClient) -> dict:  # type: ignore[type-arg]
 
 
 def test_low_priority_is_shed_before_comments_and_both_come_back_when_the_queue_drains(
-    api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Queue past the low mark: frames refused, comments pass; past the high mark: comments 503 too."""
     env = {"CHORUS_SHED_QUEUE_LOW": "5", "CHORUS_SHED_QUEUE_HIGH": "10"}
     with node_on_private_redis("gw-shed-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
@@ -38,7 +39,7 @@ def test_low_priority_is_shed_before_comments_and_both_come_back_when_the_queue_
             # given: a backlog past the low-priority mark (nothing consumes this broker)
             queue.rpush(settings.CHORUS_SHED_QUEUES[0], *[b"backlog"] * 6)
             answer = wait_until(lambda: _ping_answer(client)["type"] == "error" and client.frames[-1], timeout=5)
-            assert answer["code"] == "overloaded"  # type: ignore[index]
+            assert answer["code"] == "overloaded"
             assert post_comment(http, node.http, stream.slug, api_user.headers, "still fine").status_code == 202
 
             # when: the backlog passes the high mark, comments are shed too, with the JSON body
@@ -49,8 +50,8 @@ def test_low_priority_is_shed_before_comments_and_both_come_back_when_the_queue_
                 return response if response.status_code == 503 else None
 
             refused = wait_until(comment_refused, timeout=5, what="comments shed")
-            assert refused.json()["code"] == "overloaded"  # type: ignore[union-attr]
-            assert int(refused.headers["Retry-After"]) >= 1  # type: ignore[union-attr]
+            assert refused.json()["code"] == "overloaded"
+            assert int(refused.headers["Retry-After"]) >= 1
 
             # then: the queue drains and everything is admitted again
             queue.delete(settings.CHORUS_SHED_QUEUES[0])
@@ -65,8 +66,8 @@ def test_low_priority_is_shed_before_comments_and_both_come_back_when_the_queue_
 
 
 def test_broker_down_comments_are_still_accepted_fast_and_handoffs_resume_after_restart(
-    api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """The broker breaker opens: accepting stays fast (the outbox sweep relays later); it closes by itself."""
     env = {"CHORUS_BREAKER_RESET_SECONDS": "1"}
     with node_on_private_redis("gw-breaker-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
@@ -95,7 +96,9 @@ def test_broker_down_comments_are_still_accepted_fast_and_handoffs_resume_after_
         wait_until(handed_off, timeout=15, interval=0.3, what="hand-offs to resume")
 
 
-def test_database_down_answers_503_fast_and_recovers_when_it_returns(private_database, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_database_down_answers_503_fast_and_recovers_when_it_returns(
+    private_database: PrivateDatabase, http: httpx.Client
+) -> None:
     """The database breaker: killed PostgreSQL means quick JSON 503s, a restarted one means 200s again."""
     env = {"DATABASE_URL": private_database.url, "CHORUS_BREAKER_RESET_SECONDS": "1"}
     node = AsgiNode("gw-db-node", env=env).start()
@@ -125,8 +128,8 @@ def test_database_down_answers_503_fast_and_recovers_when_it_returns(private_dat
 
 
 def test_comments_are_shed_on_publish_lag_not_on_a_burst_the_sequencer_absorbs(
-    api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A burst is accepted; comments waiting past the lag threshold make later comments 503; a worker clears it."""
     env = {"CHORUS_SHED_PUBLISH_LAG_LOW": "1", "CHORUS_SHED_PUBLISH_LAG_HIGH": "3"}
     with node_on_private_redis("gw-lag-node", variable="CELERY_BROKER_URL", env=env) as (node, broker):
@@ -143,8 +146,8 @@ def test_comments_are_shed_on_publish_lag_not_on_a_burst_the_sequencer_absorbs(
             return response if response.status_code == 503 else None
 
         refused = wait_until(comment_refused, timeout=15, interval=0.5, what="comments shed on publish lag")
-        assert refused.json()["code"] == "overloaded"  # type: ignore[union-attr]
-        assert int(refused.headers["Retry-After"]) >= 1  # type: ignore[union-attr]
+        assert refused.json()["code"] == "overloaded"
+        assert int(refused.headers["Retry-After"]) >= 1
 
         # then: a worker publishes the backlog and comments are admitted again
         worker = CeleryWorker("gw-lag-worker", env={"CELERY_BROKER_URL": broker.url}).start().wait_ready()

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 
+from realtime.models import Stream
 from tests.conftest import ApiUser
 from tests.support.processes import ServedNode
 from tests.support.ws import WsClient
@@ -29,7 +30,7 @@ WS_MAX_MESSAGE_BYTES = 16 * 1024  # scripts/serve.sh's default
 def node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[ServedNode]:
     served = ServedNode(f"oversized-{request.param}", server=request.param).start()
     try:
-        yield served.wait_ready()  # type: ignore[misc]
+        yield served.wait_ready()
     finally:
         served.stop()
 
@@ -62,8 +63,8 @@ def _assert_too_large(status: int, headers: dict[str, str], body: bytes) -> None
 
 
 def test_a_body_announced_over_the_limit_is_refused_before_it_is_sent(
-    node: ServedNode, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    node: ServedNode, api_user: ApiUser, stream: Stream
+) -> None:
     """Content-Length of 20 MB and not a byte of body: the answer is already a JSON 413."""
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
         headers = {"Content-Length": str(20 * 1024 * 1024), "Authorization": f"Token {api_user.token}"}
@@ -72,8 +73,8 @@ def test_a_body_announced_over_the_limit_is_refused_before_it_is_sent(
 
 
 def test_a_chunked_body_is_refused_as_soon_as_it_grows_past_the_limit(
-    node: ServedNode, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    node: ServedNode, api_user: ApiUser, stream: Stream
+) -> None:
     """Chunks up to one byte past the limit, never the last chunk: the answer is a JSON 413."""
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
         headers = {"Transfer-Encoding": "chunked", "Authorization": f"Token {api_user.token}"}
@@ -86,7 +87,9 @@ def test_a_chunked_body_is_refused_as_soon_as_it_grows_past_the_limit(
         _assert_too_large(*_response(sock))
 
 
-def test_a_body_within_the_limit_is_read_and_answered_as_usual(node: ServedNode, api_user: ApiUser, stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_body_within_the_limit_is_read_and_answered_as_usual(
+    node: ServedNode, api_user: ApiUser, stream: Stream
+) -> None:
     """A large but allowed body reaches the view, which names the field that is too long."""
     body = json.dumps({"body": "x" * (MAX_REQUEST_BYTES - 100), "kind": "heart"}).encode()
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as sock:
@@ -96,7 +99,7 @@ def test_a_body_within_the_limit_is_read_and_answered_as_usual(node: ServedNode,
     assert status == 400 and "body" in json.loads(answer)["fields"]
 
 
-def test_a_websocket_message_over_the_servers_cap_closes_the_socket_with_1009(node: ServedNode, stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_websocket_message_over_the_servers_cap_closes_the_socket_with_1009(node: ServedNode, stream: Stream) -> None:
     """The server refuses the message itself (close 1009) instead of handing 64 KiB to the consumer."""
     client = WsClient(f"{node.ws}/ws/streams/{stream.slug}/")
     try:
@@ -106,7 +109,9 @@ def test_a_websocket_message_over_the_servers_cap_closes_the_socket_with_1009(no
         client.close()
 
 
-def test_a_websocket_message_under_the_cap_still_gets_the_consumers_error_frame(node: ServedNode, stream) -> None:  # type: ignore[no-untyped-def]
+def test_a_websocket_message_under_the_cap_still_gets_the_consumers_error_frame(
+    node: ServedNode, stream: Stream
+) -> None:
     """Between the consumer's 4096 characters and the server's cap: an error frame, the socket stays open."""
     client = WsClient(f"{node.ws}/ws/streams/{stream.slug}/")
     try:

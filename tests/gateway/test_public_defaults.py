@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django_ratelimit.core import _get_window, _split_rate
 
+from tests.conftest import ApiUser
 from tests.support.processes import BIN, ROOT, AsgiNode, ServedNode, wait_until
 from tests.support.stores import PostgresServer
 
@@ -207,7 +208,7 @@ def _cookie(response: httpx.Response, name: str) -> str:
     return headers[0]
 
 
-def test_chorus_https_makes_cookies_secure_and_sends_hsts(api_user, django_db_setup: None) -> None:  # type: ignore[no-untyped-def]
+def test_chorus_https_makes_cookies_secure_and_sends_hsts(api_user: ApiUser, django_db_setup: None) -> None:
     """CHORUS_HTTPS=1 behind a TLS proxy: Secure session and CSRF cookies, Strict-Transport-Security."""
     env = {"CHORUS_HTTPS": "1", "CHORUS_TRUST_X_FORWARDED_PROTO": "1"}
     node = ServedNode("https-node", env=env).start()

@@ -5,6 +5,7 @@ import time
 
 import httpx
 
+from realtime.models import Stream
 from tests.conftest import ApiUser
 from tests.gateway.conftest import CAPACITY, RATE, node_on_private_redis
 from tests.support.api import post_comment
@@ -12,8 +13,8 @@ from tests.support.processes import AsgiNode, wait_until
 
 
 def test_two_nodes_hammered_together_admit_at_most_capacity_plus_rate_times_time(
-    tuned_nodes: list[AsgiNode], api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    tuned_nodes: list[AsgiNode], api_user: ApiUser, stream: Stream
+) -> None:
     """Both nodes spend one bucket: admitted <= capacity + rate x elapsed (within 1%)."""
     statuses: list[int] = []
     lock = threading.Lock()
@@ -44,8 +45,8 @@ def test_two_nodes_hammered_together_admit_at_most_capacity_plus_rate_times_time
 
 
 def test_responses_carry_ratelimit_headers_and_refusals_are_json_429(
-    tuned_nodes: list[AsgiNode], api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    tuned_nodes: list[AsgiNode], api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Admitted and refused answers say the limit, what is left and when it is full again."""
     first = post_comment(http, tuned_nodes[0].http, stream.slug, api_user.headers, "one")
     assert first.status_code == 202
@@ -65,8 +66,8 @@ def test_responses_carry_ratelimit_headers_and_refusals_are_json_429(
 
 
 def test_limiter_fails_closed_with_503_when_its_redis_dies_and_recovers_by_itself(
-    api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Redis killed: fast 503 + Retry-After + JSON body; Redis back: admitted again, no restart."""
     env = {"CHORUS_BREAKER_RESET_SECONDS": "1", "CHORUS_RATELIMIT_WHEN_REDIS_DOWN": "closed"}
     with node_on_private_redis("gw-limiter-node", variable="CHORUS_GATEWAY_REDIS_URL", env=env) as (node, store):

@@ -3,16 +3,18 @@
 import httpx
 import pytest
 from django.db import connections, transaction
+from django.test import RequestFactory
 
 from gateway.db_router import PRIMARY, REPLICA, PrimaryReplicaRouter, request_scope_enter, request_scope_exit
 from realtime.models import Stream
+from tests.gateway.conftest import PrivateDatabase
 from tests.support.processes import AsgiNode, wait_until
 from tests.support.stores import PostgresServer, RedisServer
 
 
 def test_writer_reads_their_write_on_the_primary_while_others_read_the_lagging_replica(
-    private_database, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    private_database: PrivateDatabase, http: httpx.Client
+) -> None:
     """Replay paused: the writer sees the new comment, another user gets 404 until replay resumes."""
     primary = private_database.server
     replica = PostgresServer.replica_of(primary, "gw-replica").start().wait_ready()
@@ -62,7 +64,7 @@ def test_writer_reads_their_write_on_the_primary_while_others_read_the_lagging_r
 
 
 @pytest.mark.django_db(transaction=True)
-def test_reads_outside_a_request_or_inside_a_transaction_use_the_primary(rf) -> None:  # type: ignore[no-untyped-def]
+def test_reads_outside_a_request_or_inside_a_transaction_use_the_primary(rf: RequestFactory) -> None:
     """Tasks, consumers and commands have no request scope: the primary; so do transactions."""
     router = PrimaryReplicaRouter()
     assert router.db_for_read(Stream) == PRIMARY

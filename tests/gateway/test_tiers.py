@@ -20,7 +20,7 @@ def test_admin_pin_applies_to_the_next_check_and_unpin_restores_automatic_tier()
     """Pinning in the admin changes the limits at once; deleting the pin hands back to adaptation."""
     # given: an admin and a regular user
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-for-tests")
-    user = UserFactory()
+    user = UserFactory.create()
     client = Client()
     client.force_login(admin)
     subject = keys.user_subject(user.pk)

@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -15,8 +16,8 @@ from tests.support.processes import free_port
 LIMITS = {"regular": (5, 1.0), "hot": (2, 0.5), "trusted": (20, 5.0), "internal": (100, 50.0)}
 
 
-def _take(bucket: TokenBucket, subject: str, **overrides: object):  # type: ignore[no-untyped-def]
-    args = {
+def _take(bucket: TokenBucket, subject: str, **overrides: object) -> Any:
+    args: dict[str, Any] = {
         "bucket_key": keys.bucket_key(subject=subject, service="comments"),
         "subject_key": keys.subject_key(subject=subject),
         "pin_key": keys.pin_key(subject=subject),

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from comments.models import Comment, CommentStatus
 from gateway.throttles import GatewayThrottle, InternalThrottle
+from realtime.models import Stream
 from tests.conftest import ApiUser
 from tests.support.processes import ServedNode
 
@@ -30,12 +31,12 @@ UNSAFE = ("post", "put", "patch", "delete")
 def node(django_db_setup: None) -> Iterator[ServedNode]:
     served = ServedNode("gw-writes", env=LIMITED).start()
     try:
-        yield served.wait_ready()  # type: ignore[misc]
+        yield served.wait_ready()
     finally:
         served.stop()
 
 
-def _published_comment(stream, author) -> Comment:  # type: ignore[no-untyped-def]
+def _published_comment(stream, author) -> Comment:
     return Comment.objects.create(
         stream=stream, author=author, body="hi", status=CommentStatus.PUBLISHED, idempotency_key=str(uuid.uuid4())
     )
@@ -58,7 +59,7 @@ def _assert_limited(responses: list[httpx.Response], *, answers: set[int]) -> No
         assert response.headers["RateLimit-Remaining"] == "0"
 
 
-def test_reaction_toggles_are_limited(node: ServedNode, api_user: ApiUser, stream, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_reaction_toggles_are_limited(node: ServedNode, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """PUT/DELETE of a reaction, back and forth: each one writes an event, so each spends a token."""
     url = f"{node.http}/api/v1/comments/{_published_comment(stream, api_user.user).id}/reactions/heart"
     _assert_limited(
@@ -66,7 +67,7 @@ def test_reaction_toggles_are_limited(node: ServedNode, api_user: ApiUser, strea
     )
 
 
-def test_edits_and_deletes_are_limited(node: ServedNode, api_user: ApiUser, stream, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_edits_and_deletes_are_limited(node: ServedNode, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """Edits (If-Match from the last answer) and then deletes spend one bucket."""
     comment = _published_comment(stream, api_user.user)
     url = f"{node.http}/api/v1/comments/{comment.id}"
@@ -84,15 +85,15 @@ def test_edits_and_deletes_are_limited(node: ServedNode, api_user: ApiUser, stre
     assert http.delete(url, headers=api_user.headers).status_code == 429
 
 
-def test_deletes_are_limited(node: ServedNode, api_user: ApiUser, stream, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_deletes_are_limited(node: ServedNode, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """A delete is idempotent (204 again and again) but still spends a token each time."""
     url = f"{node.http}/api/v1/comments/{_published_comment(stream, api_user.user).id}"
     _assert_limited(_hammer(lambda _: http.delete(url, headers=api_user.headers)), answers={204})
 
 
 def test_comment_and_react_spends_the_comments_bucket(
-    node: ServedNode, api_user: ApiUser, stream, http: httpx.Client
-) -> None:  # type: ignore[no-untyped-def]
+    node: ServedNode, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """The saga posts a comment: it is counted against the comment limit, so it cannot bypass it."""
     saga_url = f"{node.http}/api/v1/streams/{stream.slug}/comment-and-react"
     sagas = _hammer(
@@ -107,7 +108,7 @@ def test_comment_and_react_spends_the_comments_bucket(
     assert plain.headers["RateLimit-Limit"] == str(CAPACITY)
 
 
-def test_saga_retries_are_limited(node: ServedNode, api_user: ApiUser, stream, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_saga_retries_are_limited(node: ServedNode, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """Asking for a retry spends a token whatever the answer (here 409: nothing to retry yet)."""
     started = http.post(
         f"{node.http}/api/v1/streams/{stream.slug}/comment-and-react",

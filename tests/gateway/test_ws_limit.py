@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework.authtoken.models import Token
 
 from gateway.services import user_tier_set
+from realtime.models import Stream
 from tests.factories import UserFactory
 from tests.gateway.conftest import WS_CAPACITY
 from tests.support.processes import AsgiNode
@@ -26,12 +27,14 @@ def _ping_burst(client: WsClient, count: int) -> tuple[int, list[dict[str, Any]]
 
 
 def _user_socket(node: AsgiNode, slug: str) -> tuple[Any, WsClient]:
-    user = UserFactory()
+    user = UserFactory.create()
     token = Token.objects.create(user=user).key
     return user, WsClient(f"{node.ws}/ws/streams/{slug}/?token={token}")
 
 
-def test_inbound_frames_beyond_the_bucket_get_rate_limited_error_frames(tuned_nodes: list[AsgiNode], stream) -> None:  # type: ignore[no-untyped-def]
+def test_inbound_frames_beyond_the_bucket_get_rate_limited_error_frames(
+    tuned_nodes: list[AsgiNode], stream: Stream
+) -> None:
     """A burst of pings: the bucket's worth are answered, the rest refused, the socket stays open."""
     client = WsClient(f"{tuned_nodes[0].ws}/ws/streams/{stream.slug}/")
     try:
@@ -43,7 +46,7 @@ def test_inbound_frames_beyond_the_bucket_get_rate_limited_error_frames(tuned_no
         client.close()
 
 
-def test_two_users_behind_one_address_have_their_own_buckets(tuned_nodes: list[AsgiNode], stream) -> None:  # type: ignore[no-untyped-def]
+def test_two_users_behind_one_address_have_their_own_buckets(tuned_nodes: list[AsgiNode], stream: Stream) -> None:
     """One signed-in user floods; another on the same address (a NAT, a proxy) is not limited for it."""
     # given: two users' sockets from the same address, on two nodes
     _, flooder = _user_socket(tuned_nodes[0], stream.slug)
@@ -61,7 +64,7 @@ def test_two_users_behind_one_address_have_their_own_buckets(tuned_nodes: list[A
         neighbour.close()
 
 
-def test_an_admins_tier_pin_applies_to_a_users_socket(tuned_nodes: list[AsgiNode], stream) -> None:  # type: ignore[no-untyped-def]
+def test_an_admins_tier_pin_applies_to_a_users_socket(tuned_nodes: list[AsgiNode], stream: Stream) -> None:
     """A user pinned ``trusted`` gets the trusted tier's bucket on a socket, not the regular one."""
     user, client = _user_socket(tuned_nodes[0], stream.slug)
     try:

@@ -12,11 +12,11 @@ import django
 
 def main(stream_id: int, user_id: int, taps: int, every: int) -> None:
     django.setup()
-    from reactions.redis_counters import counter_state_read
+    from reactions.redis_counters import CounterState, counter_state_read
     from reactions.services.counter_flush import counter_state_merge_into_db
     from reactions.services.taps import reaction_tap
 
-    delivered = []
+    delivered: list[CounterState] = []
     for i in range(1, taps + 1):
         reaction_tap(stream_id=stream_id, user_id=user_id, kind="heart" if i % 3 else "fire")
         if i % every == 0:

@@ -6,12 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from pytest_django import DjangoAssertNumQueries
 
 from comments.models import Comment, CommentStatus
 from reactions.models import CommentReaction
 from reactions.selectors import comment_reaction_set, stream_latest_comment_reactions
 from reactions.services.comment_reactions import comment_reaction_add, comment_reaction_remove
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,7 +25,9 @@ def _published_comment(stream, author) -> Comment:
     )
 
 
-def test_put_twice_is_one_reaction_and_delete_of_absent_is_204(live, api_user, stream, http):
+def test_put_twice_is_one_reaction_and_delete_of_absent_is_204(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """PUT, PUT again, DELETE, DELETE again: one add event, one remove event, status codes as documented."""
     comment = _published_comment(stream, api_user.user)
     url = f"{live.nodes[0].http}/api/v1/comments/{comment.id}/reactions/heart"
@@ -41,7 +45,7 @@ def test_put_twice_is_one_reaction_and_delete_of_absent_is_204(live, api_user, s
     assert types[1][1] == {"comment": str(comment.id), "kind": "heart", "user": api_user.user.username, "count": 0}
 
 
-def test_concurrent_puts_make_one_reaction(live, api_user, stream):
+def test_concurrent_puts_make_one_reaction(live: Stack, api_user: ApiUser, stream: Stream) -> None:
     """20 concurrent PUTs of the same reaction on two nodes leave one live reaction and one event."""
     comment = _published_comment(stream, api_user.user)
 
@@ -57,7 +61,7 @@ def test_concurrent_puts_make_one_reaction(live, api_user, stream):
     assert StreamEvent.objects.filter(stream=stream, type="reaction.added").count() == 1
 
 
-def test_bad_comment_reactions_are_4xx(live, api_user, stream, http):
+def test_bad_comment_reactions_are_4xx(live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """Unknown kind is a 400 naming 'kind'; a missing or pending comment is 404; anonymous is 401."""
     comment = _published_comment(stream, api_user.user)
     base = f"{live.nodes[0].http}/api/v1/comments"
@@ -71,9 +75,9 @@ def test_bad_comment_reactions_are_4xx(live, api_user, stream, http):
     assert not CommentReaction.objects.exists()
 
 
-def test_services_are_idempotent_for_saga_compensation(stream):
+def test_services_are_idempotent_for_saga_compensation(stream: Stream) -> None:
     """Remove accepts "never happened" and "already undone"; re-adding after a remove works (OR-set)."""
-    user = UserFactory()
+    user = UserFactory.create()
     comment = _published_comment(stream, user)
     missing = uuid.uuid4()
     assert not comment_reaction_remove(comment_id=missing, user_id=user.pk, kind="heart").changed
@@ -87,11 +91,11 @@ def test_services_are_idempotent_for_saga_compensation(stream):
     assert StreamEvent.objects.filter(stream=stream).count() == 3
 
 
-def test_concurrent_adds_by_different_users_count_up_in_sequence_order(live, stream):
+def test_concurrent_adds_by_different_users_count_up_in_sequence_order(live: Stack, stream: Stream) -> None:
     """16 users PUT the same kind at once on two nodes: the events' counts, in seq order, are 1..16."""
     from rest_framework.authtoken.models import Token
 
-    users = [UserFactory() for _ in range(16)]
+    users = [UserFactory.create() for _ in range(16)]
     tokens = [Token.objects.create(user=user).key for user in users]
     comment = _published_comment(stream, users[0])
     start = threading.Barrier(len(users))
@@ -110,9 +114,11 @@ def test_concurrent_adds_by_different_users_count_up_in_sequence_order(live, str
     assert counts == list(range(1, len(users) + 1))
 
 
-def test_the_live_page_gets_the_latest_comments_reactions_in_two_queries(stream, django_assert_num_queries):
+def test_the_live_page_gets_the_latest_comments_reactions_in_two_queries(
+    stream: Stream, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
     """Counts per kind and the viewer's own kinds, for the latest comments only; removed ones not."""
-    alice, bob = UserFactory(), UserFactory()
+    alice, bob = UserFactory.create(), UserFactory.create()
     old, recent = _published_comment(stream, alice), _published_comment(stream, alice)
     Comment.objects.filter(id=old.id).update(seq=1)
     Comment.objects.filter(id=recent.id).update(seq=2)

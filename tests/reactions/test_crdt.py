@@ -19,7 +19,7 @@ CRDTS = pytest.mark.parametrize("values", [counters, orsets], ids=["pn-counter",
 
 @CRDTS
 @given(data=st.data())
-def test_merge_is_commutative(values, data):
+def test_merge_is_commutative(values, data) -> None:
     """a ⊔ b == b ⊔ a."""
     a, b = data.draw(values), data.draw(values)
     assert a.merge(b) == b.merge(a)
@@ -27,7 +27,7 @@ def test_merge_is_commutative(values, data):
 
 @CRDTS
 @given(data=st.data())
-def test_merge_is_associative(values, data):
+def test_merge_is_associative(values, data) -> None:
     """(a ⊔ b) ⊔ c == a ⊔ (b ⊔ c)."""
     a, b, c = data.draw(values), data.draw(values), data.draw(values)
     assert a.merge(b).merge(c) == a.merge(b.merge(c))
@@ -35,7 +35,7 @@ def test_merge_is_associative(values, data):
 
 @CRDTS
 @given(data=st.data())
-def test_merge_is_idempotent(values, data):
+def test_merge_is_idempotent(values, data) -> None:
     """Merging the same state again (a duplicate delivery) changes nothing."""
     a, b = data.draw(values), data.draw(values)
     assert a.merge(a) == a
@@ -43,7 +43,7 @@ def test_merge_is_idempotent(values, data):
 
 
 @given(st.lists(st.tuples(replicas, st.booleans()), max_size=40), st.randoms())
-def test_counter_replicas_converge_to_the_exact_value(operations, rnd):
+def test_counter_replicas_converge_to_the_exact_value(operations, rnd) -> None:
     """Replicas exchanging states in any order, with repeats, all reach the true total."""
     states = {r: PNCounter() for r in "abcd"}
     expected = 0
@@ -58,7 +58,7 @@ def test_counter_replicas_converge_to_the_exact_value(operations, rnd):
     assert merged.value == expected
 
 
-def test_orset_concurrent_add_wins_over_remove():
+def test_orset_concurrent_add_wins_over_remove() -> None:
     """A remove only cancels the adds it observed; a concurrent add survives the merge."""
     base = ORSet().add("heart", "r1:1")
     removed_here = base.remove("heart")

@@ -8,6 +8,8 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from reactions.redis_counters import counter_state_read, counts_of
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory, UserFactory
 from tests.support.processes import AsgiNode, wait_until
 from tests.support.stores import RedisServer
@@ -15,11 +17,11 @@ from tests.support.stores import RedisServer
 CSRF = "a" * 32
 
 
-def _url(node, slug: str) -> str:  # type: ignore[no-untyped-def]
+def _url(node, slug: str) -> str:
     return f"{node.http}/api/v1/streams/{slug}/reactions"
 
 
-def _session_cookies(user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _session_cookies(user) -> dict[str, str]:
     client = Client()
     client.force_login(user)
     return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value, "csrftoken": CSRF}
@@ -36,7 +38,9 @@ def _shape(response: httpx.Response) -> tuple[int, object, object]:
     return response.status_code, body.get("code", body.get("kind")), sorted(body.get("fields", {}))
 
 
-def test_every_status_code_matches_the_drf_view(live, reference_node, api_user, stream, http):
+def test_every_status_code_matches_the_drf_view(
+    live: Stack, reference_node: AsgiNode, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """202, 400 (each bad body), 401, 404 and 415, with a token and with a session: the lane and
     Django give the same answers."""
     lane, reference = _url(live.nodes[0], stream.slug), _url(reference_node, stream.slug)
@@ -83,9 +87,11 @@ def test_every_status_code_matches_the_drf_view(live, reference_node, api_user, 
     assert counts_of(counter_state_read(stream_id=stream.id)) == {"heart": 4}
 
 
-def test_rate_limits_answer_429_with_retry_after_on_both_paths(live, reference_node, stream, http):
+def test_rate_limits_answer_429_with_retry_after_on_both_paths(
+    live: Stack, reference_node: AsgiNode, stream: Stream, http: httpx.Client
+) -> None:
     """Over the per-user tap limit both paths say 429 ``rate_limited`` with Retry-After; the headers match."""
-    fast_user, slow_user = UserFactory(), UserFactory()
+    fast_user, slow_user = UserFactory.create(), UserFactory.create()
     token = {"Authorization": f"Token {Token.objects.create(user=fast_user).key}"}
     session = httpx.Client(timeout=15, cookies=_session_cookies(slow_user), headers={"X-CSRFToken": CSRF})
     taps = settings.CHORUS_REACTION_TAPS_PER_SECOND + 25
@@ -102,9 +108,11 @@ def test_rate_limits_answer_429_with_retry_after_on_both_paths(live, reference_n
     assert counts_of(counter_state_read(stream_id=stream.id)) == {"fire": accepted}
 
 
-def test_many_concurrent_taps_on_both_nodes_are_counted_exactly(live, stream, http):
+def test_many_concurrent_taps_on_both_nodes_are_counted_exactly(
+    live: Stack, stream: Stream, http: httpx.Client
+) -> None:
     """240 token taps from 8 users over both nodes at once: every 202 is counted once."""
-    users = [UserFactory() for _ in range(8)]
+    users = [UserFactory.create() for _ in range(8)]
     tokens = [Token.objects.create(user=u).key for u in users]
 
     def send(i: int) -> int:
@@ -124,7 +132,7 @@ def test_many_concurrent_taps_on_both_nodes_are_counted_exactly(live, stream, ht
     assert counts_of(counter_state_read(stream_id=stream.id)) == {"clap": accepted}
 
 
-def test_session_requests_need_csrf_on_the_lane_too(live, api_user, stream):
+def test_session_requests_need_csrf_on_the_lane_too(live: Stack, api_user: ApiUser, stream: Stream) -> None:
     """A session cookie without the CSRF header is refused (403, CSRF), unless a token authenticates
     the request (DRF tries the token first, and a token needs no CSRF)."""
     url = _url(live.nodes[0], stream.slug)
@@ -139,10 +147,12 @@ def test_session_requests_need_csrf_on_the_lane_too(live, api_user, stream):
     assert counts_of(counter_state_read(stream_id=stream.id)) == {"heart": 2}
 
 
-def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_user, http):
+def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(
+    live: Stack, api_user: ApiUser, http: httpx.Client
+) -> None:
     """After deletion the lane answers 404 within CHORUS_FAST_TAP_CACHE_SECONDS (stream), 401 within
     CHORUS_TOKEN_CACHE_SECONDS (token)."""
-    doomed = StreamFactory(slug="doomed-fast-lane")
+    doomed = StreamFactory.create(slug="doomed-fast-lane")
     url = _url(live.nodes[0], doomed.slug)
     assert http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 202
     doomed.delete()
@@ -153,7 +163,7 @@ def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_u
         interval=0.2,
         what="the deleted stream to be 404",
     )
-    live_stream = StreamFactory(slug="kept-fast-lane")
+    live_stream = StreamFactory.create(slug="kept-fast-lane")
     url = _url(live.nodes[0], live_stream.slug)
     assert http.post(url, json={"kind": "wow"}, headers=api_user.headers).status_code == 202
     Token.objects.filter(key=api_user.token).delete()
@@ -165,7 +175,7 @@ def test_a_deleted_token_or_stream_is_refused_within_the_cache_bound(live, api_u
     )
 
 
-def test_redis_down_is_503_on_both_paths(live, api_user, stream, http):
+def test_redis_down_is_503_on_both_paths(live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client) -> None:
     """With the nodes' Redis killed, the lane and Django both answer 503 service_unavailable."""
     store = RedisServer("fast-taps-redis").start().wait_ready()
     lane = AsgiNode("fast-taps-node", env={"REDIS_URL": store.url}).start()

@@ -4,10 +4,12 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from pytest_django import Settings
 
 from reactions.hot import HotStreams
 from reactions.redis_counters import counter_state_read, counts_of
 from reactions.services.taps import reaction_tap
+from realtime.models import Stream
 from realtime.node import node
 from tests.factories import UserFactory
 from tests.support.processes import wait_until
@@ -15,10 +17,10 @@ from tests.support.processes import wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_stream_over_the_threshold_becomes_hot_and_is_listed(stream, settings):
+def test_a_stream_over_the_threshold_becomes_hot_and_is_listed(stream: Stream, settings: Settings) -> None:
     """Taps over the per-second threshold make the stream hot; the command lists it with its rate."""
     settings.CHORUS_HOT_STREAM_THRESHOLD = 10
-    users = [UserFactory() for _ in range(3)]
+    users = [UserFactory.create() for _ in range(3)]
     for i in range(30):
         reaction_tap(stream_id=stream.id, user_id=users[i % 3].pk, kind="heart")
     # The rate of a second is judged once it is over.
@@ -33,7 +35,7 @@ def test_a_stream_over_the_threshold_becomes_hot_and_is_listed(stream, settings)
     assert counts_of(counter_state_read(stream_id=stream.id)) == {"fire": 30, "heart": 30}
 
 
-def test_pins_override_detection(stream):
+def test_pins_override_detection(stream: Stream) -> None:
     """An admin pins a stream hot (then cold, then back to automatic) with the command."""
     call_command("hot_streams", "--pin", stream.slug, "hot", stdout=StringIO())
     assert stream.id in node.part(HotStreams).refresh()

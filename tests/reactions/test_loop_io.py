@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from realtime.models import Stream
 from tests.conftest import ApiUser
 from tests.support.processes import AsgiNode, wait_until
 from tests.support.proxy import BlackHole
@@ -34,8 +35,8 @@ def _answered_during(waits: list[tuple[float, float]], answers: list[float]) -> 
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])
 def test_taps_are_answered_while_the_node_waits_on_a_broker_that_never_answers(
-    server: str, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    server: str, api_user: ApiUser, stream: Stream
+) -> None:
     """HTTP fast-lane taps and WebSocket taps keep being answered during every wait on a hung broker."""
     hole = BlackHole().start()
     env = {

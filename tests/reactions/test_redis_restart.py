@@ -7,7 +7,7 @@ after a crash.
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -16,6 +16,7 @@ from django.conf import settings
 
 from reactions.redis_counters import counts_of, state_from_hashes, taps_key
 from reactions.services.counter_flush import counter_state_from_db
+from realtime.models import Stream
 from tests.conftest import ApiUser
 from tests.support.brokers import unique_queue
 from tests.support.processes import AsgiNode, CeleryBeat, CeleryWorker, ManagedProcess, manage, wait_until
@@ -50,7 +51,8 @@ def _counts_in(store: RedisServer, prefix: str, stream_id: int) -> dict[str, int
     """The stream's counts as a private Redis holds them (every shard merged)."""
     client = redis.Redis.from_url(store.url)
     keys = [taps_key(stream_id, s).replace(settings.CHORUS_REDIS_PREFIX, prefix, 1) for s in range(8)]
-    return counts_of(state_from_hashes([client.hgetall(key) for key in keys]))
+    hashes = [cast(dict[bytes, bytes], client.hgetall(key)) for key in keys]  # the client does not decode
+    return counts_of(state_from_hashes(hashes))
 
 
 @pytest.fixture
@@ -98,8 +100,8 @@ def _last_counts(socket: WsClient) -> dict[str, int] | None:
 
 
 def test_count_frames_keep_flowing_in_version_order_after_a_redis_restart(
-    restart_stack: RestartStack, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    restart_stack: RestartStack, api_user: ApiUser, stream: Stream
+) -> None:
     """Redis restarted empty: watchers on both nodes get the new counts, with versions still rising."""
     watchers = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in restart_stack.nodes]
     try:
@@ -138,8 +140,8 @@ def _db_total(stream_id: int) -> int:
 
 @pytest.mark.parametrize("restart_stack", [1], indirect=True)
 def test_taps_after_a_redis_restart_add_to_the_flushed_ones(
-    restart_stack: RestartStack, api_user: ApiUser, stream
-) -> None:  # type: ignore[no-untyped-def]
+    restart_stack: RestartStack, api_user: ApiUser, stream: Stream
+) -> None:
     """300 taps flushed, Redis restarted empty, 100 more by the same node process: 400 in PostgreSQL and
     in the count frames, and ``reconcile_counters --repair`` writes no loss back into Redis."""
     node = restart_stack.nodes[0]
@@ -173,7 +175,7 @@ def test_taps_after_a_redis_restart_add_to_the_flushed_ones(
         watcher.close()
 
 
-def test_taps_after_a_failover_to_a_lagging_replica_are_not_lost(api_user: ApiUser, stream) -> None:  # type: ignore[no-untyped-def]
+def test_taps_after_a_failover_to_a_lagging_replica_are_not_lost(api_user: ApiUser, stream: Stream) -> None:
     """A replica stopped following at 300 taps, the primary got to 500 (flushed), the node fails over to the
     replica and counts 100 more: 600 after a repair, not the 500 a counter going on from 300 would give."""
     primary = RedisServer("rx-failover-primary").start().wait_ready()

@@ -13,6 +13,8 @@ from reactions.models import TapCounter
 from reactions.redis_counters import counter_state_read, counts_of, redis_client, taps_key
 from reactions.services.counter_flush import counter_state_from_db, reaction_taps_flush
 from reactions.tasks import reaction_taps_flush_task
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.factories import UserFactory
 from tests.support.processes import ManagedProcess, wait_until
 
@@ -25,10 +27,10 @@ def _total(counts: dict[str, int]) -> int:
     return sum(counts.values())
 
 
-def test_four_processes_tap_exactly_despite_duplicate_and_concurrent_flushes(stream):
+def test_four_processes_tap_exactly_despite_duplicate_and_concurrent_flushes(stream: Stream) -> None:
     """4 x 5,000 taps with duplicate, stale and concurrent flushes: exactly 20,000 in Redis and PostgreSQL."""
     # given: four real processes tapping, each re-delivering its state, while this process flushes too
-    users = [UserFactory() for _ in range(PROCESSES)]
+    users = [UserFactory.create() for _ in range(PROCESSES)]
     env = {"CHORUS_REACTION_TAPS_PER_SECOND": "1000000", "CHORUS_HOT_STREAM_THRESHOLD": "1000000000"}
     procs = [
         ManagedProcess(
@@ -77,9 +79,9 @@ def test_four_processes_tap_exactly_despite_duplicate_and_concurrent_flushes(str
     assert any(redis_client().exists(taps_key(stream.id, shard)) for shard in range(1, 8)), "hot shards used"
 
 
-def test_taps_over_http_on_two_nodes_are_counted_and_flushed_by_the_worker(live, stream):
+def test_taps_over_http_on_two_nodes_are_counted_and_flushed_by_the_worker(live: Stack, stream: Stream) -> None:
     """Taps on both nodes land in Redis; the Celery flush task brings PostgreSQL to the same total."""
-    users = [UserFactory() for _ in range(6)]
+    users = [UserFactory.create() for _ in range(6)]
     from rest_framework.authtoken.models import Token
 
     tokens = [Token.objects.create(user=u).key for u in users]
@@ -106,7 +108,9 @@ def test_taps_over_http_on_two_nodes_are_counted_and_flushed_by_the_worker(live,
     )
 
 
-def test_bad_taps_are_refused_with_the_field_named(live, api_user, stream, http):
+def test_bad_taps_are_refused_with_the_field_named(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Unknown kind is a 400 naming 'kind'; anonymous is 401; over the limit is 429 with Retry-After."""
     url = f"{live.nodes[0].http}/api/v1/streams/{stream.slug}/reactions"
     bad = http.post(url, json={"kind": "thumbsdown"}, headers=api_user.headers)
@@ -125,13 +129,13 @@ def test_bad_taps_are_refused_with_the_field_named(live, api_user, stream, http)
     assert _total(counts_of(counter_state_read(stream_id=stream.id))) == 45 - len(limited)
 
 
-def test_reconcile_counters_reports_and_repairs_drift_both_ways(stream):
+def test_reconcile_counters_reports_and_repairs_drift_both_ways(stream: Stream) -> None:
     """Lost Redis data is restored from PostgreSQL and unflushed taps are written to PostgreSQL."""
     from io import StringIO
 
     from reactions.services.taps import reaction_tap
 
-    user = UserFactory()
+    user = UserFactory.create()
     for _ in range(7):
         reaction_tap(stream_id=stream.id, user_id=user.pk, kind="clap")
     reaction_taps_flush()

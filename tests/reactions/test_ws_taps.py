@@ -1,10 +1,15 @@
 """Taps as WebSocket frames: the user is resolved at connect; counts reach sockets on both nodes."""
 
+from functools import partial
+
+import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
 from reactions.hot import stream_hot_pin
 from reactions.redis_counters import counter_state_read, counts_of
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.factories import UserFactory
 from tests.support.processes import wait_until
 from tests.support.ws import WsClient
@@ -13,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _token() -> str:
-    return Token.objects.create(user=UserFactory()).key
+    return Token.objects.create(user=UserFactory.create()).key
 
 
 def _latest_counts(frames: list[dict]) -> dict | None:
@@ -21,7 +26,7 @@ def _latest_counts(frames: list[dict]) -> dict | None:
     return max(snapshots, key=lambda f: f["version"])["counts"] if snapshots else None
 
 
-def test_ws_taps_count_and_broadcast_counts_to_both_nodes(live, api_user, stream):
+def test_ws_taps_count_and_broadcast_counts_to_both_nodes(live: Stack, api_user: ApiUser, stream: Stream) -> None:
     """Token socket on node A taps; a watcher on node B sees the counts; a reconnect gets a snapshot."""
     tapper = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/?token={api_user.token}")
     watcher = WsClient(f"{live.nodes[1].ws}/ws/streams/{stream.slug}/")
@@ -37,7 +42,7 @@ def test_ws_taps_count_and_broadcast_counts_to_both_nodes(live, api_user, stream
         client.close()
 
 
-def test_ws_anonymous_and_bad_taps_get_error_frames(live, api_user, stream):
+def test_ws_anonymous_and_bad_taps_get_error_frames(live: Stack, api_user: ApiUser, stream: Stream) -> None:
     """An anonymous socket's tap is refused; an unknown kind names 'kind'; the socket stays open."""
     anonymous = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
     anonymous.send({"type": "reaction", "kind": "heart"})
@@ -52,7 +57,9 @@ def test_ws_anonymous_and_bad_taps_get_error_frames(live, api_user, stream):
     signed_in.close()
 
 
-def test_hot_stream_counts_are_coalesced_into_few_frames(live, api_user, stream, http):
+def test_hot_stream_counts_are_coalesced_into_few_frames(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A stream pinned hot gets coalesced count frames (not one per tap) with the exact final count."""
     stream_hot_pin(stream_id=stream.id, mode="hot")
     try:
@@ -70,7 +77,7 @@ def test_hot_stream_counts_are_coalesced_into_few_frames(live, api_user, stream,
             return response.json()["hot"]
 
         for node in live.nodes:  # paced under the per-user tap limit
-            wait_until(lambda node=node: node_sees_hot(node.http), timeout=10, interval=0.1, what="the pin")
+            wait_until(partial(node_sees_hot, node.http), timeout=10, interval=0.1, what="the pin")
         watcher.wait_for(lambda f: _latest_counts(f) == {"clap": http_taps}, timeout=15, what="counts so far")
         before_burst = len([f for f in watcher.frames if f.get("type") == "reactions"])
 

@@ -3,11 +3,14 @@
 import itertools
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import websockets
 
 from realtime import protocol
+from realtime.models import Stream
+from tests.conftest import Stack
 from tests.support.events import append_events, publish_snapshot
 from tests.support.processes import AsgiNode, wait_until
 from tests.support.rawws import RawWs
@@ -19,7 +22,7 @@ STALL_SECONDS = 3
 
 
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
-def tight_node(request, django_db_setup):
+def tight_node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[AsgiNode]:
     """A node (of each ASGI server) with small per-socket limits, so a stuck client hits them quickly."""
     node = AsgiNode(
         f"node-tight-{request.param}",
@@ -37,7 +40,7 @@ def tight_node(request, django_db_setup):
         node.stop()
 
 
-def test_credit_holds_events_until_the_client_grants_more(live, stream):
+def test_credit_holds_events_until_the_client_grants_more(live: Stack, stream: Stream) -> None:
     """With credit 3 a client gets exactly 3 events; more credit releases the rest in order."""
     append_events(stream.id, 10)
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/?after=0&credit=3")
@@ -55,7 +58,7 @@ def test_credit_holds_events_until_the_client_grants_more(live, stream):
 
 
 @pytest.mark.parametrize("node", [0, 1], ids=["uvicorn", "daphne"])
-def test_resync_waits_for_credit_and_spends_none(live, stream, node):
+def test_resync_waits_for_credit_and_spends_none(live: Stack, stream: Stream, node) -> None:
     """A resync asked with no credit left is held until credit arrives; the re-sent events spend none."""
     append_events(stream.id, 5)
     client = WsClient(f"{live.nodes[node].ws}/ws/streams/{stream.slug}/?after=0&credit=5")
@@ -72,7 +75,7 @@ def test_resync_waits_for_credit_and_spends_none(live, stream, node):
     client.close()
 
 
-def test_bad_credit_frame_gets_an_error_frame(live, stream):
+def test_bad_credit_frame_gets_an_error_frame(live: Stack, stream: Stream) -> None:
     """A credit frame with a bad n is refused with an error frame naming n; the socket stays open."""
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
     client.send({"type": "credit", "n": -1})
@@ -83,7 +86,7 @@ def test_bad_credit_frame_gets_an_error_frame(live, stream):
     client.close()
 
 
-def test_inbound_flood_gets_an_error_frame_then_close_4429(live, stream):
+def test_inbound_flood_gets_an_error_frame_then_close_4429(live: Stack, stream: Stream) -> None:
     """A client sending far over the inbound rate is told once, then closed with 4429."""
     client = WsClient(f"{live.nodes[1].ws}/ws/streams/{stream.slug}/")
     for _ in range(200):
@@ -96,7 +99,9 @@ def test_inbound_flood_gets_an_error_frame_then_close_4429(live, stream):
     assert [e["code"] for e in errors] == ["rate_limited"]
 
 
-def test_snapshots_coalesce_for_a_lagging_client_and_events_still_all_arrive(tight_node, stream):
+def test_snapshots_coalesce_for_a_lagging_client_and_events_still_all_arrive(
+    tight_node: AsgiNode, stream: Stream
+) -> None:
     """A client that stops reading gets only the latest snapshot when it reads again, and every event."""
     client = RawWs(tight_node.port, f"/ws/streams/{stream.slug}/?after=0")
     append_events(stream.id, 800, size=16 * 1024)  # far more than the socket's and the kernel's buffers hold
@@ -111,7 +116,7 @@ def test_snapshots_coalesce_for_a_lagging_client_and_events_still_all_arrive(tig
     client.close()
 
 
-def test_client_that_never_reads_is_bounded_then_closed_with_its_last_seq(tight_node, stream):
+def test_client_that_never_reads_is_bounded_then_closed_with_its_last_seq(tight_node: AsgiNode, stream: Stream) -> None:
     """Many events to a client that never reads: server memory stays bounded, then 4408 with last_seq."""
     baseline = tight_node.rss_bytes()
     peak = [baseline]
@@ -146,7 +151,9 @@ def test_client_that_never_reads_is_bounded_then_closed_with_its_last_seq(tight_
     assert delivered[-1] < 3000
 
 
-def test_resync_flood_from_a_client_that_never_reads_is_bounded_then_closed(tight_node, stream):
+def test_resync_flood_from_a_client_that_never_reads_is_bounded_then_closed(
+    tight_node: AsgiNode, stream: Stream
+) -> None:
     """Resyncs of a long log asked again and again by a client that never reads: the replay goes
     through the socket's write-buffer limit, server memory stays bounded, then 4408 with last_seq."""
     append_events(stream.id, 600, size=4 * 1024)  # 2.4 MB of frames per full resync

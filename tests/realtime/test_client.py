@@ -6,12 +6,14 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from realtime.client import ChorusClient, ChorusError, Gap, StreamGap, Subscription
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory, UserFactory
 from tests.support.processes import ROOT, AsgiNode, wait_until
 
@@ -25,11 +27,13 @@ def _post(node: AsgiNode, slug: str, headers: dict[str, str], n: int) -> None:
             assert response.status_code == 202, response.text
 
 
-def _published(stream, n: int) -> None:  # type: ignore[no-untyped-def]
+def _published(stream, n: int) -> None:
     wait_until(lambda: StreamEvent.objects.filter(stream=stream).count() >= n, timeout=30, what=f"{n} events")
 
 
-def test_a_hole_the_server_cannot_fill_is_a_gap_raised_not_a_silent_reconnect(live, stream, api_user):
+def test_a_hole_the_server_cannot_fill_is_a_gap_raised_not_a_silent_reconnect(
+    live: Stack, stream: Stream, api_user: ApiUser
+) -> None:
     """Event 3 is missing from the log: the client asks for it (resync), reconnects once, then
     raises StreamGap instead of reconnecting for ever; it applied 1 and 2, nothing after."""
     node = live.nodes[0]
@@ -55,7 +59,9 @@ def test_a_hole_the_server_cannot_fill_is_a_gap_raised_not_a_silent_reconnect(li
     assert stats["resyncs"] >= 1 and stats["connections"] == 2
 
 
-def test_with_a_gap_handler_the_subscription_reports_it_and_goes_on(live, stream, api_user):
+def test_with_a_gap_handler_the_subscription_reports_it_and_goes_on(
+    live: Stack, stream: Stream, api_user: ApiUser
+) -> None:
     """The application takes gaps: it is told once, and every event after the hole follows."""
     node = live.nodes[0]
     _post(node, stream.slug, api_user.headers, 5)
@@ -80,7 +86,7 @@ def test_with_a_gap_handler_the_subscription_reports_it_and_goes_on(live, stream
     assert gaps == [Gap(from_={"epoch": 1, "seq": 2}, to={"epoch": 1, "seq": 3}, reason="missing")]
 
 
-def test_joining_at_the_tail_then_live_comments_once(live, stream, api_user):
+def test_joining_at_the_tail_then_live_comments_once(live: Stack, stream: Stream, api_user: ApiUser) -> None:
     """Without ``after``: the latest comments from the tail read, then live ones, none twice."""
     node_a, node_b = live.nodes
     _post(node_a, stream.slug, api_user.headers, 4)
@@ -101,7 +107,7 @@ def test_joining_at_the_tail_then_live_comments_once(live, stream, api_user):
     assert asyncio.run(scenario()) == [("c2", 3, True), ("c3", 4, True), ("c0", 5, False)]
 
 
-def test_an_unknown_stream_closes_for_good_with_its_code(live):
+def test_an_unknown_stream_closes_for_good_with_its_code(live: Stack) -> None:
     async def scenario() -> ChorusError:
         async with ChorusClient(live.nodes[0].http) as client:
             sub = client.subscribe("no-such-stream", after=0)
@@ -114,7 +120,9 @@ def test_an_unknown_stream_closes_for_good_with_its_code(live):
     assert error.close_code == 4404 or error.status == 404
 
 
-def test_credit_holds_events_back_until_the_application_consumed_them(live, stream, api_user):
+def test_credit_holds_events_back_until_the_application_consumed_them(
+    live: Stack, stream: Stream, api_user: ApiUser
+) -> None:
     """With credit 2 and a handler that waits, the server sends 2 events; each one consumed lets
     one more through, in order."""
     node = live.nodes[0]
@@ -146,7 +154,9 @@ def test_credit_holds_events_back_until_the_application_consumed_them(live, stre
     assert asyncio.run(scenario()) == [1, 2, 3, 4, 5, 6]
 
 
-def test_the_outbox_keeps_a_post_across_a_node_restart_and_posts_it_once(stream, api_user, tmp_path, live):
+def test_the_outbox_keeps_a_post_across_a_node_restart_and_posts_it_once(
+    stream: Stream, api_user: ApiUser, tmp_path: Path, live: Stack
+) -> None:
     """The node is down when the post is made: it waits in the outbox file; a new client on the
     same file (a restarted process) sends it with the same key once the node is back; once only."""
     node = AsgiNode("node-py-outbox").start().wait_ready()
@@ -188,7 +198,7 @@ def test_the_outbox_keeps_a_post_across_a_node_restart_and_posts_it_once(stream,
         node.stop()
 
 
-def test_a_history_reset_is_reported_as_a_gap_then_the_new_tail(live, stream, api_user):
+def test_a_history_reset_is_reported_as_a_gap_then_the_new_tail(live: Stack, stream: Stream, api_user: ApiUser) -> None:
     """A client resuming after 10, with no epoch, on a stream whose log now ends at 6 (its history
     was reset without an epoch bump): the server refuses (4400), the client finds the head behind
     it, reports gap 10 -> 6 and continues from the new tail, then live. (With epochs:
@@ -215,7 +225,7 @@ def test_a_history_reset_is_reported_as_a_gap_then_the_new_tail(live, stream, ap
     assert seen == [(5, True), (6, True), (7, False)]
 
 
-def test_the_watchdog_leaves_a_frozen_node_for_a_live_one(live, stream, api_user):
+def test_the_watchdog_leaves_a_frozen_node_for_a_live_one(live: Stack, stream: Stream, api_user: ApiUser) -> None:
     """The node under the socket is frozen (SIGSTOP): no frame, not even a pong, within the
     watchdog; the client reconnects through discovery and gets what was posted meanwhile."""
     frozen = AsgiNode("node-py-frozen", env={"CHORUS_NODE_POOL": "pool-py-frozen"}).start().wait_ready()
@@ -241,11 +251,11 @@ def test_the_watchdog_leaves_a_frozen_node_for_a_live_one(live, stream, api_user
         frozen.stop()
 
 
-def test_the_documented_python_example_runs_as_written(live, tmp_path):
+def test_the_documented_python_example_runs_as_written(live: Stack, tmp_path: Path) -> None:
     """docs/CLIENT.md's Python example against a node set up as ``make run`` sets it up (user
     admin, stream demo): it prints the tail, posts, sees its own comment come back live, exits."""
-    UserFactory(username="admin", password="the-printed-password")
-    StreamFactory(slug="demo")
+    UserFactory.create(username="admin", password="the-printed-password")
+    StreamFactory.create(slug="demo")
     doc = (ROOT / "docs" / "CLIENT.md").read_text()
     example = re.search(r"## Python: `realtime.client`\n.*?```python\n(.*?)```", doc, re.S)
     assert example is not None, "docs/CLIENT.md has a Python section with a python block"
@@ -268,7 +278,9 @@ def test_the_documented_python_example_runs_as_written(live, tmp_path):
             assert re.fullmatch(r"#1 admin: hello from process \d+", lines[0]), lines
 
 
-def test_a_refused_token_is_renewed_once_and_a_4xx_refuses_the_post_for_good(live, stream, api_user):
+def test_a_refused_token_is_renewed_once_and_a_4xx_refuses_the_post_for_good(
+    live: Stack, stream: Stream, api_user: ApiUser
+) -> None:
     """A 401 asks ``get_token`` again and repeats the request; a 400 leaves the outbox and raises
     the API's JSON error, naming the field."""
     node = live.nodes[0]

@@ -2,11 +2,13 @@
 
 import uuid
 
+import httpx
 import pytest
 from django.db import transaction
 
 from realtime import protocol
 from realtime.models import Stream, StreamEvent
+from tests.conftest import ApiUser, Stack
 from tests.support.api import post_comment, wait_published
 from tests.support.ws import WsClient
 
@@ -23,7 +25,9 @@ def _post_n(http, base, slug, headers, n, prefix="c"):
     return ids
 
 
-def test_reconnect_with_after_resumes_with_no_gap_and_no_duplicate(live, api_user, stream, http):
+def test_reconnect_with_after_resumes_with_no_gap_and_no_duplicate(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """A client that leaves at seq k and comes back with after=k gets exactly k+1..n, then live events."""
     node_a, node_b = live.nodes
     first = WsClient(f"{node_a.ws}/ws/streams/{stream.slug}/?after=0")
@@ -39,7 +43,9 @@ def test_reconnect_with_after_resumes_with_no_gap_and_no_duplicate(live, api_use
     again.close()
 
 
-def test_replay_from_zero_then_live_has_no_seam(live, api_user, stream, http):
+def test_replay_from_zero_then_live_has_no_seam(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Replay of the log and live events join without a gap or a repeat."""
     base = live.nodes[0].http
     _post_n(http, base, stream.slug, api_user.headers, 30)
@@ -49,7 +55,9 @@ def test_replay_from_zero_then_live_has_no_seam(live, api_user, stream, http):
     client.close()
 
 
-def test_resync_frame_resends_the_missing_range(live, api_user, stream, http):
+def test_resync_frame_resends_the_missing_range(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """{"type": "resync", "after": N} re-sends every delivered event after N."""
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/?after=0")
     _post_n(http, live.nodes[0].http, stream.slug, api_user.headers, 6)
@@ -72,7 +80,9 @@ def _append_without_publishing(stream_id: int, n: int) -> None:
         stream.save(update_fields=["last_seq"])
 
 
-def test_lost_publish_is_repaired_by_the_next_event(live, api_user, stream, http):
+def test_lost_publish_is_repaired_by_the_next_event(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Events whose publish never happened reach clients when a later event shows the gap."""
     client = WsClient(f"{live.nodes[1].ws}/ws/streams/{stream.slug}/")
     _append_without_publishing(stream.id, 3)
@@ -82,7 +92,7 @@ def test_lost_publish_is_repaired_by_the_next_event(live, api_user, stream, http
     client.close()
 
 
-def test_lost_final_publish_is_repaired_by_the_tail_check(live, stream):
+def test_lost_final_publish_is_repaired_by_the_tail_check(live: Stack, stream: Stream) -> None:
     """A lost publish with nothing after it still arrives, via the node's periodic tail check."""
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
     _append_without_publishing(stream.id, 2)
@@ -91,13 +101,13 @@ def test_lost_final_publish_is_repaired_by_the_tail_check(live, stream):
 
 
 @pytest.mark.parametrize("query", ["after=abc", "after=-3", "after=1.5", "after=99"])
-def test_bad_after_closes_with_4400_and_an_error_frame(live, stream, query):
+def test_bad_after_closes_with_4400_and_an_error_frame(live: Stack, stream: Stream, query) -> None:
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/?{query}")
     assert client.wait_closed() == protocol.CLOSE_BAD_REQUEST
     assert client.frames[0]["type"] == "error" and "after" in client.frames[0]["message"]
 
 
-def test_unknown_stream_closes_with_4404(live, transactional_db):
+def test_unknown_stream_closes_with_4404(live: Stack, transactional_db: None) -> None:
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/no-such-stream/")
     assert client.wait_closed() == protocol.CLOSE_STREAM_NOT_FOUND
     assert client.frames[0] == {"type": "error", "code": "stream_not_found", "message": "no stream 'no-such-stream'"}
@@ -117,7 +127,7 @@ def test_unknown_stream_closes_with_4404(live, transactional_db):
         "x" * 10000,
     ],
 )
-def test_malformed_client_frames_get_an_error_frame_and_the_socket_survives(live, stream, frame):
+def test_malformed_client_frames_get_an_error_frame_and_the_socket_survives(live: Stack, stream: Stream, frame) -> None:
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
     client.send(frame)
     client.wait_for(lambda frames: any(f["type"] == "error" for f in frames), timeout=10, what="error frame")
@@ -127,7 +137,7 @@ def test_malformed_client_frames_get_an_error_frame_and_the_socket_survives(live
     client.close()
 
 
-def test_binary_frames_are_refused_with_an_error_frame(live, stream):
+def test_binary_frames_are_refused_with_an_error_frame(live: Stack, stream: Stream) -> None:
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/")
     client.send_bytes(b"\x00\x01binary")
     client.wait_for(lambda frames: any(f["type"] == "error" for f in frames), timeout=10, what="error frame")
@@ -135,7 +145,7 @@ def test_binary_frames_are_refused_with_an_error_frame(live, stream):
     client.close()
 
 
-def test_snapshots_reach_every_node_and_are_not_sequenced(live, stream):
+def test_snapshots_reach_every_node_and_are_not_sequenced(live: Stack, stream: Stream) -> None:
     """A snapshot frame (latest-wins state) is fanned out by every node without touching the sequence."""
     from realtime.events import snapshot_broadcast
 
@@ -147,7 +157,7 @@ def test_snapshots_reach_every_node_and_are_not_sequenced(live, stream):
     assert Stream.objects.get(id=stream.id).last_seq == 0
 
 
-def test_a_snapshot_overtaken_by_a_newer_version_is_not_forwarded(live, stream):
+def test_a_snapshot_overtaken_by_a_newer_version_is_not_forwarded(live: Stack, stream: Stream) -> None:
     """Publishers on several nodes can cross in Redis: a node forwards only newer versions of a kind."""
     from realtime.events import snapshot_broadcast
 

@@ -1,12 +1,17 @@
 """The demo page survives the death of its WebSocket node: it rediscovers a node and resumes with after=."""
 
+from pathlib import Path
+
+import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from realtime.nodes import NodeInfo, node_choose
 from tests.client.conftest import js_build  # noqa: F401  (the page loads the built package)
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory
 from tests.support.api import post_comment
+from tests.support.processes import AsgiNode
 from tests.test_demo_page import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -15,19 +20,20 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 def _slug_served_by(node_id: str, others: list[str]) -> str:
     """A slug that rendezvous hashing gives to ``node_id`` among these nodes."""
     nodes = [NodeInfo(n, "", 0, 1, {}, 0.0) for n in [node_id, *others]]
-    return next(f"page-{i}" for i in range(1000) if node_choose(nodes=nodes, slug=f"page-{i}").node_id == node_id)
+    chosen = ((f"page-{i}", node_choose(nodes=nodes, slug=f"page-{i}")) for i in range(1000))
+    return next(slug for slug, node in chosen if node is not None and node.node_id == node_id)
 
 
 def test_demo_page_reconnects_through_discovery_and_resumes_after_its_node_is_killed(
-    js_build,  # noqa: F811
-    node_pair,
-    live,
-    api_user,
-    http,
-):
+    js_build: Path,  # noqa: F811
+    node_pair: list[AsgiNode],
+    live: Stack,
+    api_user: ApiUser,
+    http: httpx.Client,
+) -> None:
     """A reader whose socket node is SIGKILLed reconnects to the survivor and shows every comment once."""
     doomed, survivor = node_pair
-    stream = StreamFactory(slug=_slug_served_by(doomed.name, [survivor.name]))
+    stream = StreamFactory.create(slug=_slug_served_by(doomed.name, [survivor.name]))
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

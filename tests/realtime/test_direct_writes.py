@@ -5,9 +5,11 @@ socket's buffer and sender. Either way every subscriber gets every event once, i
 """
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from realtime.models import Stream
 from tests.support.events import append_events
 from tests.support.processes import AsgiNode
 from tests.support.ws import WsClient
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module", params=["daphne", "uvicorn"])
-def node(request, django_db_setup):
+def node(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[AsgiNode]:
     node = AsgiNode(f"node-direct-{request.param}", server=request.param, env={"CHORUS_NODE_POOL": "direct"})
     node.start()
     try:
@@ -29,7 +31,7 @@ def _seqs(client: WsClient) -> list[int]:
     return [event["seq"] for event in client.events()]
 
 
-def test_spaced_events_are_written_directly_and_a_burst_through_the_senders(node, stream):
+def test_spaced_events_are_written_directly_and_a_burst_through_the_senders(node, stream: Stream) -> None:
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for _ in range(3)]
     try:
         for client in clients:

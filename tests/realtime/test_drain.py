@@ -17,7 +17,9 @@ from django.db import connection
 
 from comments.models import Comment
 from realtime import protocol
+from realtime.models import Stream
 from realtime.nodes import node_list
+from tests.conftest import ApiUser, Stack
 from tests.support.api import post_comment, wait_published
 from tests.support.events import append_events
 from tests.support.processes import ServedNode, wait_until
@@ -65,7 +67,9 @@ def _lock_waiters() -> int:
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])
-def test_sigterm_hands_sockets_over_finishes_requests_and_exits(server, live, stream, api_user, http):
+def test_sigterm_hands_sockets_over_finishes_requests_and_exits(
+    server, live: Stack, stream: Stream, api_user: ApiUser, http: httpx.Client
+) -> None:
     """SIGTERM: readiness 503 and out of discovery at once, liveness 200 until exit; new sockets refused
     with a draining frame and 4503; each socket gets a draining frame with the last seq it was sent, then
     4503 "node draining", at moments spread over CHORUS_DRAIN_SECONDS; a request waiting in the
@@ -120,6 +124,7 @@ def test_sigterm_hands_sockets_over_finishes_requests_and_exits(server, live, st
             assert await _read(refused) == {"type": "draining"}
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await _read(refused)
+            assert closed.value.rcvd is not None
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (protocol.CLOSE_DRAINING, "node draining")
         # sockets still connected keep getting events while they wait for their turn
         await asyncio.to_thread(append_events, stream.id, 3)
@@ -158,7 +163,7 @@ def test_sigterm_hands_sockets_over_finishes_requests_and_exits(server, live, st
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])
-def test_probes_answer_without_django(server, transactional_db):
+def test_probes_answer_without_django(server, transactional_db: None) -> None:
     """/readyz and /livez answer any Host (an orchestrator's probe), GET or HEAD, before the first request."""
     node = ServedNode(f"probes-{server}", server=server).start()
     try:

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 
+import httpx
 import pytest
 import redis
 from django.conf import settings
@@ -20,6 +21,7 @@ from realtime.events import decode_published, decode_stream_message
 from realtime.models import Stream, StreamEvent
 from realtime.pubsub_channels import stream_channel
 from realtime.services import NewEvent, stream_epoch_bump, stream_events_append
+from tests.conftest import Stack
 from tests.support.ws import WsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,11 +46,11 @@ def _restore(stream_id: int, seq: int) -> None:
         Stream.objects.filter(id=stream_id).update(last_seq=seq)
 
 
-def _node(live, server):  # type: ignore[no-untyped-def]
+def _node(live, server):
     return live.nodes[SERVERS.index(server)]
 
 
-def _kinds(frames):  # type: ignore[no-untyped-def]
+def _kinds(frames):
     """Frames as (type, epoch, seq), presence and other snapshots left out."""
     return [
         (f["type"], f.get("epoch"), f.get("seq", f.get("head")))
@@ -58,7 +60,7 @@ def _kinds(frames):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_resume_with_an_old_epoch_gets_a_reset_then_live_events(live, stream, server):
+def test_resume_with_an_old_epoch_gets_a_reset_then_live_events(live: Stack, stream: Stream, server) -> None:
     """?after=N&epoch=<old>: hello and a reset at the new position, no catch-up, then live events."""
     # given a client that saw events 1..5 of epoch 1, then the stream restored to seq 3 and bumped
     _append(stream.id, 5)
@@ -82,7 +84,7 @@ def test_resume_with_an_old_epoch_gets_a_reset_then_live_events(live, stream, se
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_resume_with_the_current_epoch_replays_as_before(live, stream, server):
+def test_resume_with_the_current_epoch_replays_as_before(live: Stack, stream: Stream, server) -> None:
     """?after=N&epoch=<current> replays N+1.. from the log and joins live events with no seam."""
     _append(stream.id, 3)
     bumped = stream_epoch_bump(stream_id=stream.id, reset_log=True).epoch  # the log starts again after 3
@@ -96,7 +98,7 @@ def test_resume_with_the_current_epoch_replays_as_before(live, stream, server):
     client.close()
 
 
-def test_resume_without_an_epoch_is_in_the_current_epoch(live, stream):
+def test_resume_without_an_epoch_is_in_the_current_epoch(live: Stack, stream: Stream) -> None:
     """Old clients send no epoch: their ``after`` is taken in the current epoch, as before epochs."""
     _append(stream.id, 4)
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/?after=2")
@@ -104,7 +106,7 @@ def test_resume_without_an_epoch_is_in_the_current_epoch(live, stream):
     client.close()
 
 
-def test_a_log_reset_reaches_connected_sockets_on_both_servers(live, stream):
+def test_a_log_reset_reaches_connected_sockets_on_both_servers(live: Stack, stream: Stream) -> None:
     """Sockets connected during a log reset get a reset at the old head, then the new epoch's events."""
     # given sockets on both nodes, one live, one resuming from the log, that saw 1..3
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/?after=0") for node in live.nodes]
@@ -133,7 +135,7 @@ def test_a_log_reset_reaches_connected_sockets_on_both_servers(live, stream):
         client.close()
 
 
-def test_a_restore_reaches_connected_sockets_with_no_event_published(live, stream):
+def test_a_restore_reaches_connected_sockets_with_no_event_published(live: Stack, stream: Stream) -> None:
     """After a restore, a bump with nothing published after it still reaches sockets (announced,
     or seen by the tail check), and the restored head's next numbers arrive in the new epoch."""
     clients = [WsClient(f"{node.ws}/ws/streams/{stream.slug}/") for node in live.nodes]
@@ -153,7 +155,7 @@ def test_a_restore_reaches_connected_sockets_with_no_event_published(live, strea
         client.close()
 
 
-def test_resync_with_an_old_epoch_is_answered_by_a_reset(live, stream):
+def test_resync_with_an_old_epoch_is_answered_by_a_reset(live: Stack, stream: Stream) -> None:
     """A resync frame naming another epoch gets a reset at the socket's position, not old events."""
     _append(stream.id, 2)
     epoch = stream_epoch_bump(stream_id=stream.id).epoch
@@ -168,7 +170,9 @@ def test_resync_with_an_old_epoch_is_answered_by_a_reset(live, stream):
     client.close()
 
 
-def test_comment_pages_report_the_position_and_refuse_an_old_epoch(live, stream, http):
+def test_comment_pages_report_the_position_and_refuse_an_old_epoch(
+    live: Stack, stream: Stream, http: httpx.Client
+) -> None:
     """A page asked for with an old epoch is a 409 history_reset with the position to start from."""
     _append(stream.id, 2)
     base = f"{live.nodes[0].http}/api/v1/streams/{stream.slug}/comments"
@@ -185,14 +189,14 @@ def test_comment_pages_report_the_position_and_refuse_an_old_epoch(live, stream,
     assert bad.status_code == 400 and "epoch" in bad.json()["fields"]
 
 
-def test_epoch_query_parameter_is_validated(live, stream):
+def test_epoch_query_parameter_is_validated(live: Stack, stream: Stream) -> None:
     """A malformed epoch closes the socket with 4400 and names the parameter."""
     client = WsClient(f"{live.nodes[0].ws}/ws/streams/{stream.slug}/?after=0&epoch=abc")
     assert client.wait_closed() == 4400
     assert "epoch" in client.frames[0]["message"]
 
 
-def test_stream_reset_command_refuses_unknown_streams_and_bumps_all(live, stream):
+def test_stream_reset_command_refuses_unknown_streams_and_bumps_all(live: Stack, stream: Stream) -> None:
     """``stream_reset --all --keep-log`` bumps every epoch and keeps logs; unknown names fail."""
     _append(stream.id, 2)
     with pytest.raises(CommandError):
@@ -209,7 +213,7 @@ def test_stream_reset_command_refuses_unknown_streams_and_bumps_all(live, stream
     assert stream.epoch > before  # never the same twice, even within a second
 
 
-def test_python_client_reports_a_reset_as_a_gap_and_resumes_in_the_new_epoch(live, stream):
+def test_python_client_reports_a_reset_as_a_gap_and_resumes_in_the_new_epoch(live: Stack, stream: Stream) -> None:
     """realtime.client: a log reset under a live subscription is a gap into the new epoch; a saved
     position of the new epoch resumes as before, one of the old epoch is a gap again."""
 
@@ -250,14 +254,14 @@ def test_python_client_reports_a_reset_as_a_gap_and_resumes_in_the_new_epoch(liv
     assert [(g.from_, g.reason) for g in stale_gaps] == [({"epoch": 1, "seq": 2}, "reset")]
 
 
-async def _until(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate, timeout: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
 
 
-def test_published_events_keep_the_format_of_the_release_before_epochs(live, stream):
+def test_published_events_keep_the_format_of_the_release_before_epochs(live: Stack, stream: Stream) -> None:
     """A rolling upgrade mixes releases: the published message is still "<stream>|<seq>\\n<frame>"
     (what an older node parses), and a node takes an older node's frames, which carry no epoch."""
     pubsub = redis.Redis.from_url(settings.CHORUS_REDIS_URL).pubsub()
@@ -292,7 +296,7 @@ def test_published_events_keep_the_format_of_the_release_before_epochs(live, str
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_reset_reaches_a_socket_out_of_credit_and_voids_what_it_held(live, stream, server):
+def test_a_reset_reaches_a_socket_out_of_credit_and_voids_what_it_held(live: Stack, stream: Stream, server) -> None:
     """A paced socket gets the reset without credit; events it held from the old epoch are dropped,
     and with credit it continues after the reset's position."""
     client = WsClient(f"{_node(live, server).ws}/ws/streams/{stream.slug}/?after=0&credit=2")

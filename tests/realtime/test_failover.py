@@ -7,7 +7,9 @@ import httpx
 import pytest
 
 from realtime.client import ChorusClient, Subscription
-from tests.support.processes import wait_until
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
+from tests.support.processes import AsgiNode, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,7 +17,7 @@ CLIENTS = 200
 COMMENTS = 60
 
 
-async def _scenario(pair, live, stream, api_user, gaps):  # type: ignore[no-untyped-def]
+async def _scenario(pair, live, stream, api_user, gaps):
     doomed, survivor = pair
     limits = httpx.Limits(max_connections=50)
     async with (
@@ -54,7 +56,9 @@ async def _scenario(pair, live, stream, api_user, gaps):  # type: ignore[no-unty
         return clients, posted
 
 
-def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(node_pair, live, stream, api_user):
+def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(
+    node_pair: list[AsgiNode], live: Stack, stream: Stream, api_user: ApiUser
+) -> None:
     """200 clients over two nodes, SIGKILL one mid-stream: every client ends with 1..N exactly once, in order."""
     doomed, survivor = node_pair
     gaps: list = []
@@ -62,7 +66,7 @@ def test_clients_of_a_killed_node_resume_on_the_survivor_with_every_event_once(n
 
     assert gaps == []
     for client in clients:
-        assert client.seqs == list(range(1, posted + 1))  # type: ignore[attr-defined]
+        assert client.seqs == list(range(1, posted + 1))
         assert client.stats["duplicates"] == 0
         assert client.stats["holes"] == []  # no event arrived past the next one: nothing to repair
     moved = [c for c in clients if c.urls[0].startswith(doomed.ws)]

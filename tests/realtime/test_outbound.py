@@ -403,4 +403,4 @@ def test_a_frame_encoded_once_is_what_a_websocket_client_reads():
         except StopIteration as done:
             frame = done.value
         assert isinstance(frame, Frame) and frame.opcode is Opcode.TEXT and frame.fin
-        assert frame.data.decode() == text
+        assert bytes(frame.data).decode() == text

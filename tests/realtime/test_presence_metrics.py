@@ -2,10 +2,14 @@
 
 import time
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.support.api import post_comment, wait_published
+from tests.support.processes import AsgiNode
 from tests.support.ws import WsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,7 +20,9 @@ def _viewers(client: WsClient) -> int | None:
     return counts[-1] if counts else None
 
 
-def test_presence_counts_viewers_on_every_node_at_most_once_a_heartbeat(node_pair, stream):
+def test_presence_counts_viewers_on_every_node_at_most_once_a_heartbeat(
+    node_pair: list[AsgiNode], stream: Stream
+) -> None:
     """Viewers on two nodes are summed and pushed to both; a departure is seen; no more than one frame a beat."""
     node_a, node_b = node_pair
     first = WsClient(f"{node_a.ws}/ws/streams/{stream.slug}/")
@@ -34,7 +40,9 @@ def test_presence_counts_viewers_on_every_node_at_most_once_a_heartbeat(node_pai
     second.close()
 
 
-def test_metrics_endpoint_speaks_prometheus_with_the_autoscaler_figures(live, api_user, stream, http):
+def test_metrics_endpoint_speaks_prometheus_with_the_autoscaler_figures(
+    live: Stack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """/metrics parses as Prometheus text and has connections, frames, coalescing, slow clients, Celery."""
     node = live.nodes[0]
     client = WsClient(f"{node.ws}/ws/streams/{stream.slug}/")

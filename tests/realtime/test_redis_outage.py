@@ -5,6 +5,7 @@ import time
 import httpx
 import pytest
 
+from realtime.models import Stream
 from tests.support.events import append_events
 from tests.support.processes import ARTIFACTS, AsgiNode, ManagedProcess, free_port, wait_until
 from tests.support.ws import WsClient
@@ -25,14 +26,14 @@ class PrivateRedis(ManagedProcess):
         return self
 
 
-def _pings(client) -> bool:  # type: ignore[no-untyped-def]
+def _pings(client) -> bool:
     try:
         return bool(client.ping())
     except Exception:
         return False
 
 
-def test_node_stays_responsive_while_its_redis_is_down_and_repairs_after(stream):
+def test_node_stays_responsive_while_its_redis_is_down_and_repairs_after(stream: Stream) -> None:
     """With the hub's Redis killed, /healthz answers promptly (503); back up, missed events arrive in order."""
     port = free_port()
     server = PrivateRedis(port).start()

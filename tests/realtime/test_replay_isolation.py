@@ -22,9 +22,9 @@ REPLAYS = 4  # more than the node's replay threads: some replays wait for a thre
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])
-def test_another_stream_connects_and_gets_live_frames_while_replays_are_stuck(stream, server):
+def test_another_stream_connects_and_gets_live_frames_while_replays_are_stuck(stream: Stream, server) -> None:
     node = AsgiNode(f"node-replays-{server}", server=server).start().wait_ready()
-    other = StreamFactory(slug=f"{stream.slug}-other")
+    other = StreamFactory.create(slug=f"{stream.slug}-other")
     append_events(stream.id, HISTORY)
     replays: list[WsClient] = []
     try:

@@ -13,6 +13,7 @@ import pytest
 from comments.models import Comment, CommentStatus
 from realtime.client import ChorusClient, Subscription
 from realtime.models import Stream
+from tests.conftest import ApiUser, Stack
 from tests.factories import StreamFactory
 from tests.support.processes import ARTIFACTS, ROOT, Balancer, SupervisedNode, wait_until
 
@@ -27,7 +28,7 @@ DRAIN_SECONDS = 3
 class HttpLog(httpx.AsyncHTTPTransport):
     """Every HTTP answer the clients got through the balancer, and every request that got none."""
 
-    def __init__(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.answers: list[tuple[str, int, str | None]] = []
         self.failures: list[str] = []
@@ -80,7 +81,7 @@ async def _post_all(
     return ids
 
 
-async def _scenario(balancer, nodes, slugs, api_user, run_dir, gaps):  # type: ignore[no-untyped-def]
+async def _scenario(balancer, nodes, slugs, api_user, run_dir, gaps):
     transport = HttpLog(limits=httpx.Limits(max_connections=100))
     async with (
         httpx.AsyncClient(timeout=30, transport=transport) as http,
@@ -147,12 +148,12 @@ def _wait_published(ids: list[str]) -> None:
     wait_until(published, timeout=120, interval=0.2, what=f"{len(ids)} comments to be published")
 
 
-def test_rolling_restart_behind_haproxy_loses_nothing(live, api_user):
+def test_rolling_restart_behind_haproxy_loses_nothing(live: Stack, api_user: ApiUser) -> None:
     """500 clients on 20 streams through HAProxy, 20 comments/s posted through it, and
     scripts/rolling_restart.sh drains and restarts each of the 3 nodes in turn: every client ends with
     every event of its stream exactly once, in order; no client sees an error frame; every HTTP
     request gets an answer, and the only non-2xx answers are 503s with Retry-After."""
-    slugs = [StreamFactory(slug=f"roll-{uuid.uuid4().hex[:8]}").slug for _ in range(STREAMS)]
+    slugs = [StreamFactory.create(slug=f"roll-{uuid.uuid4().hex[:8]}").slug for _ in range(STREAMS)]
     random.shuffle(slugs)
     run_dir = ARTIFACTS / f"run-{uuid.uuid4().hex[:8]}"
     pool = f"pool-{uuid.uuid4().hex[:8]}"
@@ -193,7 +194,7 @@ def test_rolling_restart_behind_haproxy_loses_nothing(live, api_user):
     # every client: every event of its stream, once, in order; handed over at least once; no error frame
     assert gaps == []
     for client in clients:
-        seqs = client.seqs  # type: ignore[attr-defined]
+        seqs = client.seqs
         assert seqs == list(range(1, heads[client.stream] + 1)), (client.stream, seqs[-5:], client.urls)
         assert client.stats["duplicates"] == 0
         assert client.stats["error_frames"] == 0
@@ -204,7 +205,7 @@ def test_rolling_restart_behind_haproxy_loses_nothing(live, api_user):
     assert bad == []
 
 
-def test_the_shipped_haproxy_configuration_is_valid():
+def test_the_shipped_haproxy_configuration_is_valid() -> None:
     """deploy/haproxy/chorus.cfg passes HAProxy's own check with make cluster's addresses."""
     haproxy = shutil.which("haproxy")
     assert haproxy, "HAProxy is not installed: apt-get install haproxy (make cluster does it)"

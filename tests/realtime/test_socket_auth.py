@@ -14,13 +14,15 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from realtime.events import user_frame_broadcast
+from realtime.models import Stream
+from tests.conftest import Stack
 from tests.factories import UserFactory
 from tests.support.ws import WsClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _session_cookie(user) -> str:  # type: ignore[no-untyped-def]
+def _session_cookie(user) -> str:
     client = Client()
     client.force_login(user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
@@ -35,9 +37,9 @@ def _signed_in(client: WsClient) -> bool:
     return error["code"] != "auth_required"
 
 
-def test_session_cookie_token_and_anonymous_sockets(live, stream):
+def test_session_cookie_token_and_anonymous_sockets(live: Stack, stream: Stream) -> None:
     """A session or a token signs a socket in; no credential, a bad token, a session older than the password do not."""
-    user = UserFactory()
+    user = UserFactory.create()
     cookie = _session_cookie(user)
     stale_cookie = _session_cookie(user)  # a second session, never used before the password changes
     token = Token.objects.create(user=user).key
@@ -94,9 +96,9 @@ async def _own_frames(sockets: list[websockets.ClientConnection], stream_id: int
         await asyncio.gather(*(ws.close() for ws in sockets))
 
 
-def test_many_users_connecting_at_once_each_get_their_own_user(live, stream):
+def test_many_users_connecting_at_once_each_get_their_own_user(live: Stack, stream: Stream) -> None:
     """60 sockets of 60 users (tokens and sessions) opened together: every one is its own user."""
-    users = [UserFactory() for _ in range(60)]
+    users = [UserFactory.create() for _ in range(60)]
     url = f"{live.nodes[1].ws}/ws/streams/{stream.slug}/"
     targets = [
         (f"{url}?token={Token.objects.create(user=user).key}", {})

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from realtime import protocol
+from realtime.models import Stream
 from tests.support.locks import lock_waiters, table_locked
 from tests.support.processes import AsgiNode, wait_until
 from tests.support.rawws import RawWs
@@ -30,7 +31,7 @@ def _forgotten(node: AsgiNode) -> bool:
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "daphne"])
-def test_a_connect_that_fails_on_redis_is_refused_and_counted_out(stream, server):
+def test_a_connect_that_fails_on_redis_is_refused_and_counted_out(stream: Stream, server) -> None:
     """Redis down while a socket joins its stream: error frame and 4503, and no phantom viewer once Redis is back."""
     redis_server = RedisServer(f"redis-release-{server}").start().wait_ready()
     node = AsgiNode(f"node-release-{server}", server=server, env={"REDIS_URL": redis_server.url}).start()
@@ -60,7 +61,7 @@ def _loop_has_turned(port: int) -> bool:
         return probe.recv(64).startswith(b"HTTP/1.1 400")
 
 
-def test_a_client_that_leaves_during_connect_leaves_no_phantom_viewer(stream):
+def test_a_client_that_leaves_during_connect_leaves_no_phantom_viewer(stream: Stream) -> None:
     """uvicorn raises ClientDisconnected on the hello to a client gone mid-connect; the socket is still released."""
     node = AsgiNode("node-release-gone", server="uvicorn").start().wait_ready()
     try:

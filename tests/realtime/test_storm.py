@@ -2,14 +2,16 @@
 
 import asyncio
 import contextlib
+from functools import partial
 
 import httpx
 import pytest
 import websockets
 from django.test import override_settings
 
+from realtime.models import Stream
 from realtime.nodes import node_list
-from tests.support.processes import wait_until
+from tests.support.processes import AsgiNode, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +25,7 @@ async def _open(url: str) -> websockets.ClientConnection:
     return ws
 
 
-async def _probe(nodes, slug: str, stop: asyncio.Event, statuses: list[int]) -> None:  # type: ignore[no-untyped-def]
+async def _probe(nodes, slug: str, stop: asyncio.Event, statuses: list[int]) -> None:
     """Keep asking for new connections (discovery, health, a fresh socket) while the storm lasts."""
     async with httpx.AsyncClient(timeout=30) as http:
         while not stop.is_set():
@@ -37,7 +39,7 @@ async def _probe(nodes, slug: str, stop: asyncio.Event, statuses: list[int]) -> 
             await asyncio.sleep(0.05)
 
 
-async def _storm(nodes, slug: str) -> list[int]:  # type: ignore[no-untyped-def]
+async def _storm(nodes, slug: str) -> list[int]:
     statuses: list[int] = []
     stop = asyncio.Event()
     prober = asyncio.create_task(_probe(nodes, slug, stop, statuses))
@@ -53,14 +55,21 @@ async def _storm(nodes, slug: str) -> list[int]:  # type: ignore[no-untyped-def]
     return statuses
 
 
-def test_a_thousand_sockets_open_and_close_at_once_without_errors_or_leaks(node_pair, stream):
+def _forgot_every_socket(node: AsgiNode) -> bool:
+    metrics = node.metrics()
+    return metrics["chorus_ws_connections"] == 0 and metrics["chorus_hub_subscribers"] == 0
+
+
+def test_a_thousand_sockets_open_and_close_at_once_without_errors_or_leaks(
+    node_pair: list[AsgiNode], stream: Stream
+) -> None:
     """1,000 sockets over two nodes open and close together: no 5xx meanwhile, all counts back to zero."""
     statuses = asyncio.run(_storm(node_pair, stream.slug))
 
     assert statuses and all(code == 200 for code in statuses), sorted(set(statuses))
     for node in node_pair:
         wait_until(
-            lambda node=node: (m := node.metrics())["chorus_ws_connections"] == 0 and m["chorus_hub_subscribers"] == 0,
+            partial(_forgot_every_socket, node),
             timeout=30,
             what=f"{node.name} to forget every socket",
         )

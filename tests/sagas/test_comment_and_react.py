@@ -4,15 +4,18 @@ compensation, a worker killed between steps, retries, and the report the user se
 import signal
 import uuid
 
+import httpx
 import pytest
 
 from comments.models import Comment, CommentStatus
 from delivery.models import DeadLetter
 from reactions.models import CommentReaction
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
 from sagas.comment_and_react import delete_comment, remove_reaction
 from sagas.definitions import SagaContext
 from sagas.models import SagaRun
+from tests.conftest import ApiUser
+from tests.delivery.conftest import FaultStack
 from tests.support.processes import manage, wait_until
 from tests.support.ws import WsClient
 
@@ -52,7 +55,9 @@ def _live_reactions(comment_id):
     return CommentReaction.objects.filter(comment_id=comment_id, removed_at__isnull=True).count()
 
 
-def test_success_reports_every_step_and_reaches_the_users_socket(saga_stack, api_user, stream, http):
+def test_success_reports_every_step_and_reaches_the_users_socket(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Both steps succeed; the report and a WebSocket frame to the user (only) say so."""
     mine = WsClient(f"{saga_stack.node.ws}/ws/streams/{stream.slug}/?token={api_user.token}")
     theirs = WsClient(f"{saga_stack.node.ws}/ws/streams/{stream.slug}/")
@@ -76,14 +81,18 @@ def test_success_reports_every_step_and_reaches_the_users_socket(saga_stack, api
     theirs.close()
 
 
-def test_same_idempotency_key_starts_one_saga(saga_stack, api_user, stream, http):
+def test_same_idempotency_key_starts_one_saga(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     first = _start(http, saga_stack, stream, api_user, "once", key="saga-key")
     second = _start(http, saga_stack, stream, api_user, "once", key="saga-key")
     assert first["id"] == second["id"]
     assert SagaRun.objects.count() == 1
 
 
-def test_reaction_failing_for_good_deletes_the_comment_and_says_so(saga_stack, api_user, stream, http):
+def test_reaction_failing_for_good_deletes_the_comment_and_says_so(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """The reaction fails for good: the comment is compensated (deleted, comment.deleted broadcast)."""
     watcher = WsClient(f"{saga_stack.node.ws}/ws/streams/{stream.slug}/?after=0")
     report = _wait_state(http, saga_stack, api_user, _start(http, saga_stack, stream, api_user, "fail-react")["id"])
@@ -107,7 +116,9 @@ def test_reaction_failing_for_good_deletes_the_comment_and_says_so(saga_stack, a
     watcher.close()
 
 
-def test_comment_step_failing_leaves_nothing_behind(saga_stack, api_user, stream, http):
+def test_comment_step_failing_leaves_nothing_behind(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     report = _wait_state(http, saga_stack, api_user, _start(http, saga_stack, stream, api_user, "fail-comment")["id"])
     steps = _steps(report)
     assert report["state"] == "compensated"
@@ -116,7 +127,9 @@ def test_comment_step_failing_leaves_nothing_behind(saga_stack, api_user, stream
     assert not Comment.objects.filter(stream=stream).exclude(status=CommentStatus.DELETED).exists()
 
 
-def test_failure_after_the_reactions_side_effect_is_undone_too(saga_stack, api_user, stream, http):
+def test_failure_after_the_reactions_side_effect_is_undone_too(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """The reaction was written, then the step failed: its compensation removes it anyway."""
     report = _wait_state(
         http, saga_stack, api_user, _start(http, saga_stack, stream, api_user, "fail-after-react")["id"]
@@ -132,7 +145,9 @@ def test_failure_after_the_reactions_side_effect_is_undone_too(saga_stack, api_u
 @pytest.mark.parametrize(
     ("body", "broken"), [("fail-react fail-undo-comment", "comment"), ("fail-react fail-undo-react", "react")]
 )
-def test_failed_compensation_is_dead_lettered_reported_and_retryable(saga_stack, api_user, stream, http, body, broken):
+def test_failed_compensation_is_dead_lettered_reported_and_retryable(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client, body, broken
+) -> None:
     """A compensation that fails for good is never silent: dead letter, report, then a retry fixes it."""
     started = _start(http, saga_stack, stream, api_user, body)
     report = _wait_state(http, saga_stack, api_user, started["id"])
@@ -161,7 +176,9 @@ def test_failed_compensation_is_dead_lettered_reported_and_retryable(saga_stack,
         saga_stack.restart_worker()
 
 
-def test_retry_after_compensation_runs_the_saga_again_as_a_new_generation(saga_stack, api_user, stream, http):
+def test_retry_after_compensation_runs_the_saga_again_as_a_new_generation(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     started = _start(http, saga_stack, stream, api_user, "fail-react")
     _wait_state(http, saga_stack, api_user, started["id"])
     saga_stack.restart_worker(CHORUS_FAULT_INJECT="")
@@ -195,7 +212,9 @@ def _kill_worker_as_step_2_starts(http, stack, stream, user) -> dict:
     return started
 
 
-def test_worker_killed_between_steps_is_resumed(saga_stack, api_user, stream, http):
+def test_worker_killed_between_steps_is_resumed(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """The worker dies as step 2 starts (after step 1 committed); the saga resumes and finishes once."""
     started = _kill_worker_as_step_2_starts(http, saga_stack, stream, api_user)
     saga_stack.restart_worker(CHORUS_FAULT_INJECT="")
@@ -212,7 +231,9 @@ def test_worker_killed_between_steps_is_resumed(saga_stack, api_user, stream, ht
         saga_stack.restart_worker()
 
 
-def test_compensations_run_twice_have_one_effect(saga_stack, api_user, stream, http):
+def test_compensations_run_twice_have_one_effect(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Running the undo of both steps again (or for a step that never happened) changes nothing."""
     report = _wait_state(http, saga_stack, api_user, _start(http, saga_stack, stream, api_user, "fail-react")["id"])
     run = SagaRun.objects.get(id=report["id"])
@@ -236,7 +257,9 @@ def test_compensations_run_twice_have_one_effect(saga_stack, api_user, stream, h
     assert StreamEvent.objects.filter(stream=stream).count() == events_before
 
 
-def test_bad_input_and_other_users(saga_stack, api_user, stream, http):
+def test_bad_input_and_other_users(
+    saga_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     from rest_framework.authtoken.models import Token
 
     from tests.conftest import ApiUser
@@ -263,14 +286,16 @@ def test_bad_input_and_other_users(saga_stack, api_user, stream, http):
     )
     assert SagaRun.objects.count() == 0
     started = _start(http, saga_stack, stream, api_user, "mine")
-    other_user = UserFactory()
+    other_user = UserFactory.create()
     other = ApiUser(user=other_user, token=Token.objects.create(user=other_user).key)
     assert http.get(f"{base}/sagas/{started['id']}", headers=other.headers).status_code == 404
     assert http.post(f"{base}/sagas/{started['id']}/retry", headers=other.headers).status_code == 404
     assert http.get(f"{base}/sagas/not-a-uuid", headers=api_user.headers).status_code == 404
 
 
-def test_the_periodic_sweep_resumes_a_saga_whose_worker_died_between_steps(api_user, stream, http):
+def test_the_periodic_sweep_resumes_a_saga_whose_worker_died_between_steps(
+    api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """With redelivery out of reach (a long visibility timeout), beat's stalled-saga sweep finishes it."""
     import os
 

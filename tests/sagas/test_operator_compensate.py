@@ -6,15 +6,19 @@ machine, and a step that outlives its lease (a slow call) next to one that never
 
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from comments.models import Comment, CommentStatus
-from realtime.models import StreamEvent
+from realtime.models import Stream, StreamEvent
 from sagas.models import SagaStep
+from tests.conftest import ApiUser
 from tests.delivery.conftest import FaultStack, start_fault_stack
 from tests.sagas.test_comment_and_react import _report, _start, _steps, _wait_state
 from tests.support.processes import manage, wait_until
@@ -46,14 +50,14 @@ def _compensate(stack: FaultStack, saga_id: str) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def _wait_running(http, stack, user, saga_id: str, step: str) -> SagaStep:  # type: ignore[no-untyped-def]
+def _wait_running(http, stack, user, saga_id: str, step: str) -> SagaStep:
     wait_until(
         lambda: _steps(_report(http, stack, user, saga_id))[step]["state"] == "running",
         timeout=30,
         interval=0.02,
         what=f"step {step} to run",
     )
-    return SagaStep.objects.get(run_id=saga_id, name=step)
+    return SagaStep.objects.get(run_id=uuid.UUID(saga_id), name=step)
 
 
 def _wait_claim_expired(step: SagaStep) -> None:
@@ -62,7 +66,9 @@ def _wait_claim_expired(step: SagaStep) -> None:
     wait_until(lambda: timezone.now() > expiry, timeout=CLAIM_LEASE_SECONDS + 5, what="the claim to expire")
 
 
-def test_compensate_is_refused_while_a_step_holds_a_live_claim(compensate_stack, api_user, stream, http):
+def test_compensate_is_refused_while_a_step_holds_a_live_claim(
+    compensate_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Step 2 hangs inside its claim: compensate is refused (exit 3, saying why) and changes nothing;
     once the claim has expired the step counts as abandoned and compensate undoes the saga."""
     started = _start(http, compensate_stack, stream, api_user, "hang-react")
@@ -90,7 +96,9 @@ def test_compensate_is_refused_while_a_step_holds_a_live_claim(compensate_stack,
         compensate_stack.restart_worker()
 
 
-def test_a_step_that_commits_after_it_was_compensated_undoes_its_effect(compensate_stack, api_user, stream, http):
+def test_a_step_that_commits_after_it_was_compensated_undoes_its_effect(
+    compensate_stack: FaultStack, api_user: ApiUser, stream: Stream, http: httpx.Client
+) -> None:
     """Step 1 is slow and outlives its claim; the operator compensates meanwhile, which finds nothing to
     undo; when the action then publishes its comment, the step sees it was abandoned and deletes it."""
     started = _start(http, compensate_stack, stream, api_user, "slow-comment")
@@ -113,7 +121,9 @@ def test_a_step_that_commits_after_it_was_compensated_undoes_its_effect(compensa
     assert _report(http, compensate_stack, api_user, started["id"])["state"] == "compensated"
 
 
-def test_the_admin_action_refuses_a_step_with_a_live_claim_and_says_why(client, api_user, stream):
+def test_the_admin_action_refuses_a_step_with_a_live_claim_and_says_why(
+    client: Client, api_user: ApiUser, stream: Stream
+) -> None:
     """The admin's "compensate" on a saga whose step a worker holds leaves it alone, with a warning."""
     from sagas.models import SagaRun, SagaState, StepState
     from tests.factories import UserFactory
@@ -128,7 +138,7 @@ def test_the_admin_action_refuses_a_step_with_a_live_claim_and_says_why(client, 
     )
     SagaStep.objects.create(run=run, index=0, name="comment", state=StepState.RUNNING, claimed_at=timezone.now())
     SagaStep.objects.create(run=run, index=1, name="react")
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    client.force_login(UserFactory.create(is_staff=True, is_superuser=True))
 
     # when
     page = client.post(

@@ -1,20 +1,28 @@
 """ "Comment and react" on the live page: the saga's outcome shown step by step, and a retry of
 what failed, in Chromium against a node and a worker that fail on purpose."""
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import expect
 
+from realtime.models import Stream
 from tests.client.conftest import js_build  # noqa: F401  (the page loads the built package)
+from tests.delivery.conftest import FaultStack
 from tests.factories import UserFactory
 from tests.test_demo_page import chromium, open_page
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 
-def test_a_failed_reaction_is_shown_undone_and_retried_from_the_page(js_build, saga_stack, stream):  # noqa: F811
+def test_a_failed_reaction_is_shown_undone_and_retried_from_the_page(
+    js_build: Path,  # noqa: F811
+    saga_stack: FaultStack,
+    stream: Stream,
+) -> None:
     """The reaction fails for good: the card says the comment was posted and undone and the
     reaction failed; once the fault is gone, Retry (from the keyboard) runs it again to success."""
-    UserFactory(username="frank", password="pw-for-tests")
+    UserFactory.create(username="frank", password="pw-for-tests")
     with chromium() as browser:
         page = open_page(browser, saga_stack.node.http, stream.slug, login="frank")
         page.fill("#body", "fail-react <i>now</i>")

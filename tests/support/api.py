@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 
 import httpx
+from django.db.models import QuerySet
 
 from comments.models import Comment, CommentStatus
 from tests.support.processes import wait_until
@@ -13,6 +14,13 @@ def post_comment(
 ) -> httpx.Response:
     extra = {"Idempotency-Key": key} if key else {}
     return client.post(f"{base}/api/v1/streams/{slug}/comments", json={"body": body}, headers={**headers, **extra})
+
+
+def comment_seqs(comments: QuerySet[Comment]) -> list[int]:
+    """The sequence numbers of ``comments``, sorted; every one must have one (be published)."""
+    seqs = list(comments.values_list("seq", flat=True))
+    assert None not in seqs, "a comment without a sequence number"
+    return sorted(seq for seq in seqs if seq is not None)
 
 
 def wait_published(comment_ids: Iterable[str], *, timeout: float = 60) -> None:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import psycopg
@@ -30,7 +31,9 @@ def scratch_database_url(backend: str, *, suffix: str, directory: Path) -> str:
     return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
 
 
-def run_module(module: str, *, database_url: str, env: dict[str, str] | None = None, timeout: float = 180) -> dict:  # type: ignore[type-arg]
+def run_module(
+    module: str, *, database_url: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> dict[str, Any]:
     """Run ``python -m module`` with the production settings on ``database_url``; its last line of
     output, as JSON. Fails with the process's output if it fails."""
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "project.settings", **(env or {})}

@@ -11,8 +11,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -25,8 +28,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.05, what: str = "") -> object:
-    """Poll ``condition`` until it returns something truthy; fail loudly at the deadline."""
+def wait_until(condition: Callable[[], T | None], *, timeout: float, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail loudly at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -63,7 +66,7 @@ class ManagedProcess:
         self.log_path = ARTIFACTS / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> Self:
         log = self.log_path.open("ab")
         log.write(f"\n===== start {' '.join(self.argv)}\n".encode())
         log.flush()
@@ -171,7 +174,7 @@ class AsgiNode(ManagedProcess):
                 samples[name] = float(value)
         return samples
 
-    def wait_ready(self, timeout: float = 30) -> "AsgiNode":
+    def wait_ready(self, timeout: float = 30) -> Self:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
@@ -200,13 +203,13 @@ class CeleryWorker(ManagedProcess):
         ]  # fmt: skip
         super().__init__(name, argv, env)
 
-    def start(self) -> "CeleryWorker":
+    def start(self) -> Self:
         # Remember where this run's log begins: the worker may be ready before wait_ready is called.
         self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         super().start()
         return self
 
-    def wait_ready(self, timeout: float = 60) -> "CeleryWorker":
+    def wait_ready(self, timeout: float = 60) -> Self:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
@@ -265,7 +268,7 @@ class SupervisedNode(ManagedProcess):
         except httpx.HTTPError:
             return False
 
-    def wait_ready(self, timeout: float = 60) -> "SupervisedNode":
+    def wait_ready(self, timeout: float = 60) -> Self:
         def ready() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
@@ -310,7 +313,7 @@ class Balancer(ManagedProcess):
         servers = [row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")]
         return {(row["pxname"], row["svname"]): row["status"] for row in servers}
 
-    def wait_all_up(self, timeout: float = 30) -> "Balancer":
+    def wait_all_up(self, timeout: float = 30) -> Self:
         def all_up() -> bool:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited:\n{self.log_text()[-3000:]}")

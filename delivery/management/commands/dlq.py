@@ -108,7 +108,8 @@ class Command(BaseCommand):
 
     def _act(self, verb: str, service: Any, ids: list[int], all_: bool, task: str | None) -> int:
         targets = self._targets(ids, all_, task)
-        done, skipped = [], []
+        done: list[int] = []
+        skipped: list[int] = []
         for letter_id in targets:
             (done if service(dead_letter_id=letter_id) else skipped).append(letter_id)
         self.stdout.write(f"{verb} {len(done)}: {' '.join(map(str, done)) or '-'}")
