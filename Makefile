@@ -10,12 +10,13 @@ run:
 cluster:
 	@scripts/cluster.sh
 
-# The whole test suite against real PostgreSQL, Redis, Celery workers and ASGI servers; first the
+# The whole test suite against real PostgreSQL, Redis, Celery workers, ASGI servers and HAProxy; first the
 # JavaScript client is built and its size checked (scripts/js.sh), its tests run within pytest.
 test:
 	@scripts/venv.sh requirements-dev.txt
 	@CHORUS_NEED_RABBITMQ=1 scripts/services.sh
 	@scripts/browser.sh
+	@scripts/haproxy.sh
 	@scripts/js.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 

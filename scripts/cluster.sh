@@ -11,15 +11,7 @@ scripts/venv.sh requirements.txt
 source .venv/bin/activate
 scripts/services.sh || exit 1
 
-if ! command -v haproxy >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing HAProxy (Debian's package)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy >/dev/null
-  else
-    echo "!! HAProxy is not installed: apt-get install haproxy (as root), then run make cluster again" >&2
-    exit 1
-  fi
-fi
+scripts/haproxy.sh || { echo "!! then run make cluster again" >&2; exit 1; }
 
 if [ -z "${DATABASE_URL:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "!! make cluster needs PostgreSQL (three nodes and a worker share it): start it or set DATABASE_URL" >&2
