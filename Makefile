@@ -42,7 +42,7 @@ clean:
 	rm -rf .venv staticfiles .pytest_cache .ruff_cache .mypy_cache .celerybeat-schedule* clients/js/node_modules clients/js/dist
 
 # Benchmarks, each against a baseline measured in the same run (docs/BENCHMARKS.md): all of them,
-# or one with BENCH=fanout|writepath|connections|scale; BENCH_ARGS go to the benchmark(s) run, e.g.
+# or one with BENCH=fanout|writepath|connections|scale|sequencer; BENCH_ARGS go to the benchmark(s) run, e.g.
 # BENCH=writepath BENCH_ARGS="--quick" make bench. BENCH=scale needs HAProxy and Redis 7 (make cluster's).
 BENCH ?= all
 # Every tree a benchmark runs (its baseline checkouts too) gets this checkout's local secret key.
@@ -51,11 +51,15 @@ bench:
 	@scripts/venv.sh requirements-dev.txt
 	@scripts/services.sh
 	@scripts/secret_key.sh
-	@case "$(BENCH)" in all|fanout|writepath|connections|scale) ;; *) echo "BENCH must be all, fanout, writepath, connections or scale"; exit 2 ;; esac
+	@case "$(BENCH)" in all|fanout|writepath|connections|scale|sequencer) ;; *) echo "BENCH must be all, fanout, writepath, connections, scale or sequencer"; exit 2 ;; esac
 	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = fanout ]; then \
 	  export $(BENCH_SECRET); DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
 	  REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
 	  .venv/bin/python bench/fanout.py $(BENCH_ARGS); fi
+	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = sequencer ]; then \
+	  export $(BENCH_SECRET); DATABASE_URL=$${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/chorus_bench} \
+	  REDIS_URL=$${BENCH_REDIS_URL:-redis://127.0.0.1:6379/11} CHORUS_REDIS_PREFIX=chorus-bench \
+	  .venv/bin/python bench/sequencer.py $(BENCH_ARGS); fi
 	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = writepath ]; then \
 	  export $(BENCH_SECRET); .venv/bin/python bench/writepath.py $(BENCH_ARGS); fi
 	@if [ "$(BENCH)" = all ] || [ "$(BENCH)" = connections ]; then \
