@@ -404,3 +404,52 @@ def test_a_frame_encoded_once_is_what_a_websocket_client_reads():
             frame = done.value
         assert isinstance(frame, Frame) and frame.opcode is Opcode.TEXT and frame.fin
         assert bytes(frame.data).decode() == text
+
+
+def test_a_burst_goes_out_as_one_write_of_encoded_frames_within_the_credit():
+    """The sender writes the buffered run after last_sent in one raw write (repeats dropped, a
+    jump filled from the log first), never past the credit; the rest waits for more credit."""
+    from websockets.frames import Frame
+    from websockets.streams import StreamReader
+
+    def seqs_in(data: bytes) -> list[int]:
+        reader = StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        found = []
+        while reader.buffer:
+            parser = Frame.parse(reader.read_exact, mask=False, max_size=None)
+            try:
+                while True:
+                    next(parser)
+            except StopIteration as done:
+                found.append(json.loads(bytes(done.value.data))["seq"])
+        return found
+
+    async def scenario() -> None:
+        out, wire, log, stats = socket(head=6)  # the log as the node read it: up to 6
+        writes: list[bytes] = []
+
+        def raw(data: bytes) -> bool:
+            writes.append(data)
+            return True
+
+        out.begin(epoch=1, last_sent=0, behind=False)
+        out.open(write_buffered=lambda: wire.unread, writes_through=True, raw_write=raw)
+        out.credit = 3
+        for seq in (1, 2, 3, 3):
+            out.offer(seq, event(seq))
+        await idle(out)
+        assert [seqs_in(data) for data in writes] == [[1, 2, 3]] and out.last_sent == 3 and out.credit == 0
+        out.offer(4, event(4))
+        await idle(out)
+        assert out.last_sent == 3  # no credit left: it waits
+        out.add_credit(10)
+        await idle(out)
+        out.offer(7, event(7))  # 5 and 6 were never offered: read from the log first, then 7
+        await idle(out)
+        assert [seqs_in(data) for data in writes] == [[1, 2, 3], [4], [7]]
+        assert wire.seqs() == [5, 6] and log.reads >= 1
+        assert out.last_sent == 7 and stats.frames_sent == 7
+
+    run(scenario)
