@@ -188,6 +188,10 @@ LOG_LEVEL = os.environ.get("CHORUS_LOG_LEVEL", "INFO")
 # loaded at startup from garbage collection, and how long a thread may hold the GIL while another
 # waits (seconds; 0 keeps CPython's 0.005).
 CHORUS_GC_FREEZE = _bool("CHORUS_GC_FREEZE", True)
+# Nodes keep freezing what survives (its sockets): every CHORUS_GC_REFREEZE_SECONDS after a young
+# collection, and every CHORUS_GC_FULL_SECONDS after a full one that reclaims what died frozen.
+CHORUS_GC_REFREEZE_SECONDS = _float("CHORUS_GC_REFREEZE_SECONDS", 1.0)
+CHORUS_GC_FULL_SECONDS = _float("CHORUS_GC_FULL_SECONDS", 600.0)
 CHORUS_GIL_SWITCH_INTERVAL = _float("CHORUS_GIL_SWITCH_INTERVAL", 0.0005)
 # Under daphne, send a frame at once when nothing is buffered (realtime/daphne_tuning.py).
 CHORUS_DAPHNE_WRITE_THROUGH = _bool("CHORUS_DAPHNE_WRITE_THROUGH", True)
@@ -309,6 +313,8 @@ __all__ = [
     "CHORUS_FAULT_INJECT",
     "CHORUS_GATEWAY_REDIS_URL",
     "CHORUS_GC_FREEZE",
+    "CHORUS_GC_FULL_SECONDS",
+    "CHORUS_GC_REFREEZE_SECONDS",
     "CHORUS_GIL_SWITCH_INTERVAL",
     "CHORUS_HOT_STREAM_HOLD_SECONDS",
     "CHORUS_HOT_STREAM_SHARDS",
