@@ -35,7 +35,8 @@ from realtime.selectors import stream_event_frames, stream_positions
 from realtime.transport import (
     PEER_GONE_ERRORS,
     connection_trim,
-    raw_frame_writer,
+    raw_frame_write,
+    raw_frames_supported,
     write_buffer_probe,
     writes_through,
 )
@@ -87,6 +88,9 @@ class AsgiWire:
         if reason:
             message["reason"] = reason
         await self.send(message)
+
+    def write_encoded(self, data: bytes) -> bool:
+        return raw_frame_write(self.send, data)
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -213,7 +217,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         out.open(
             write_buffered=write_buffer_probe(self.base_send),
             writes_through=writes_through(self.base_send),
-            raw_write=raw_frame_writer(self.base_send),
+            raw_writes=raw_frames_supported(self.base_send),
         )
 
     async def _join(

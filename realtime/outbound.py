@@ -30,7 +30,7 @@ from django.conf import settings
 
 from realtime import protocol
 from realtime.stats import NodeStats
-from realtime.transport import PEER_GONE_ERRORS, RawFrameWriter, WriteBufferProbe, text_frame_bytes, write_mode
+from realtime.transport import PEER_GONE_ERRORS, WriteBufferProbe, text_frame_bytes, write_mode
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ class Wire(Protocol):
 
     async def close(self, code: int, reason: str | None = None) -> None:
         """Close the socket with ``code`` (and ``reason`` in the close frame)."""
+
+    def write_encoded(self, data: bytes) -> bool:
+        """Write frames encoded by ``realtime.transport.text_frame_bytes`` now, if the server lets
+        this wire do that and is writing; False if nothing was written."""
 
 
 class LogReader(Protocol):
@@ -87,7 +91,7 @@ class Outbound:
 
     __slots__ = (
         "buffer", "closing", "credit", "direct_sends", "epoch", "label", "lagging", "last_sent", "limits", "live",
-        "log_pending", "raw_write", "read_log", "reset_pending", "resync_after", "rewake", "send_claims", "send_lock",
+        "log_pending", "raw_writes", "read_log", "reset_pending", "resync_after", "rewake", "send_claims", "send_lock",
         "sender", "snapshots", "stall_poll_pending", "stalled_since", "stats", "stream_id", "user_id", "wire",
         "write_buffered",
     )  # fmt: skip
@@ -123,8 +127,8 @@ class Outbound:
         self.stall_poll_pending = False
         self.write_buffered: WriteBufferProbe | None = None  # the socket's unflushed bytes, if measurable
         self.direct_sends = False
-        # Writes an event frame encoded once for every socket (None: every frame goes through ``wire``).
-        self.raw_write: RawFrameWriter | None = None
+        # The wire takes event frames encoded once for every socket (``Wire.write_encoded``).
+        self.raw_writes = False
 
     # --- the socket's life ---------------------------------------------------------------------
 
@@ -147,18 +151,18 @@ class Outbound:
         *,
         write_buffered: WriteBufferProbe | None,
         writes_through: bool,
-        raw_write: RawFrameWriter | None = None,
+        raw_writes: bool = False,
     ) -> None:
         """The client has its hello: from now on frames go out.
 
         ``write_buffered`` measures the socket's unflushed bytes (None where it cannot be measured);
         ``writes_through``: a send on an idle socket reaches it at once, so the hub may write to it
         directly (where a send only fills a buffer, the sender's batched writes are cheaper).
-        ``raw_write``: where the server allows it, the hub's direct writes hand over the event's
-        frame encoded once for all sockets (``write_encoded``).
+        ``raw_writes``: the server lets the wire take frames encoded once for all sockets
+        (``write_encoded``), for the hub's direct writes and the sender's runs.
         """
         self.write_buffered = write_buffered
-        self.raw_write = raw_write
+        self.raw_writes = raw_writes
         self.direct_sends = writes_through and write_buffered is not None
         self.live = True
         if self.lagging or self.buffer or self.snapshots:
@@ -239,8 +243,7 @@ class Outbound:
         """Write the event (``data``: its frame from ``realtime.transport.text_frame_bytes``) at once,
         without a task switch; only after ``can_send_now``. False if nothing was written: the
         server is not writing right now, and the caller uses ``send_now``."""
-        raw_write = self.raw_write
-        if raw_write is None or seq != self.last_sent + 1 or not raw_write(data):
+        if not self.raw_writes or seq != self.last_sent + 1 or not self.wire.write_encoded(data):
             return False
         self.last_sent = seq
         if self.credit is not None:
@@ -423,7 +426,7 @@ class Outbound:
             if seq > self.last_sent + 1:
                 self.log_pending = True  # a jump: fill it from the log first
                 continue
-            if self.raw_write is not None and self._write_buffered_run():
+            if self.raw_writes and self._write_buffered_run():
                 continue
             self.buffer.popleft()
             await self._send_event(seq, frame)
@@ -436,7 +439,7 @@ class Outbound:
         A sender woken in a burst finds several frames: one system call for all of them instead of
         an ASGI send (and a write) each.
         """
-        assert self.buffer is not None and self.raw_write is not None
+        assert self.buffer is not None
         run: list[tuple[int, str]] = []
         expected = self.last_sent + 1
         room = RAW_RUN if self.credit is None else min(RAW_RUN, self.credit)
@@ -445,7 +448,7 @@ class Outbound:
                 break
             run.append((seq, frame))
             expected += 1
-        if not run or not self.raw_write(b"".join(text_frame_bytes(frame) for _, frame in run)):
+        if not run or not self.wire.write_encoded(b"".join(text_frame_bytes(frame) for _, frame in run)):
             return False
         for _ in run:
             self.buffer.popleft()

@@ -200,7 +200,7 @@ def text_frame_bytes(frame: str) -> bytes:
     """``frame`` as one unfragmented WebSocket text frame from a server (RFC 6455: no mask).
 
     The same bytes are right for every socket without a negotiated extension, so a fan-out
-    encodes an event once and writes these to each socket (``raw_frame_writer``).
+    encodes an event once and writes these to each socket (``raw_frame_write``).
     """
     payload = frame.encode()
     size = len(payload)
@@ -213,41 +213,50 @@ def text_frame_bytes(frame: str) -> bytes:
     return header + payload
 
 
-RawFrameWriter = Callable[[bytes], bool]
+def raw_frames_supported(send: Callable[..., Any]) -> bool:
+    """Whether ``raw_frame_write`` may write to the socket behind ``send``.
 
-
-def raw_frame_writer(send: Callable[..., Any]) -> RawFrameWriter | None:
-    """A function that writes bytes from ``text_frame_bytes`` straight to the socket behind
-    ``send``, or None where that is not safe.
-
-    Only for uvicorn's websockets-sansio protocol on a connection without extensions (Chorus runs
-    uvicorn with compression off): there a send is ``conn.send_text`` (framing what is above),
-    then ``transport.write``. Writing the frame encoded once skips, per socket, the ASGI message,
-    uvicorn's checks and the framing. The writer returns False (nothing written) unless the
-    connection is open and writing now, in which case the caller sends through ``send`` instead,
-    where uvicorn decides.
+    Only uvicorn's websockets-sansio protocol on a connection without extensions (Chorus runs
+    uvicorn with compression off): there a send is ``conn.send_text`` (framing what
+    ``text_frame_bytes`` makes), then ``transport.write``. Writing the frame encoded once skips,
+    per socket, the ASGI message, uvicorn's checks and the framing.
     """
     protocol = _protocol(send)
-    if type(protocol).__name__ != "WebSocketsSansIOProtocol":
-        return None
-    conn = getattr(protocol, "conn", None)
-    transport = getattr(protocol, "transport", None)
-    if conn is None or transport is None or getattr(conn, "extensions", None):
-        return None
-    from websockets.protocol import State
+    return (
+        type(protocol).__name__ == "WebSocketsSansIOProtocol"
+        and getattr(protocol, "conn", None) is not None
+        and getattr(protocol, "transport", None) is not None
+        and not protocol.conn.extensions
+    )
 
-    def write(data: bytes) -> bool:
-        if (
-            protocol.close_sent
-            or protocol.disconnected
-            or not protocol.handshake_complete
-            or protocol.initial_response is not None
-            or not protocol.writable.is_set()
-            or conn.state is not State.OPEN
-            or transport.is_closing()
-        ):
-            return False
-        transport.write(data)
-        return True
 
-    return write
+def raw_frame_write(send: Callable[..., Any], data: bytes) -> bool:
+    """Write ``data`` (frames from ``text_frame_bytes``) straight to the socket behind ``send``
+    (one that ``raw_frames_supported``); False, with nothing written, unless the connection is
+    open and uvicorn is writing now: then the caller sends through ``send``, where uvicorn decides.
+    Keeps nothing per socket: the protocol is found from ``send`` on each call."""
+    protocol = _protocol(send)
+    transport = protocol.transport
+    if (
+        protocol.close_sent
+        or protocol.disconnected
+        or not protocol.handshake_complete
+        or protocol.initial_response is not None
+        or not protocol.writable.is_set()
+        or protocol.conn.state is not _OPEN
+        or transport.is_closing()
+    ):
+        return False
+    transport.write(data)
+    return True
+
+
+def _open_state() -> object:
+    try:
+        from websockets.protocol import State
+    except ImportError:  # daphne-only installs: raw_frames_supported is never true there
+        return object()
+    return State.OPEN
+
+
+_OPEN = _open_state()

@@ -31,6 +31,8 @@ class Wire:
         self.closed: tuple[int, str | None] | None = None
         self.unread = 0
         self.gate: asyncio.Event | None = None  # set: a send waits until it opens
+        self.encoded: list[bytes] = []
+        self.encoded_refused = False
 
     async def send_text(self, frame: str) -> None:
         if self.gate is not None:
@@ -39,6 +41,13 @@ class Wire:
 
     async def close(self, code: int, reason: str | None = None) -> None:
         self.closed = (code, reason)
+
+    def write_encoded(self, data: bytes) -> bool:
+        """Frames encoded once: taken (recorded in ``encoded``) unless ``encoded_refused``."""
+        if self.encoded_refused:
+            return False
+        self.encoded.append(data)
+        return True
 
     def seqs(self) -> list[int]:
         return [frame["seq"] for frame in self.frames if frame["type"] == "event"]
@@ -351,31 +360,23 @@ def test_release_stops_the_sender_and_the_stall_count():
 
 
 def test_an_event_encoded_once_is_written_without_a_send_where_the_server_allows_it():
-    """write_encoded: the bytes go to the socket's raw writer and count as the event sent; where the
-    server has no raw writer, or is not writing right now, nothing is written and the hub sends."""
+    """write_encoded: the bytes go to the wire's write_encoded and count as the event sent; where the
+    server does not take encoded frames, or is not writing right now, nothing is written and the hub sends."""
     from realtime.transport import text_frame_bytes
 
     async def scenario() -> None:
         out, wire, _log, stats = socket(head=3)
         open_at(out, wire)
-        assert not out.write_encoded(1, text_frame_bytes(event(1)))  # no raw writer (daphne)
+        assert not out.write_encoded(1, text_frame_bytes(event(1)))  # not opened for encoded frames (daphne)
         assert out.last_sent == 0 and stats.frames_sent == 0
 
-        written: list[bytes] = []
-        accepting = True
-
-        def raw(data: bytes) -> bool:
-            if accepting:
-                written.append(data)
-            return accepting
-
-        out.open(write_buffered=lambda: wire.unread, writes_through=True, raw_write=raw)
+        out.open(write_buffered=lambda: wire.unread, writes_through=True, raw_writes=True)
         out.credit = 5
         assert out.can_send_now(1) and out.write_encoded(1, text_frame_bytes(event(1)))
-        assert written == [text_frame_bytes(event(1))]
+        assert wire.encoded == [text_frame_bytes(event(1))]
         assert (out.last_sent, out.credit, stats.frames_sent, stats.frames_direct) == (1, 4, 1, 1)
         assert not out.write_encoded(3, text_frame_bytes(event(3)))  # never past a gap
-        accepting = False  # the server is closing or holding writes
+        wire.encoded_refused = True  # the server is closing or holding writes
         assert not out.write_encoded(2, text_frame_bytes(event(2))) and out.last_sent == 1
         await out.send_now(2, event(2))  # what the hub does then
         assert wire.seqs() == [2] and out.last_sent == 2
@@ -428,14 +429,9 @@ def test_a_burst_goes_out_as_one_write_of_encoded_frames_within_the_credit():
 
     async def scenario() -> None:
         out, wire, log, stats = socket(head=6)  # the log as the node read it: up to 6
-        writes: list[bytes] = []
-
-        def raw(data: bytes) -> bool:
-            writes.append(data)
-            return True
-
         out.begin(epoch=1, last_sent=0, behind=False)
-        out.open(write_buffered=lambda: wire.unread, writes_through=True, raw_write=raw)
+        out.open(write_buffered=lambda: wire.unread, writes_through=True, raw_writes=True)
+        writes = wire.encoded
         out.credit = 3
         for seq in (1, 2, 3, 3):
             out.offer(seq, event(seq))
