@@ -264,7 +264,7 @@ class _Poster(threading.Thread):
             self.retries += 1
             if time.monotonic() > deadline:
                 raise AssertionError(f"comment {i} not accepted within 30 s")
-            time.sleep(0.1)
+            time.sleep(0.1)  # a client's backoff before it retries with the same key (bounded by the deadline)
 
 
 def test_a_log_reset_is_announced_on_the_partition_and_reaches_sockets_on_both_nodes(

@@ -208,7 +208,7 @@ def test_a_node_configured_as_the_manifest_says_answers_its_probes_and_drains_in
         while node.alive() and time.monotonic() - stopped < pod["terminationGracePeriodSeconds"]:
             # Until it stops listening: never ready again, always alive.
             assert _status(node, ready) in (503, None) and _status(node, live_path) in (200, None)
-            time.sleep(0.05)
+            time.sleep(0.05)  # sampling interval of an invariant held until exit (bounded by the grace period)
         assert socket.wait_closed(timeout=5) == 4503
         node.proc.wait(timeout=5)
         prestop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
